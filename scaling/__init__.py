@@ -1,0 +1,33 @@
+"""scaling: plan, launch, train, fit and compare scaling-law sweeps.
+
+The public API, imported lazily so `import scaling` stays cheap (no torch, no scipy until used):
+    load_sweep, plan_sweep, launch, sweep_status, load_results, ChinchillaLaw, fit_sweep, read_points_csv
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = {
+    "load_sweep": "scaling.config",
+    "SweepConfig": "scaling.config",
+    "plan_sweep": "scaling.plan",
+    "RunSpec": "scaling.plan",
+    "launch": "scaling.launch",
+    "sweep_status": "scaling.launch",
+    "load_results": "scaling.results",
+    "ChinchillaLaw": "scaling.fit",
+    "fit_sweep": "scaling.fit",
+    "read_points_csv": "scaling.fit",
+    "train_run": "scaling.train",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'scaling' has no attribute {name!r}")

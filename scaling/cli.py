@@ -1,0 +1,250 @@
+"""Command line: `scaling plan|run|status|fit|plot|compare|train`.
+
+Each verb is a thin function over the package API; user errors (ScalingError) print as one line on
+stderr with exit status 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from scaling.config import SweepConfig, load_sweep
+from scaling.errors import ConfigError, ScalingError
+from scaling.plan import Plan, plan_sweep
+
+log = logging.getLogger("scaling")
+
+VERBS = ("plan", "run", "status", "fit", "plot", "compare", "train")
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """`--set launch.max_parallel=4` -> {"launch.max_parallel": 4}; values are parsed as TOML."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair}: expected KEY=VALUE, e.g. launch.max_parallel=4")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value  # a bare string such as slurm partition names
+    return out
+
+
+def _load(args: argparse.Namespace) -> SweepConfig:
+    overrides = _overrides(getattr(args, "set", None))
+    if getattr(args, "backend", None):
+        overrides["launch.backend"] = args.backend
+    if getattr(args, "max_parallel", None):
+        overrides["launch.max_parallel"] = args.max_parallel
+    return load_sweep(args.sweep, overrides)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def print_plan(plan: Plan) -> None:
+    frame = plan.to_frame()
+    cfg = plan.sweep
+    shown = frame[["run_id", "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd",
+                   "tokens_per_param", "n_steps", "est_s"]]
+    with pd.option_context("display.max_rows", 500, "display.width", 200,
+                           "display.float_format", _fmt):
+        print(shown.to_string(index=False))
+    parallel = max(1, min(cfg.launch.max_parallel, len(plan.runs)))
+    est_total = frame["est_s"].sum()
+    print(f"\n{len(plan.runs)} runs, {plan.total_flops:.3g} FLOPs; est. {est_total / 3600:.2f} job-hours "
+          f"at {cfg.launch.est_flops_per_s:.3g} FLOP/s per job, ~{est_total / parallel / 60:.1f} min wall "
+          f"on {parallel} parallel jobs ({cfg.launch.backend}); results in {cfg.sweep_dir}/")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    print_plan(plan_sweep(_load(args)))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from scaling.launch import launch
+
+    cfg = _load(args)
+    plan = plan_sweep(cfg)
+    print_plan(plan)
+    start = time.time()
+    report = launch(plan, wait=not args.no_wait)
+    print(f"\nlaunch: {report}")
+    if args.no_wait:
+        print(f"submitted; follow with: scaling status {args.sweep}")
+        return 0
+    print(f"sweep finished in {time.time() - start:.0f} s")
+    if not args.no_fit:
+        analyze(cfg.sweep_dir, n_boot=args.n_boot)
+    return 0 if not report.failed else 1
+
+
+def analyze(sweep_dir: Path, n_boot: int = 200, holdout: int = 0, out_dir: Path | None = None) -> None:
+    """Table + fits + figures for a finished (or partly finished) sweep folder."""
+    from scaling.results import export_csv, load_results
+
+    frame = load_results(sweep_dir)
+    csv = export_csv(frame, Path(sweep_dir) / "runs.csv")
+    print(f"\nresults table: {csv} ({len(frame)} runs)")
+    fit_and_plot(frame, out_dir or Path(sweep_dir), n_boot=n_boot, holdout=holdout)
+
+
+def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int = 0) -> None:
+    from scaling.fit import fit_sweep
+    from scaling.plot import save_figures
+    from scaling.results import write_json_atomic
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = fit_sweep(frame, n_boot=n_boot, holdout=holdout)
+    print()
+    print(report.to_text())
+    write_json_atomic(out_dir / "fit.json", report.to_dict())
+    paths = save_figures(frame, report, out_dir / "plots")
+    print(f"\nfit: {out_dir / 'fit.json'}")
+    for p in paths:
+        print(f"plot: {p}")
+
+
+def _frame_for(source: str) -> tuple[pd.DataFrame, Path]:
+    """A points frame from a sweep TOML, a results folder or a CSV; and where outputs go."""
+    from scaling.fit import read_points_csv
+    from scaling.results import load_results
+
+    path = Path(source)
+    if path.suffix == ".toml":
+        sweep_dir = load_sweep(path).sweep_dir
+        if not sweep_dir.is_dir():
+            raise ConfigError(f"{path}: no results yet in {sweep_dir}/ (run: scaling run {path})")
+        return load_results(sweep_dir), sweep_dir
+    if path.is_dir():
+        frame = load_results(path)
+        if frame.empty:
+            raise ConfigError(f"{path}: no run folders with spec.json in this folder")
+        return frame, path
+    if path.suffix == ".csv" and path.is_file():
+        return read_points_csv(path), path.with_suffix("")
+    raise ConfigError(f"{source}: not a sweep .toml, a results folder or a .csv file")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from scaling.launch import sweep_status
+
+    cfg = _load(args)
+    table = sweep_status(plan_sweep(cfg))
+    with pd.option_context("display.max_rows", 1000, "display.width", 200,
+                           "display.float_format", _fmt, "display.max_colwidth", 120):
+        print(table.to_string(index=False))
+    counts = table["state"].value_counts().to_dict()
+    print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    frame, out = _frame_for(args.source)
+    out = Path(args.out) if args.out else out
+    if Path(args.source).suffix == ".toml" or Path(args.source).is_dir():
+        from scaling.results import export_csv
+
+        print(f"results table: {export_csv(frame, out / 'runs.csv')}")
+    fit_and_plot(frame, out, n_boot=args.n_boot, holdout=args.holdout)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    return cmd_fit(args)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from scaling.compare import compare_sources
+
+    compare_sources(args.sources, n_boot=args.n_boot, out=Path(args.out) if args.out else None)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from scaling.train import train_run
+
+    result = train_run(Path(args.run_dir), num_threads=args.threads, device=args.device)
+    print(json.dumps({k: result[k] for k in ("status", "val_loss", "train_loss", "wall_s")}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scaling", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    def sweep_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("sweep", help="sweep config, e.g. sweeps/tiny.toml")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set launch.max_parallel=4 (repeatable)")
+
+    p = sub.add_parser("plan", help="print the runs a sweep would train (N, D, C, est. time); runs nothing")
+    sweep_arg(p)
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("run", help="train every missing run, then fit, plot and print compute-optimal sizes")
+    sweep_arg(p)
+    p.add_argument("--backend", choices=("local", "slurm"))
+    p.add_argument("--max-parallel", type=int, help="concurrent runs (local) / array parallelism (slurm)")
+    p.add_argument("--no-wait", action="store_true", help="submit and exit; follow with `scaling status`")
+    p.add_argument("--no-fit", action="store_true", help="skip fitting and plots")
+    p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for intervals")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="state of every run, read from disk")
+    sweep_arg(p)
+    p.set_defaults(func=cmd_status)
+
+    for verb, helptext, func in (("fit", "fit scaling laws to a sweep or a CSV (params,tokens,loss)", cmd_fit),
+                                 ("plot", "fit and draw every figure for a sweep or CSV", cmd_plot)):
+        p = sub.add_parser(verb, help=helptext)
+        p.add_argument("source", help="sweep .toml, results folder, or CSV with params,tokens,loss")
+        p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+        p.add_argument("--holdout", type=int, default=0,
+                       help="refit without the K largest-compute runs and report their prediction error")
+        p.add_argument("--out", help="output folder (default: the sweep folder or beside the CSV)")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("compare", help="compute-optimal N, D per budget: sweeps, CSVs and published laws")
+    p.add_argument("sources", nargs="*", help="sweep .toml, results folders or CSVs")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--out", help="folder for the comparison table and frontier plot")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("train", help="(internal) train one run folder; what each job runs")
+    p.add_argument("run_dir")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return args.func(args)
+    except ScalingError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished runs are kept, rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,392 @@
+"""Sweep configuration: one TOML file -> frozen, validated dataclasses.
+
+Each TOML table maps to one dataclass (torchtitan's section <-> dataclass shape). Every field carries an
+attribute docstring; `docs/config reference` in the README is generated from them. Unknown keys, wrong
+types and out-of-range values raise `ConfigError` with one line naming the file, key and value, before
+anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaling.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ShapeConfig:
+    """One explicit model shape in `[grid].shapes`."""
+
+    n_layer: int
+    """Number of transformer blocks (or LSTM layers)."""
+    d_model: int
+    """Residual stream width."""
+    n_head: int = 0
+    """Attention heads; 0 means d_model // model.head_dim."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """`[data]`: where the training text comes from and how it is split."""
+
+    source: str = "stdlib"
+    """"stdlib" (the running interpreter's own standard-library sources, ~30 MB, byte-level tokens),
+    a text file or folder of text files (byte-level tokens), or a pre-tokenized uint16 `.bin` memmap."""
+    val_fraction: float = 0.02
+    """Fraction of the corpus held out for evaluation (whole files for text sources; the tail for .bin)."""
+    val_tokens: int = 32768
+    """Held-out tokens every run is evaluated on at the end (a fixed, seeded set of windows)."""
+    vocab_size: int = 256
+    """Vocabulary size: 256 for byte-level text; set it for a .bin file (all ids must be below it)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """`[model]`: architecture and the depth/width rule used to resolve target parameter counts."""
+
+    arch: str = "gpt"
+    """Architecture family: "gpt" (pre-norm decoder, causal SDPA attention) or "lstm"."""
+    seq_len: int = 128
+    """Context length in tokens."""
+    head_dim: int = 32
+    """Width of one attention head; d_model is a multiple of it when resolved from n_params."""
+    aspect_ratio: float = 32.0
+    """Depth/width rule for targets: d_model ~= aspect_ratio * n_layer (Kaplan et al. 2020 found loss
+    insensitive to the ratio over a wide range; see resolve_shape)."""
+    mlp_ratio: int = 4
+    """MLP hidden width as a multiple of d_model."""
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """`[grid]`: which (model size, token budget) points to train."""
+
+    design: str = "grid"
+    """"grid": every size x every n_tokens; "isoflop": for each budget in `flops`, n_sizes sizes spaced
+    in log N between min(n_params) and max(n_params), each trained for D = C / flops_per_token(N)."""
+    shapes: tuple[ShapeConfig, ...] = ()
+    """Explicit shapes, e.g. [{n_layer = 2, d_model = 64}]. Either this or n_params (or both)."""
+    n_params: tuple[float, ...] = ()
+    """Target total parameter counts, resolved to shapes by the depth/width rule."""
+    n_tokens: tuple[float, ...] = ()
+    """Token budgets for design = "grid"."""
+    flops: tuple[float, ...] = ()
+    """Compute budgets (FLOPs) for design = "isoflop"."""
+    n_sizes: int = 5
+    """Model sizes per compute budget for design = "isoflop"."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """`[train]`: optimizer and schedule, shared by every run of the sweep."""
+
+    batch_size: int = 16
+    """Sequences per optimizer step."""
+    lr: float = 3e-3
+    """Peak learning rate (AdamW)."""
+    min_lr_ratio: float = 0.1
+    """Final LR of the cosine decay, as a fraction of the peak."""
+    warmup_fraction: float = 0.05
+    """Linear warmup length as a fraction of the run's steps (at least one step)."""
+    weight_decay: float = 0.1
+    """AdamW decoupled weight decay on matrices (not on norms or biases)."""
+    beta1: float = 0.9
+    """AdamW beta1."""
+    beta2: float = 0.95
+    """AdamW beta2."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value; 0 disables clipping."""
+    eval_every_steps: int = 0
+    """Held-out evaluation every this many steps during training (0: only at the end)."""
+    log_every_steps: int = 10
+    """Training-loss entries in metrics.jsonl every this many steps."""
+    checkpoint_every_s: float = 60.0
+    """Write ckpt.pt at most this often (seconds of training); also written on requeue signals."""
+    seeds: tuple[int, ...] = (0,)
+    """Seeds per grid point; each seed is its own run."""
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """`[launch]`: where and how the runs execute."""
+
+    backend: str = "local"
+    """"local" (a bounded pool of processes on this machine) or "slurm"."""
+    max_parallel: int = 2
+    """Local: at most this many runs at once. Slurm: the job array's parallelism (%K)."""
+    threads_per_job: int = 1
+    """torch threads in each run; local max_parallel * threads_per_job should not exceed the cores."""
+    timeout_min: int = 60
+    """Wall-clock limit of one job, minutes (a job that hits it is requeued and resumes)."""
+    max_num_timeout: int = 3
+    """How many times a timed-out or preempted job is requeued."""
+    partition: str = ""
+    """Slurm partition ("" = the cluster's default)."""
+    gpus_per_job: int = 0
+    """Slurm GPUs per run (more than 1: DDP across them)."""
+    cpus_per_job: int = 0
+    """Slurm CPUs per task (0 = threads_per_job)."""
+    mem_gb: float = 0
+    """Slurm memory per job in GB (0 = not requested)."""
+    account: str = ""
+    """Slurm account."""
+    qos: str = ""
+    """Slurm QOS."""
+    max_array_size: int = 1000
+    """Job arrays are chunked below this (Slurm's MaxArraySize is often 1001)."""
+    sbatch_extra: tuple[str, ...] = ()
+    """Extra sbatch options, e.g. ["--constraint=a100"]."""
+    est_flops_per_s: float = 5e10
+    """Throughput assumed by `scaling plan` for its time estimate, per job."""
+
+
+@dataclass(frozen=True)
+class WandbConfig:
+    """`[wandb]`: optional experiment tracking; results/ stays the source of truth."""
+
+    enabled: bool = False
+    """Log each run to wandb (group = sweep name, id = run id)."""
+    mode: str = "offline"
+    """"offline" (no network; sync later), "online" or "disabled"."""
+    project: str = "scaling"
+    """wandb project."""
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A whole sweep: the top-level keys plus one section per table."""
+
+    name: str
+    """Sweep name; results go to <results_dir>/<name>/."""
+    results_dir: str = "results"
+    """Root folder of results, relative to the current directory unless absolute."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    source: str = ""
+    """The file this config was read from (set by load_sweep, not a TOML key)."""
+
+    @property
+    def sweep_dir(self) -> Path:
+        return Path(self.results_dir) / self.name
+
+
+ARCHS = ("gpt", "lstm")
+DESIGNS = ("grid", "isoflop")
+BACKENDS = ("local", "slurm")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
+    """Read a sweep TOML into a validated SweepConfig.
+
+    `overrides` maps dotted keys ("launch.max_parallel") to values, applied before validation.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such sweep file")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for dotted, value in (overrides or {}).items():
+        *sections, key = dotted.split(".")
+        table = raw
+        for section in sections:
+            table = table.setdefault(section, {})
+        table[key] = value
+    raw.setdefault("name", path.stem)
+    cfg = _build(SweepConfig, raw, str(path), prefix="")
+    cfg = dataclasses.replace(cfg, source=str(path))
+    if cfg.data.source != "stdlib":
+        # Relative corpus paths are relative to the sweep file, so a sweep runs from any directory.
+        corpus = Path(cfg.data.source).expanduser()
+        corpus = corpus if corpus.is_absolute() else (path.parent / corpus)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=str(corpus.resolve())))
+    validate(cfg)
+    return cfg
+
+
+def _fmt_key(prefix: str, key: str) -> str:
+    return f"[{prefix}].{key}" if prefix else key
+
+
+def _build(cls: type, raw: Any, file: str, prefix: str) -> Any:
+    """Recursively turn a TOML table into dataclass `cls`, checking keys and types."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: [{prefix}] = {raw!r}: must be a table")
+    hints = typing.get_type_hints(cls)
+    # SweepConfig.source records the file read; it is not a TOML key
+    known = {f.name for f in dataclasses.fields(cls) if not (cls is SweepConfig and f.name == "source")}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"{file}: {_fmt_key(prefix, unknown[0])}: unknown key (valid: {', '.join(sorted(known))})"
+        )
+    kwargs = {}
+    for name in known & set(raw):
+        key = _fmt_key(prefix, name)
+        kwargs[name] = _coerce(hints[name], raw[name], file, key, name if not prefix else f"{prefix}.{name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.name not in kwargs and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        where = f"[{prefix}]" if prefix else "top level"
+        raise ConfigError(f"{file}: {where}: missing required key {missing[0] if missing else exc}") from None
+
+
+def _coerce(hint: Any, value: Any, file: str, key: str, path: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, file, prefix=path)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        (item_hint, _ellipsis) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{file}: {key} = {value!r}: must be a list")
+        return tuple(_coerce(item_hint, v, file, f"{key}[{i}]", path) for i, v in enumerate(value))
+    if origin in (types.UnionType, typing.Union):
+        raise AssertionError("config fields are not unions")  # keeps the schema simple
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{file}: {key} = {value!r}: must be true or false")
+        return value
+    if hint is int:
+        # TOML writes 1e6 as a float; accept integral floats for counts.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{file}: {key} = {value!r}: must be an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{file}: {key} = {value!r}: must be a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{file}: {key} = {value!r}: must be finite")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{file}: {key} = {value!r}: must be a string")
+        return value
+    raise AssertionError(f"unsupported config type {hint}")
+
+
+def _check(ok: bool, cfg: SweepConfig, key: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{cfg.source or '<config>'}: {key} = {value!r}: {rule}")
+
+
+def validate(cfg: SweepConfig) -> None:
+    """Range and consistency checks that need more than one field's type."""
+    c = _check
+    c(bool(cfg.name) and all(ch.isalnum() or ch in "-_." for ch in cfg.name), cfg, "name", cfg.name,
+      "must be non-empty and use only letters, digits, '-', '_', '.'")
+    d, m, g, t, la, w = cfg.data, cfg.model, cfg.grid, cfg.train, cfg.launch, cfg.wandb
+    c(0 < d.val_fraction < 0.5, cfg, "[data].val_fraction", d.val_fraction, "must be in (0, 0.5)")
+    c(d.val_tokens > 0, cfg, "[data].val_tokens", d.val_tokens, "must be > 0")
+    c(2 <= d.vocab_size <= 65536, cfg, "[data].vocab_size", d.vocab_size, "must be in [2, 65536]")
+    c(d.source == "stdlib" or Path(d.source).exists(), cfg, "[data].source", d.source,
+      "no such file or folder (use \"stdlib\", a text file or folder, or a uint16 .bin file)")
+    if d.source != "stdlib" and Path(d.source).is_file():
+        c(Path(d.source).stat().st_size > 0, cfg, "[data].source", d.source, "is empty")
+    c(m.arch in ARCHS, cfg, "[model].arch", m.arch, f"must be one of {', '.join(ARCHS)}")
+    c(m.seq_len > 0, cfg, "[model].seq_len", m.seq_len, "must be > 0")
+    c(m.head_dim > 0, cfg, "[model].head_dim", m.head_dim, "must be > 0")
+    c(m.aspect_ratio > 0, cfg, "[model].aspect_ratio", m.aspect_ratio, "must be > 0")
+    c(m.mlp_ratio > 0, cfg, "[model].mlp_ratio", m.mlp_ratio, "must be > 0")
+    c(g.design in DESIGNS, cfg, "[grid].design", g.design, f"must be one of {', '.join(DESIGNS)}")
+    for i, s in enumerate(g.shapes):
+        c(s.n_layer > 0, cfg, f"[grid].shapes[{i}].n_layer", s.n_layer, "must be > 0")
+        c(s.d_model > 0, cfg, f"[grid].shapes[{i}].d_model", s.d_model, "must be > 0")
+        c(s.n_head >= 0, cfg, f"[grid].shapes[{i}].n_head", s.n_head, "must be >= 0")
+        heads = s.n_head or max(1, s.d_model // m.head_dim)
+        c(s.d_model % heads == 0, cfg, f"[grid].shapes[{i}].d_model", s.d_model,
+          f"must be divisible by its {heads} heads")
+    for i, n in enumerate(g.n_params):
+        c(n > 0, cfg, f"[grid].n_params[{i}]", n, "must be > 0")
+    for i, n in enumerate(g.n_tokens):
+        c(n > 0, cfg, f"[grid].n_tokens[{i}]", n, "must be > 0")
+    for i, f in enumerate(g.flops):
+        c(f > 0, cfg, f"[grid].flops[{i}]", f, "must be > 0")
+    if g.design == "grid":
+        c(bool(g.shapes or g.n_params), cfg, "[grid].n_params", list(g.n_params),
+          "give at least one model size (n_params or shapes)")
+        c(bool(g.n_tokens), cfg, "[grid].n_tokens", list(g.n_tokens), "give at least one token budget")
+        c(not g.flops, cfg, "[grid].flops", list(g.flops), "only used with design = \"isoflop\"")
+    else:
+        c(bool(g.flops), cfg, "[grid].flops", list(g.flops), "give at least one compute budget")
+        c(len(g.n_params) == 2, cfg, "[grid].n_params", list(g.n_params),
+          "isoflop needs [min, max] total parameters to space sizes between")
+        c(g.n_params[0] < g.n_params[1] if len(g.n_params) == 2 else True, cfg, "[grid].n_params",
+          list(g.n_params), "must be [min, max] with min < max")
+        c(g.n_sizes >= 1, cfg, "[grid].n_sizes", g.n_sizes, "must be >= 1")
+        c(not g.n_tokens, cfg, "[grid].n_tokens", list(g.n_tokens), "not used with design = \"isoflop\"")
+        c(not g.shapes, cfg, "[grid].shapes", "...", "not used with design = \"isoflop\" (give n_params)")
+    c(t.batch_size > 0, cfg, "[train].batch_size", t.batch_size, "must be > 0")
+    c(0 < t.lr < 1, cfg, "[train].lr", t.lr, "must be in (0, 1)")
+    c(0 <= t.min_lr_ratio <= 1, cfg, "[train].min_lr_ratio", t.min_lr_ratio, "must be in [0, 1]")
+    c(0 <= t.warmup_fraction < 1, cfg, "[train].warmup_fraction", t.warmup_fraction, "must be in [0, 1)")
+    c(t.weight_decay >= 0, cfg, "[train].weight_decay", t.weight_decay, "must be >= 0")
+    c(0 <= t.beta1 < 1, cfg, "[train].beta1", t.beta1, "must be in [0, 1)")
+    c(0 <= t.beta2 < 1, cfg, "[train].beta2", t.beta2, "must be in [0, 1)")
+    c(t.grad_clip >= 0, cfg, "[train].grad_clip", t.grad_clip, "must be >= 0")
+    c(t.eval_every_steps >= 0, cfg, "[train].eval_every_steps", t.eval_every_steps, "must be >= 0")
+    c(t.log_every_steps > 0, cfg, "[train].log_every_steps", t.log_every_steps, "must be > 0")
+    c(t.checkpoint_every_s > 0, cfg, "[train].checkpoint_every_s", t.checkpoint_every_s, "must be > 0")
+    c(len(t.seeds) > 0, cfg, "[train].seeds", list(t.seeds), "give at least one seed")
+    c(len(set(t.seeds)) == len(t.seeds), cfg, "[train].seeds", list(t.seeds), "must not repeat")
+    c(la.backend in BACKENDS, cfg, "[launch].backend", la.backend, f"must be one of {', '.join(BACKENDS)}")
+    c(la.max_parallel > 0, cfg, "[launch].max_parallel", la.max_parallel, "must be > 0")
+    c(la.threads_per_job > 0, cfg, "[launch].threads_per_job", la.threads_per_job, "must be > 0")
+    c(la.timeout_min > 0, cfg, "[launch].timeout_min", la.timeout_min,
+      "must be > 0 (Slurm pends forever on 0)")
+    c(la.max_num_timeout >= 0, cfg, "[launch].max_num_timeout", la.max_num_timeout, "must be >= 0")
+    c(la.gpus_per_job >= 0, cfg, "[launch].gpus_per_job", la.gpus_per_job, "must be >= 0")
+    c(la.cpus_per_job >= 0, cfg, "[launch].cpus_per_job", la.cpus_per_job, "must be >= 0")
+    c(la.mem_gb >= 0, cfg, "[launch].mem_gb", la.mem_gb, "must be >= 0")
+    c(la.max_array_size > 1, cfg, "[launch].max_array_size", la.max_array_size, "must be > 1")
+    c(la.est_flops_per_s > 0, cfg, "[launch].est_flops_per_s", la.est_flops_per_s, "must be > 0")
+    c(w.mode in WANDB_MODES, cfg, "[wandb].mode", w.mode, f"must be one of {', '.join(WANDB_MODES)}")
+
+
+def config_reference() -> str:
+    """Markdown reference of every section and key, from the attribute docstrings (used by the README)."""
+    import ast
+    import inspect
+
+    lines = []
+    sections = [("(top level)", SweepConfig)] + [
+        (f"[{f.name}]", f.default_factory) for f in dataclasses.fields(SweepConfig)
+        if f.default_factory is not dataclasses.MISSING
+    ] + [("[[grid.shapes]] items", ShapeConfig)]
+    for title, cls in sections:
+        docs: dict[str, str] = {}
+        body = ast.parse(inspect.getsource(cls)).body[0].body
+        for prev, node in zip(body, body[1:]):
+            if (isinstance(prev, ast.AnnAssign) and isinstance(node, ast.Expr)
+                    and isinstance(node.value, ast.Constant)):
+                docs[prev.target.id] = " ".join(node.value.value.split())
+        lines += [f"**{title}**", "", "| key | default | meaning |", "|---|---|---|"]
+        for f in dataclasses.fields(cls):
+            if (cls is SweepConfig and f.name == "source") or dataclasses.is_dataclass(f.default_factory):
+                continue
+            if f.default is not dataclasses.MISSING:
+                default = repr(f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                default = repr(f.default_factory())
+            else:
+                default = "required"
+            lines.append(f"| `{f.name}` | `{default}` | {docs.get(f.name, '')} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,1042 @@
+"""Fitting scaling laws to a points frame: Chinchilla's three approaches, Kaplan's forms, bootstrap.
+
+Pure and torch-free. Every function takes arrays or a "points frame" (a DataFrame with columns
+`n_params`, `n_tokens`, `flops`, `loss`, optionally `run_id`, `status`, `reason`, `seed`, `budget`)
+and returns new objects; nothing here touches disk except `read_points_csv`.
+
+References:
+- Hoffmann et al. 2022, "Training Compute-Optimal Large Language Models" (Chinchilla), arXiv 2203.15556.
+- Besiroglu, Erdil, Barnett, You 2024, "Chinchilla Scaling: A replication attempt", arXiv 2404.10102.
+- Kaplan et al. 2020, "Scaling Laws for Neural Language Models", arXiv 2001.08361.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+
+from scaling.errors import ConfigError, FitError
+
+log = logging.getLogger(__name__)
+
+PARAM_NAMES: tuple[str, ...] = ("E", "A", "B", "alpha", "beta")
+"""Names of the parameters of L(N, D) = E + A / N^alpha + B / D^beta, in report order."""
+
+MIN_POINTS_APPROACH3 = 5
+"""Approach 3 has 5 free parameters: it needs at least 5 done runs, 2 distinct N and 2 distinct D."""
+
+DEFAULT_BUDGETS: tuple[float, ...] = tuple(float(c) for c in np.logspace(18, 25, 8))
+"""Compute budgets (FLOPs) for the compute-optimal table of a report, 1e18 .. 1e25."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Input: the points frame
+# --------------------------------------------------------------------------------------------------
+
+def read_points_csv(path: str | Path) -> pd.DataFrame:
+    """Read a CSV of runs into a points frame (`n_params`, `n_tokens`, `flops`, `loss`, ...).
+
+    Accepted layouts, detected from the header:
+    - the results table (`n_params`, `n_tokens`, `flops`, `loss`, optionally `run_id`, `status`, ...);
+    - a simple table `params`, `tokens`, `loss`, optionally `flops` (default flops = 6 N D);
+    - the Chinchilla reference format (`Model Size`, `Training FLOP`, `loss`), where
+      tokens = C / (6 N) as in Besiroglu et al. 2024.
+    Missing columns and non-positive or non-finite values raise a one-line ConfigError naming the
+    file, column and offending row. Rows with status != "done" are kept (fits exclude them), and
+    their loss may be missing.
+    """
+    path = Path(path)
+    try:
+        raw = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ConfigError(f"{path}: cannot read CSV: {exc}".replace("\n", " ")) from exc
+    cols = set(raw.columns)
+    if {"n_params", "n_tokens", "loss"} <= cols:
+        frame = raw.copy()
+        if "flops" not in cols:
+            frame["flops"] = 6.0 * frame["n_params"] * frame["n_tokens"]
+        sources = {"n_params": "n_params", "n_tokens": "n_tokens", "flops": "flops"}
+    elif {"params", "tokens", "loss"} <= cols:
+        frame = raw.rename(columns={"params": "n_params", "tokens": "n_tokens"})
+        if "flops" not in cols:
+            frame["flops"] = 6.0 * frame["n_params"] * frame["n_tokens"]
+        sources = {"n_params": "params", "n_tokens": "tokens", "flops": "flops"}
+    elif {"Model Size", "Training FLOP", "loss"} <= cols:
+        frame = pd.DataFrame({
+            "n_params": raw["Model Size"],
+            "flops": raw["Training FLOP"],
+            "loss": raw["loss"],
+        })
+        # Tokens are not in the reference file; Besiroglu et al. 2024 use D = C / (6 N).
+        frame["n_tokens"] = frame["flops"] / (6.0 * frame["n_params"])
+        sources = {"n_params": "Model Size", "n_tokens": "Training FLOP", "flops": "Training FLOP"}
+    else:
+        missing = sorted({"params", "tokens", "loss"} - cols)
+        raise ConfigError(
+            f"{path}: missing column(s) {', '.join(missing)} (need params,tokens,loss or "
+            f"n_params,n_tokens,flops,loss or 'Model Size','Training FLOP',loss); found {sorted(cols)}"
+        )
+    for col in ("n_params", "n_tokens", "flops"):
+        _check_positive(frame, col, path, sources[col], always=True)
+    _check_positive(frame, "loss", path, "loss", always=False)
+    if "run_id" not in frame.columns:
+        frame["run_id"] = [f"row{i}" for i in range(len(frame))]
+    return frame.reset_index(drop=True)
+
+
+def _check_positive(frame: pd.DataFrame, col: str, path: Path, source: str, *, always: bool) -> None:
+    """Raise ConfigError on the first non-numeric, non-finite or non-positive value of `col`.
+
+    Loss is checked only on rows with status "done" (a diverged run may have a NaN loss).
+    """
+    values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+    raw_values = frame[col].to_numpy()
+    mask = np.ones(len(frame), dtype=bool)
+    if not always and "status" in frame.columns:
+        mask = (frame["status"].astype(str) == "done").to_numpy()
+    bad = mask & ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ConfigError(
+            f"{path}: column {source!r} row {row + 2} (line {row + 2}) = {raw_values[row]!r}: "
+            f"must be a finite number > 0 ({int(bad.sum())} bad row(s))"
+        )
+    frame[col] = values
+
+
+def select_done(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Rows usable for fitting, and one diagnostic line per excluded run.
+
+    A run is excluded when its status is not "done" (diverged/failed runs are kept in the table
+    but never fitted, see pitfalls.md) or when N, D, C or loss is missing, non-finite or <= 0.
+    """
+    for col in ("n_params", "n_tokens", "loss"):
+        if col not in frame.columns:
+            raise FitError(f"points frame has no column {col!r} (columns: {list(frame.columns)})")
+    frame = frame.copy()
+    if "flops" not in frame.columns:
+        frame["flops"] = 6.0 * frame["n_params"] * frame["n_tokens"]
+    diagnostics: list[str] = []
+    keep = np.ones(len(frame), dtype=bool)
+    ids = frame["run_id"].astype(str).to_numpy() if "run_id" in frame.columns else [
+        f"row{i}" for i in range(len(frame))]
+    status = frame["status"].astype(str).to_numpy() if "status" in frame.columns else None
+    reasons = frame["reason"].to_numpy() if "reason" in frame.columns else None
+    numeric = {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float)
+               for c in ("n_params", "n_tokens", "flops", "loss")}
+    for i in range(len(frame)):
+        why = None
+        if status is not None and status[i] != "done":
+            why = f"status={status[i]}"
+            if reasons is not None and isinstance(reasons[i], str) and reasons[i]:
+                why += f" ({reasons[i]})"
+        else:
+            for col, values in numeric.items():
+                if not (np.isfinite(values[i]) and values[i] > 0):
+                    why = f"{col}={values[i]!r} is not a finite number > 0"
+                    break
+        if why is not None:
+            keep[i] = False
+            diagnostics.append(f"excluded run {ids[i]}: {why}")
+    out = frame.loc[keep].copy()
+    for col, values in numeric.items():
+        out[col] = values[keep]
+    return out.reset_index(drop=True), diagnostics
+
+
+# --------------------------------------------------------------------------------------------------
+# Approach 3: parametric fit L(N, D) = E + A / N^alpha + B / D^beta
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LawParams:
+    """Parameters of L(N, D) = E + A / N^alpha + B / D^beta (Hoffmann et al. 2022, eq. 2)."""
+
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+
+    @property
+    def a(self) -> float:
+        """Exponent of N_opt ~ C^a: beta / (alpha + beta) (Hoffmann et al. 2022, eq. 4)."""
+        return self.beta / (self.alpha + self.beta)
+
+    @property
+    def b(self) -> float:
+        """Exponent of D_opt ~ C^b: alpha / (alpha + beta) (Hoffmann et al. 2022, eq. 4)."""
+        return self.alpha / (self.alpha + self.beta)
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
+# The optimizer works on theta = (a, b, e, alpha, beta) with A, B, E = exp(a, b, e), as in
+# Hoffmann et al. 2022 App. D.2. These helpers are the only place that packs/unpacks the vector.
+_THETA_NAMES = ("a", "b", "e", "alpha", "beta")
+
+
+def _theta_from_params(params: LawParams) -> np.ndarray:
+    return np.array([math.log(params.A), math.log(params.B), math.log(params.E),
+                     params.alpha, params.beta])
+
+
+def _params_from_theta(theta: np.ndarray) -> LawParams:
+    log_a, log_b, log_e, alpha, beta = (float(t) for t in theta)
+    return LawParams(E=math.exp(log_e), A=math.exp(log_a), B=math.exp(log_b), alpha=alpha, beta=beta)
+
+
+def hoffmann_grid() -> np.ndarray:
+    """Hoffmann et al. 2022 App. D.2 starting grid, 4,500 points of theta = (a, b, e, alpha, beta).
+
+    alpha, beta in {0, 0.5, .., 2}; e in {-1, -0.5, .., 1}; a, b in {0, 5, .., 25}.
+    """
+    exps = np.arange(0.0, 2.01, 0.5)
+    es = np.arange(-1.0, 1.01, 0.5)
+    abs_ = np.arange(0.0, 25.1, 5.0)
+    grid = [(a, b, e, alpha, beta)
+            for a, b, e, alpha, beta in itertools.product(abs_, abs_, es, exps, exps)]
+    return np.array(grid, dtype=float)
+
+
+def _huber(r: np.ndarray, delta: float) -> np.ndarray:
+    """Huber loss: r^2/2 inside [-delta, delta], delta (|r| - delta/2) outside."""
+    absr = np.abs(r)
+    return np.where(absr <= delta, 0.5 * r * r, delta * (absr - 0.5 * delta))
+
+
+def _log_predict(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray) -> np.ndarray:
+    """log L = LSE(a - alpha log N, b - beta log D, e), vectorised over rows of theta (k, 5)."""
+    theta = np.atleast_2d(theta)
+    log_a, log_b, log_e, alpha, beta = (theta[:, i:i + 1] for i in range(5))
+    terms = np.stack(np.broadcast_arrays(log_a - alpha * log_n, log_b - beta * log_d,
+                                         log_e + 0.0 * log_n))  # (3, k, n)
+    top = terms.max(axis=0)
+    return top + np.log(np.exp(terms - top).sum(axis=0))  # (k, n)
+
+
+def _objective_grid(thetas: np.ndarray, log_n: np.ndarray, log_d: np.ndarray,
+                    log_l: np.ndarray, delta: float, chunk: int = 500) -> np.ndarray:
+    """Summed Huber objective at every row of thetas (k, 5); chunked to bound memory."""
+    out = np.empty(len(thetas))
+    for start in range(0, len(thetas), chunk):
+        pred = _log_predict(thetas[start:start + chunk], log_n, log_d)
+        out[start:start + chunk] = _huber(log_l - pred, delta).sum(axis=1)
+    return out
+
+
+def _objective_and_grad(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray,
+                        log_l: np.ndarray, weights: np.ndarray, delta: float
+                        ) -> tuple[float, np.ndarray]:
+    """Weighted summed Huber(delta) of log residuals and its analytic gradient w.r.t. theta.
+
+    Hoffmann et al. 2022, App. D.2: min sum_i Huber_delta(LSE(a - alpha log N_i, b - beta log D_i, e)
+    - log L_i). Weights are bootstrap multiplicities (1 for a plain fit).
+    """
+    log_a, log_b, log_e, alpha, beta = theta
+    t_n = log_a - alpha * log_n
+    t_d = log_b - beta * log_d
+    top = np.maximum(np.maximum(t_n, t_d), log_e)
+    p_n = np.exp(t_n - top)
+    p_d = np.exp(t_d - top)
+    p_e = np.exp(log_e - top)
+    total = p_n + p_d + p_e
+    r = log_l - (top + np.log(total))
+    absr = np.abs(r)
+    inside = absr <= delta
+    value = float(weights @ np.where(inside, 0.5 * r * r, delta * (absr - 0.5 * delta)))
+    # d Huber / d r = clip(r, -delta, delta); d r / d t_k = -softmax_k.
+    psi = -weights * np.clip(r, -delta, delta) / total
+    g_n = psi * p_n
+    g_d = psi * p_d
+    grad = np.array([g_n.sum(), g_d.sum(), (psi * p_e).sum(), -(g_n @ log_n), -(g_d @ log_d)])
+    return value, grad
+
+
+_LBFGS_OPTIONS = {"maxiter": 20_000, "maxfun": 50_000, "ftol": 1e-15, "gtol": 1e-10, "maxls": 50}
+"""Tight tolerances: the summed Huber(1e-3) objective is ~1e-3 in size, so scipy's default
+relative ftol (2.2e-9) stops early; Chinchilla's own fit stopped before converging (Besiroglu et
+al. 2024), which is the pitfall this avoids."""
+
+
+def _minimize_from(theta0: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
+                   weights: np.ndarray, delta: float) -> tuple[np.ndarray, float, bool, str]:
+    """One L-BFGS-B run; returns (theta, objective, converged, message)."""
+    res = minimize(_objective_and_grad, theta0, args=(log_n, log_d, log_l, weights, delta),
+                   jac=True, method="L-BFGS-B", options=_LBFGS_OPTIONS)
+    # A line-search stop at a point whose gradient is tiny is a converged non-smooth optimum
+    # (Huber's second derivative jumps at |r| = delta), not a failure.
+    grad_ok = bool(np.all(np.isfinite(res.jac))) and float(np.max(np.abs(res.jac))) < 1e-6
+    converged = bool(np.all(np.isfinite(res.x))) and np.isfinite(res.fun) and (res.success or grad_ok)
+    return res.x, float(res.fun), converged, str(res.message)
+
+
+def _check_inputs(N: np.ndarray, D: np.ndarray, L: np.ndarray) -> None:
+    if not (N.shape == D.shape == L.shape) or N.ndim != 1:
+        raise FitError(f"N, D, L must be 1-d arrays of one length; got shapes {N.shape}, {D.shape}, {L.shape}")
+    for name, values in (("N", N), ("D", D), ("L", L)):
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise FitError(f"{name}[{i}] = {values[i]!r}: must be a finite number > 0")
+    n_n, n_d = len(np.unique(N)), len(np.unique(D))
+    if len(N) < MIN_POINTS_APPROACH3 or n_n < 2 or n_d < 2:
+        raise FitError(
+            f"Approach 3 needs >= {MIN_POINTS_APPROACH3} done runs with >= 2 distinct N and >= 2 "
+            f"distinct D; got {len(N)} runs, {n_n} distinct N, {n_d} distinct D")
+
+
+class ChinchillaLaw:
+    """L(N, D) = E + A / N^alpha + B / D^beta, fitted as Chinchilla's Approach 3.
+
+    Hoffmann et al. 2022, eq. 2 and App. D.2: minimise sum_i Huber_delta(log L_i - LSE(a - alpha
+    log N_i, b - beta log D_i, e)) with A, B, E = exp(a, b, e), by L-BFGS from a grid of starts.
+
+    Parameters
+    ----------
+    delta: Huber threshold on log residuals (1e-3 in Hoffmann et al.).
+    n_starts: optimizer runs from the best `n_starts` grid points by objective value; None runs
+        from every grid point (Hoffmann's 4,500, ~1-2 min). On the reference data the best 50 find
+        the same optimum as the full grid (checked in tests/test_fit.py, slow).
+    grid: starting points theta = (a, b, e, alpha, beta), shape (k, 5); None = `hoffmann_grid()`.
+    """
+
+    def __init__(self, delta: float = 1e-3, n_starts: int | None = 50,
+                 grid: np.ndarray | None = None) -> None:
+        self.delta = delta
+        self.n_starts = n_starts
+        self.grid = grid
+
+    # ---- construction from known values (published laws) ----
+    @classmethod
+    def from_params(cls, E: float, A: float, B: float, alpha: float, beta: float,
+                    **kwargs: object) -> ChinchillaLaw:
+        """A law with given parameters, usable like a fitted one (predict, compute_optimal)."""
+        law = cls(**kwargs)  # type: ignore[arg-type]
+        law._set_params(LawParams(E=E, A=A, B=B, alpha=alpha, beta=beta))
+        law.loss_ = float("nan")
+        law.converged_ = True
+        law.n_points_ = 0
+        return law
+
+    def _set_params(self, params: LawParams) -> None:
+        self.params_ = params
+        self.E_, self.A_, self.B_ = params.E, params.A, params.B
+        self.alpha_, self.beta_ = params.alpha, params.beta
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "params_"):
+            raise FitError("ChinchillaLaw is not fitted: call fit(N, D, L) first")
+
+    # ---- fitting ----
+    def fit(self, N: Sequence[float] | np.ndarray, D: Sequence[float] | np.ndarray,
+            L: Sequence[float] | np.ndarray) -> ChinchillaLaw:
+        """Fit to arrays of parameters N, tokens D and losses L; returns self."""
+        N, D, L = (np.asarray(x, dtype=float).ravel() for x in (N, D, L))
+        _check_inputs(N, D, L)
+        log_n, log_d, log_l = np.log(N), np.log(D), np.log(L)
+        weights = np.ones_like(log_n)
+        grid = hoffmann_grid() if self.grid is None else np.asarray(self.grid, dtype=float)
+        if self.n_starts is not None and self.n_starts < len(grid):
+            # Prefilter: evaluate the objective on all grid points (vectorised, ~0.1 s) and run the
+            # optimizer only from the best n_starts; the full grid costs ~100x more and on the
+            # reference data reaches the same optimum (see the slow test).
+            values = _objective_grid(grid, log_n, log_d, log_l, self.delta)
+            grid = grid[np.argsort(values, kind="stable")[: self.n_starts]]
+        best: tuple[float, np.ndarray] | None = None
+        n_converged = 0
+        messages: set[str] = set()
+        for theta0 in grid:
+            theta, value, converged, message = _minimize_from(theta0, log_n, log_d, log_l,
+                                                              weights, self.delta)
+            if not converged:
+                messages.add(message)
+                continue
+            n_converged += 1
+            if best is None or value < best[0]:
+                best = (value, theta)
+        if best is None:
+            raise FitError(f"L-BFGS-B converged from none of {len(grid)} starts: {sorted(messages)}")
+        self.n_starts_converged_ = n_converged
+        self.theta_ = best[1]
+        self._set_params(_params_from_theta(best[1]))
+        self.loss_ = best[0]
+        self.converged_ = True
+        self.n_points_ = len(N)
+        log.debug("ChinchillaLaw fit: %s (objective %.6g, %d/%d starts converged)",
+                  self.params_, self.loss_, n_converged, len(grid))
+        return self
+
+    def fit_frame(self, frame: pd.DataFrame) -> ChinchillaLaw:
+        """Fit to the done runs of a points frame; excluded runs go to `diagnostics_`."""
+        done, diagnostics = select_done(frame)
+        self.fit(done["n_params"], done["n_tokens"], done["loss"])
+        self.diagnostics_ = diagnostics
+        return self
+
+    def bootstrap(self, N: Sequence[float] | np.ndarray, D: Sequence[float] | np.ndarray,
+                  L: Sequence[float] | np.ndarray, n_boot: int = 1000, seed: int = 0
+                  ) -> ChinchillaLaw:
+        """Refit on `n_boot` resamples of the runs (with replacement); sets `bootstrap_params_`.
+
+        Fits first if not fitted. Each refit starts from the point estimate (Besiroglu et al. 2024
+        bootstrap the 240 runs the same way), so it costs one optimizer run, not a grid.
+        Resamples whose refit does not converge are dropped and counted in `n_boot_failed_`.
+        """
+        N, D, L = (np.asarray(x, dtype=float).ravel() for x in (N, D, L))
+        if not hasattr(self, "theta_"):
+            self.fit(N, D, L)
+        rng = np.random.default_rng(seed)
+        # A resample as multiplicities (counts) of each run: same objective, no copying.
+        counts = rng.multinomial(len(N), np.full(len(N), 1.0 / len(N)), size=n_boot).astype(float)
+        # One process: a refit from the point estimate takes ~3 ms on 240 points, so 1,000 take
+        # ~3 s; a 2-process pool measured slower here (start-up and pickling outweigh the work).
+        rows = _bootstrap_chunk(counts, self.theta_, np.log(N), np.log(D), np.log(L), self.delta)
+        ok = [r for r in rows if r is not None]
+        self.n_boot_failed_ = len(rows) - len(ok)
+        if not ok:
+            raise FitError(f"no bootstrap refit converged ({n_boot} resamples)")
+        if self.n_boot_failed_:
+            log.warning("%d of %d bootstrap refits did not converge; dropped",
+                        self.n_boot_failed_, n_boot)
+        table = pd.DataFrame([p.to_dict() for p in ok], columns=list(PARAM_NAMES))
+        table["a"] = table["beta"] / (table["alpha"] + table["beta"])
+        table["b"] = table["alpha"] / (table["alpha"] + table["beta"])
+        self.bootstrap_params_ = table
+        return self
+
+    # ---- using the fit ----
+    def predict(self, N: float | np.ndarray, D: float | np.ndarray) -> np.ndarray:
+        """Loss predicted by eq. 2 at parameters N and tokens D."""
+        self._check_fitted()
+        p = self.params_
+        N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
+        return p.E + p.A / N ** p.alpha + p.B / D ** p.beta
+
+    @property
+    def a_(self) -> float:
+        """N_opt ~ C^a_."""
+        self._check_fitted()
+        return self.params_.a
+
+    @property
+    def b_(self) -> float:
+        """D_opt ~ C^b_."""
+        self._check_fitted()
+        return self.params_.b
+
+    def compute_optimal(self, C: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N_opt, D_opt) minimising L subject to C = 6 N D (Hoffmann et al. 2022, eq. 4)."""
+        self._check_fitted()
+        return _compute_optimal(self.params_, np.asarray(C, dtype=float))
+
+    def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
+        """Percentile bootstrap interval of a parameter (E, A, B, alpha, beta, a, b)."""
+        samples = self._bootstrap_table()
+        if name not in samples.columns:
+            raise FitError(f"unknown parameter {name!r}; choose from {list(samples.columns)}")
+        lo, hi = np.quantile(samples[name].to_numpy(), [(1 - level) / 2, (1 + level) / 2])
+        return float(lo), float(hi)
+
+    def compute_optimal_interval(self, C: float | np.ndarray, level: float = 0.95
+                                 ) -> dict[str, np.ndarray]:
+        """Bootstrap percentile bands of N_opt and D_opt at budgets C.
+
+        Returns arrays keyed n_opt_lo, n_opt_hi, d_opt_lo, d_opt_hi (shape of C).
+        """
+        samples = self._bootstrap_table()
+        C = np.asarray(C, dtype=float)
+        n_all, d_all = [], []
+        for row in samples[list(PARAM_NAMES)].itertuples(index=False):
+            n_opt, d_opt = _compute_optimal(LawParams(*row), C)
+            n_all.append(n_opt)
+            d_all.append(d_opt)
+        q = [(1 - level) / 2, (1 + level) / 2]
+        n_lo, n_hi = np.quantile(np.array(n_all), q, axis=0)
+        d_lo, d_hi = np.quantile(np.array(d_all), q, axis=0)
+        return {"n_opt_lo": n_lo, "n_opt_hi": n_hi, "d_opt_lo": d_lo, "d_opt_hi": d_hi}
+
+    def _bootstrap_table(self) -> pd.DataFrame:
+        if not hasattr(self, "bootstrap_params_"):
+            raise FitError("no bootstrap samples: call bootstrap(N, D, L) first")
+        return self.bootstrap_params_
+
+    def __repr__(self) -> str:
+        if hasattr(self, "params_"):
+            p = self.params_
+            return (f"ChinchillaLaw(E={p.E:.6g}, A={p.A:.6g}, B={p.B:.6g}, "
+                    f"alpha={p.alpha:.6g}, beta={p.beta:.6g})")
+        return f"ChinchillaLaw(delta={self.delta}, n_starts={self.n_starts})"
+
+
+def _compute_optimal(p: LawParams, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Hoffmann et al. 2022, eq. 4: N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b,
+    # G = (alpha A / (beta B))^(1 / (alpha + beta)), a = beta/(alpha+beta), b = alpha/(alpha+beta).
+    G = (p.alpha * p.A / (p.beta * p.B)) ** (1.0 / (p.alpha + p.beta))
+    return G * (C / 6.0) ** p.a, (C / 6.0) ** p.b / G
+
+
+def _bootstrap_chunk(counts: np.ndarray, theta0: np.ndarray, log_n: np.ndarray,
+                     log_d: np.ndarray, log_l: np.ndarray, delta: float
+                     ) -> list[LawParams | None]:
+    """Refit once per row of counts (bootstrap multiplicities), from theta0."""
+    out: list[LawParams | None] = []
+    for weights in counts:
+        theta, _, converged, _ = _minimize_from(theta0, log_n, log_d, log_l, weights, delta)
+        out.append(_params_from_theta(theta) if converged else None)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Power laws in log-log space
+# --------------------------------------------------------------------------------------------------
+
+def fit_power_law(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
+                  ) -> tuple[float, float]:
+    """Least squares of log y = log k + e log x; returns (coefficient k, exponent e), y = k x^e."""
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if x.shape != y.shape:
+        raise FitError(f"power law: x and y differ in length ({len(x)} vs {len(y)})")
+    bad = ~(np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise FitError(f"power law: point {i} (x={x[i]!r}, y={y[i]!r}) is not finite and > 0")
+    if len(np.unique(x)) < 2:
+        raise FitError(f"power law needs >= 2 distinct x values; got {len(np.unique(x))}")
+    exponent, log_k = np.polyfit(np.log(x), np.log(y), 1)
+    return float(math.exp(log_k)), float(exponent)
+
+
+def group_by_relative(values: Sequence[float] | np.ndarray, rel_tol: float = 0.05) -> np.ndarray:
+    """Label each value with its group's representative (geometric mean) value.
+
+    Sorted values start a new group when they exceed the group's first value by more than
+    rel_tol (relative). Used to find IsoFLOP budgets and fixed-D / fixed-N slices.
+    """
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(values, kind="stable")
+    labels = np.empty(len(values), dtype=int)
+    group, start = -1, None
+    for i in order:
+        if start is None or values[i] > start * (1.0 + rel_tol):
+            group += 1
+            start = values[i]
+        labels[i] = group
+    reps = np.array([math.exp(np.log(values[labels == g]).mean()) for g in range(group + 1)])
+    return reps[labels] if len(values) else values.copy()
+
+
+# --------------------------------------------------------------------------------------------------
+# Approach 1: minimum-loss envelope over compute
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PowerLawFit:
+    """N_opt = k_n C^a and D_opt = k_d C^b, as fitted by Approach 1 or 2."""
+
+    k_n: float
+    a: float
+    k_d: float
+    b: float
+
+    def compute_optimal(self, C: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        C = np.asarray(C, dtype=float)
+        return self.k_n * C ** self.a, self.k_d * C ** self.b
+
+
+@dataclass(frozen=True)
+class EnvelopeResult:
+    """Approach 1 (Hoffmann et al. 2022, sec. 3.1): the lowest-loss run per log-compute bin."""
+
+    points: pd.DataFrame
+    """The envelope runs, one per non-empty bin (columns of the points frame + `bin`)."""
+    law: PowerLawFit
+    diagnostics: tuple[str, ...] = ()
+
+    @property
+    def a(self) -> float:
+        return self.law.a
+
+    @property
+    def b(self) -> float:
+        return self.law.b
+
+    def compute_optimal(self, C: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.law.compute_optimal(C)
+
+
+def fit_envelope(frame: pd.DataFrame, n_bins: int | None = None) -> EnvelopeResult:
+    """Approach 1 on final losses: bin runs in log C, keep the lowest-loss run per bin, and fit
+    N_opt ~ C^a and D_opt ~ C^b in log-log through those runs.
+
+    Hoffmann et al. take the envelope of whole training curves; with only final losses per run
+    the envelope is over runs. n_bins defaults to round(sqrt(#runs)), clipped to [2, 30].
+    """
+    done, diagnostics = select_done(frame)
+    if len(done) < 2:
+        raise FitError(f"envelope needs >= 2 done runs; got {len(done)}")
+    log_c = np.log10(done["flops"].to_numpy())
+    if n_bins is None:
+        n_bins = int(np.clip(round(math.sqrt(len(done))), 2, 30))
+    edges = np.linspace(log_c.min(), log_c.max(), n_bins + 1)
+    bins = np.clip(np.searchsorted(edges, log_c, side="right") - 1, 0, n_bins - 1)
+    done = done.assign(bin=bins)
+    env = done.loc[done.groupby("bin")["loss"].idxmin()].sort_values("flops").reset_index(drop=True)
+    if len(env) < 2 or len(np.unique(env["flops"])) < 2:
+        raise FitError(f"envelope has {len(env)} point(s) with distinct compute; need >= 2")
+    k_n, a = fit_power_law(env["flops"], env["n_params"])
+    k_d, b = fit_power_law(env["flops"], env["n_tokens"])
+    return EnvelopeResult(points=env, law=PowerLawFit(k_n=k_n, a=a, k_d=k_d, b=b),
+                          diagnostics=tuple(diagnostics))
+
+
+# --------------------------------------------------------------------------------------------------
+# Approach 2: IsoFLOP profiles
+# --------------------------------------------------------------------------------------------------
+
+EDGE_MESSAGE = "minimum at the edge of its grid"
+
+
+@dataclass(frozen=True)
+class IsoFlopResult:
+    """Approach 2 (Hoffmann et al. 2022, sec. 3.2): a parabola in log N per compute budget."""
+
+    points: pd.DataFrame
+    """The done runs with a `budget` column (each run's compute budget)."""
+    curves: pd.DataFrame
+    """One row per budget: budget, n_points, c0, c1, c2 (loss = c0 + c1 x + c2 x^2, x = ln N),
+    n_opt, d_opt, loss_opt, n_min, n_max, used (in the power-law fit), flag (why not / warning)."""
+    law: PowerLawFit
+    diagnostics: tuple[str, ...] = ()
+
+    @property
+    def a(self) -> float:
+        return self.law.a
+
+    @property
+    def b(self) -> float:
+        return self.law.b
+
+    def compute_optimal(self, C: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.law.compute_optimal(C)
+
+
+def budgets_of(frame: pd.DataFrame, rel_tol: float = 0.05) -> np.ndarray:
+    """Each run's compute budget: the `budget` column if present, else flops grouped within rel_tol."""
+    if "budget" in frame.columns:
+        return pd.to_numeric(frame["budget"], errors="coerce").to_numpy(dtype=float)
+    return group_by_relative(frame["flops"].to_numpy(dtype=float), rel_tol)
+
+
+def is_isoflop_design(frame: pd.DataFrame, rel_tol: float = 0.05, min_points: int = 3) -> bool:
+    """True when the done runs form >= 2 budgets with >= min_points runs each."""
+    done, _ = select_done(frame)
+    if len(done) == 0:
+        return False
+    counts = pd.Series(budgets_of(done, rel_tol)).value_counts()
+    return int((counts >= min_points).sum()) >= 2
+
+
+def fit_isoflop(frame: pd.DataFrame, rel_tol: float = 0.05, min_points: int = 3) -> IsoFlopResult:
+    """Approach 2: per budget, fit loss = c0 + c1 ln N + c2 (ln N)^2, take its minimum N_opt,
+    D_opt = C / (k N_opt) with k = the runs' flops / (N D) (6 for C = 6ND); then fit
+    N_opt = k_n C^a and D_opt = k_d C^b over the budgets.
+
+    Curves with fewer than min_points runs are skipped; a parabola opening downward, or with its
+    minimum outside the sampled N range, is flagged and left out of the power law; a curve whose
+    lowest measured loss is at its smallest or largest N is flagged but kept (pitfalls.md:
+    off-centre grids bias Approach 2).
+    """
+    done, diagnostics = select_done(frame)
+    done = done.assign(budget=budgets_of(done, rel_tol))
+    rows, skipped = [], []
+    for budget, group in done.groupby("budget", sort=True):
+        group = group.sort_values("n_params")
+        n = len(group)
+        name = f"budget {budget:.3g} FLOPs"
+        if n < min_points or len(np.unique(group["n_params"])) < 3:
+            skipped.append(f"{budget:.3g} ({n} run(s), {len(np.unique(group['n_params']))} distinct N)")
+            continue
+        x = np.log(group["n_params"].to_numpy())
+        y = group["loss"].to_numpy()
+        c2, c1, c0 = np.polyfit(x, y, 2)
+        x_min, x_max = float(x.min()), float(x.max())
+        flops_per_nd = float(np.median(group["flops"] / (group["n_params"] * group["n_tokens"])))
+        row = {"budget": float(budget), "n_points": n, "c0": c0, "c1": c1, "c2": c2,
+               "n_min": math.exp(x_min), "n_max": math.exp(x_max), "used": True, "flag": ""}
+        if c2 <= 0:
+            row.update(n_opt=np.nan, d_opt=np.nan, loss_opt=np.nan, used=False,
+                       flag="parabola opens downward (no minimum)")
+        else:
+            x_opt = -c1 / (2.0 * c2)
+            row.update(n_opt=math.exp(x_opt), d_opt=budget / (flops_per_nd * math.exp(x_opt)),
+                       loss_opt=float(c0 + c1 * x_opt + c2 * x_opt ** 2))
+            if not x_min < x_opt < x_max:
+                row.update(used=False, flag=f"{EDGE_MESSAGE}: parabola minimum N={math.exp(x_opt):.3g} "
+                                            f"outside sampled [{math.exp(x_min):.3g}, {math.exp(x_max):.3g}]")
+            elif int(np.argmin(y)) in (0, n - 1):
+                row.update(flag=f"{EDGE_MESSAGE}: lowest loss at N={math.exp(x[np.argmin(y)]):.3g}, "
+                                f"an end of the sampled N range")
+        if row["flag"]:
+            verdict = "excluded from the power law" if not row["used"] else "kept"
+            diagnostics.append(f"{name}: {row['flag']} ({verdict})")
+        rows.append(row)
+    if skipped:
+        # One line for all of them: a non-IsoFLOP design can have dozens of singleton budgets.
+        shown = "; ".join(skipped[:5]) + (f"; ... {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        diagnostics.append(f"skipped {len(skipped)} budget(s) with < {min_points} runs or distinct N "
+                           f"(a curve needs >= {min_points}): {shown}")
+    columns = ["budget", "n_points", "c0", "c1", "c2", "n_opt", "d_opt", "loss_opt",
+               "n_min", "n_max", "used", "flag"]
+    curves = pd.DataFrame(rows, columns=columns)
+    used = curves[curves["used"]]
+    if len(used) < 2:
+        raise FitError(f"Approach 2 needs >= 2 budgets with a usable parabola minimum; got "
+                       f"{len(used)} of {len(curves)} ({'; '.join(diagnostics) or 'no curves'})")
+    k_n, a = fit_power_law(used["budget"], used["n_opt"])
+    k_d, b = fit_power_law(used["budget"], used["d_opt"])
+    for message in diagnostics:
+        log.info("isoflop: %s", message)
+    return IsoFlopResult(points=done, curves=curves, law=PowerLawFit(k_n=k_n, a=a, k_d=k_d, b=b),
+                         diagnostics=tuple(diagnostics))
+
+
+# --------------------------------------------------------------------------------------------------
+# Kaplan et al. 2020 forms: L(N) at fixed D, L(D) at fixed N
+# --------------------------------------------------------------------------------------------------
+
+class SaturatingPowerLaw:
+    """L(x) = E + A / x^alpha for one variable (Kaplan et al. 2020, eq. 1.1/1.2 plus an offset E).
+
+    Fitted by least squares on log residuals (scipy L-BFGS-B with analytic gradient) from a small
+    grid of starts over (log A, log E, alpha); needs >= 4 points (3 parameters + 1).
+    """
+
+    def __init__(self, max_alpha: float = 3.0) -> None:
+        self.max_alpha = max_alpha
+
+    def fit(self, x: Sequence[float] | np.ndarray, L: Sequence[float] | np.ndarray
+            ) -> SaturatingPowerLaw:
+        x, L = np.asarray(x, dtype=float).ravel(), np.asarray(L, dtype=float).ravel()
+        if len(x) < 4 or len(np.unique(x)) < 4:
+            raise FitError(f"L(x) = E + A/x^alpha needs >= 4 points with distinct x; got {len(x)} "
+                           f"points, {len(np.unique(x))} distinct")
+        log_x, log_l = np.log(x), np.log(L)
+
+        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            log_a, log_e, alpha = theta
+            t_x = log_a - alpha * log_x
+            top = np.maximum(t_x, log_e)
+            p_x, p_e = np.exp(t_x - top), np.exp(log_e - top)
+            total = p_x + p_e
+            r = log_l - (top + np.log(total))
+            g = -2.0 * r / total
+            return float(r @ r), np.array([(g * p_x).sum(), (g * p_e).sum(), -(g * p_x) @ log_x])
+
+        best = None
+        for log_a, log_e, alpha in itertools.product(
+                np.linspace(0, 25, 6), np.log(np.array([0.25, 0.5, 0.9]) * L.min()),
+                np.linspace(0.05, 1.0, 5)):
+            res = minimize(objective, np.array([log_a, log_e, alpha]), jac=True, method="L-BFGS-B",
+                           bounds=[(None, None), (None, None), (0.0, self.max_alpha)],
+                           options=_LBFGS_OPTIONS)
+            if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
+                best = res
+        if best is None:
+            raise FitError("L(x) = E + A/x^alpha: the optimizer failed from every start")
+        log_a, log_e, alpha = (float(v) for v in best.x)
+        self.E_, self.A_, self.alpha_ = math.exp(log_e), math.exp(log_a), alpha
+        self.loss_ = float(best.fun)
+        self.n_points_ = len(x)
+        return self
+
+    def predict(self, x: float | np.ndarray) -> np.ndarray:
+        if not hasattr(self, "E_"):
+            raise FitError("SaturatingPowerLaw is not fitted: call fit(x, L) first")
+        return self.E_ + self.A_ / np.asarray(x, dtype=float) ** self.alpha_
+
+
+@dataclass(frozen=True)
+class SliceFits:
+    """L(N) fits per token budget (or L(D) per model size): table plus the fitted laws."""
+
+    table: pd.DataFrame
+    """One row per slice: fixed (the fixed D or N), n_points, E, A, alpha, loss."""
+    laws: dict[float, SaturatingPowerLaw] = field(default_factory=dict)
+    diagnostics: tuple[str, ...] = ()
+
+
+def _fit_slices(frame: pd.DataFrame, fixed: str, free: str, rel_tol: float) -> SliceFits:
+    done, diagnostics = select_done(frame)
+    groups = group_by_relative(done[fixed].to_numpy(), rel_tol) if len(done) else np.array([])
+    rows, laws = [], {}
+    for value, group in done.groupby(groups, sort=True):
+        try:
+            law = SaturatingPowerLaw().fit(group[free], group["loss"])
+        except FitError as exc:
+            diagnostics.append(f"{fixed} ~ {value:.3g}: skipped, {exc}")
+            continue
+        laws[float(value)] = law
+        rows.append({"fixed": float(value), "n_points": law.n_points_, "E": law.E_, "A": law.A_,
+                     "alpha": law.alpha_, "loss": law.loss_})
+    if not rows:
+        raise FitError(f"no slice at fixed {fixed} has >= 4 runs with distinct {free} "
+                       f"({len(done)} done runs)")
+    table = pd.DataFrame(rows, columns=["fixed", "n_points", "E", "A", "alpha", "loss"])
+    return SliceFits(table=table, laws=laws, diagnostics=tuple(diagnostics))
+
+
+def fit_loss_vs_params(frame: pd.DataFrame, rel_tol: float = 0.05) -> SliceFits:
+    """Kaplan-style L(N) = E + A / N^alpha, one fit per token budget (n_tokens within rel_tol)."""
+    return _fit_slices(frame, fixed="n_tokens", free="n_params", rel_tol=rel_tol)
+
+
+def fit_loss_vs_tokens(frame: pd.DataFrame, rel_tol: float = 0.05) -> SliceFits:
+    """Kaplan-style L(D) = E + B / D^beta, one fit per model size (n_params within rel_tol)."""
+    return _fit_slices(frame, fixed="n_params", free="n_tokens", rel_tol=rel_tol)
+
+
+# --------------------------------------------------------------------------------------------------
+# Extrapolation check
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HoldoutResult:
+    """Approach 3 fitted without the largest-compute runs, scored on them."""
+
+    table: pd.DataFrame
+    """Held-out runs: run_id, n_params, n_tokens, flops, loss, predicted, rel_error."""
+    law: ChinchillaLaw
+    max_fit_flops: float
+    """Largest compute among the runs used for the fit."""
+
+    @property
+    def mean_abs_rel_error(self) -> float:
+        return float(self.table["rel_error"].abs().mean())
+
+    @property
+    def max_abs_rel_error(self) -> float:
+        return float(self.table["rel_error"].abs().max())
+
+
+def holdout_check(frame: pd.DataFrame, n_holdout: int | None = None,
+                  law: ChinchillaLaw | None = None) -> HoldoutResult:
+    """Fit Approach 3 on all but the n_holdout largest-compute done runs; report the relative
+    loss error (predicted - actual) / actual on those. n_holdout defaults to 10% (at least 1)."""
+    done, _ = select_done(frame)
+    if n_holdout is None:
+        n_holdout = max(1, len(done) // 10)
+    if n_holdout < 1 or n_holdout >= len(done):
+        raise FitError(f"n_holdout = {n_holdout}: must be >= 1 and < {len(done)} done runs")
+    done = done.sort_values("flops", kind="stable").reset_index(drop=True)
+    train, test = done.iloc[:-n_holdout], done.iloc[-n_holdout:].copy()
+    proto = law if law is not None else ChinchillaLaw()
+    fitted = ChinchillaLaw(delta=proto.delta, n_starts=proto.n_starts, grid=proto.grid)
+    fitted.fit(train["n_params"], train["n_tokens"], train["loss"])
+    test["predicted"] = fitted.predict(test["n_params"].to_numpy(), test["n_tokens"].to_numpy())
+    test["rel_error"] = (test["predicted"] - test["loss"]) / test["loss"]
+    cols = [c for c in ("run_id", "n_params", "n_tokens", "flops", "loss", "predicted", "rel_error")
+            if c in test.columns]
+    return HoldoutResult(table=test[cols].reset_index(drop=True), law=fitted,
+                         max_fit_flops=float(train["flops"].max()))
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole-sweep report
+# --------------------------------------------------------------------------------------------------
+
+def compute_optimal_table(report_or_law: object, budgets: Iterable[float] = DEFAULT_BUDGETS,
+                          level: float = 0.95) -> pd.DataFrame:
+    """N_opt, D_opt and tokens per parameter at each budget (FLOPs).
+
+    Accepts a FitReport (its Approach 3 law), a ChinchillaLaw, or anything with
+    `compute_optimal(C) -> (N, D)` (envelope, IsoFLOP, published laws). Adds percentile bands
+    n_opt_lo/hi, d_opt_lo/hi when the law has bootstrap samples.
+    """
+    law = report_or_law.law if isinstance(report_or_law, FitReport) else report_or_law
+    if law is None:
+        raise FitError("the report has no Approach 3 fit (too few runs?)")
+    if not hasattr(law, "compute_optimal"):
+        raise FitError(f"{type(law).__name__} has no compute_optimal(C)")
+    C = np.asarray(list(budgets), dtype=float)
+    n_opt, d_opt = law.compute_optimal(C)
+    table = pd.DataFrame({"flops": C, "n_opt": n_opt, "d_opt": d_opt,
+                          "tokens_per_param": np.asarray(d_opt) / np.asarray(n_opt)})
+    if hasattr(law, "bootstrap_params_") and hasattr(law, "compute_optimal_interval"):
+        for key, values in law.compute_optimal_interval(C, level).items():
+            table[key] = values
+    return table
+
+
+@dataclass
+class FitReport:
+    """Everything `fit_sweep` could fit on one sweep, with the reasons for what it could not."""
+
+    n_runs: int
+    n_done: int
+    law: ChinchillaLaw | None
+    envelope: EnvelopeResult | None
+    isoflop: IsoFlopResult | None
+    holdout: HoldoutResult | None
+    diagnostics: list[str]
+    budgets: tuple[float, ...] = DEFAULT_BUDGETS
+    level: float = 0.95
+
+    def _interval(self, name: str) -> tuple[float, float] | None:
+        if self.law is None or not hasattr(self.law, "bootstrap_params_"):
+            return None
+        return self.law.interval(name, self.level)
+
+    def to_text(self) -> str:
+        """Human-readable summary: parameters with intervals, exponents, compute-optimal table."""
+        lines = [f"runs: {self.n_runs} total, {self.n_done} done and fitted"]
+        pct = f"{100 * self.level:g}%"
+        if self.law is not None:
+            p = self.law.params_
+            n_boot = len(self.law.bootstrap_params_) if hasattr(self.law, "bootstrap_params_") else 0
+            lines.append("")
+            lines.append(f"Approach 3: L(N, D) = E + A/N^alpha + B/D^beta  (Huber delta="
+                         f"{self.law.delta:g} on log residuals; objective {self.law.loss_:.6g}"
+                         + (f"; {pct} bootstrap intervals from {n_boot} resamples)" if n_boot else ")"))
+            values = {**p.to_dict(), "a": p.a, "b": p.b}
+            for name in (*PARAM_NAMES, "a", "b"):
+                iv = self._interval(name)
+                band = f"  [{iv[0]:.6g}, {iv[1]:.6g}]" if iv else ""
+                lines.append(f"  {name:>5} = {values[name]:.6g}{band}")
+            table = compute_optimal_table(self.law, self.budgets, self.level)
+            lines.append("")
+            lines.append("compute-optimal allocation (Approach 3, C = 6ND):")
+            lines.append(f"  {'FLOPs':>9} {'N_opt':>10} {'D_opt':>10} {'tokens/param':>12}"
+                         + (f"  {'N_opt ' + pct + ' band':>23}" if "n_opt_lo" in table else ""))
+            for row in table.itertuples(index=False):
+                band = (f"  [{row.n_opt_lo:.3g}, {row.n_opt_hi:.3g}]".rjust(25)
+                        if "n_opt_lo" in table else "")
+                lines.append(f"  {row.flops:>9.3g} {row.n_opt:>10.3g} {row.d_opt:>10.3g} "
+                             f"{row.tokens_per_param:>12.1f}{band}")
+        else:
+            lines.append("Approach 3: not fitted")
+        for title, result in (("Approach 2 (IsoFLOP parabolas)", self.isoflop),
+                              ("Approach 1 (minimum-loss envelope)", self.envelope)):
+            lines.append("")
+            if result is None:
+                lines.append(f"{title}: not fitted")
+            else:
+                lines.append(f"{title}: N_opt = {result.law.k_n:.4g} C^{result.a:.4f}, "
+                             f"D_opt = {result.law.k_d:.4g} C^{result.b:.4f}")
+        if self.holdout is not None:
+            lines.append("")
+            lines.append(f"holdout: fit on runs with C <= {self.holdout.max_fit_flops:.3g}, "
+                         f"{len(self.holdout.table)} held out; relative loss error mean "
+                         f"{self.holdout.mean_abs_rel_error:.3%}, max {self.holdout.max_abs_rel_error:.3%}")
+        if self.diagnostics:
+            lines.append("")
+            lines.append("diagnostics:")
+            lines.extend(f"  - {d}" for d in self.diagnostics)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-serialisable summary (for fit.json)."""
+        out: dict[str, object] = {"n_runs": self.n_runs, "n_done": self.n_done,
+                                  "level": self.level, "diagnostics": list(self.diagnostics)}
+        if self.law is not None:
+            p = self.law.params_
+            approach3: dict[str, object] = {
+                "params": {**p.to_dict(), "a": p.a, "b": p.b},
+                "objective": float(self.law.loss_), "delta": float(self.law.delta),
+                "n_points": int(self.law.n_points_)}
+            if hasattr(self.law, "bootstrap_params_"):
+                approach3["n_boot"] = len(self.law.bootstrap_params_)
+                approach3["intervals"] = {name: list(self._interval(name) or ())
+                                          for name in (*PARAM_NAMES, "a", "b")}
+            table = compute_optimal_table(self.law, self.budgets, self.level)
+            approach3["compute_optimal"] = _records(table)
+            out["approach3"] = approach3
+        else:
+            out["approach3"] = None
+        for key, result in (("approach2", self.isoflop), ("approach1", self.envelope)):
+            out[key] = None if result is None else {
+                **{k: float(v) for k, v in asdict(result.law).items()},
+                "diagnostics": list(result.diagnostics)}
+        if self.isoflop is not None:
+            out["approach2"]["curves"] = _records(self.isoflop.curves)  # type: ignore[index]
+        out["holdout"] = None if self.holdout is None else {
+            "max_fit_flops": self.holdout.max_fit_flops,
+            "mean_abs_rel_error": self.holdout.mean_abs_rel_error,
+            "max_abs_rel_error": self.holdout.max_abs_rel_error,
+            "runs": _records(self.holdout.table)}
+        return out
+
+
+def _records(table: pd.DataFrame) -> list[dict[str, object]]:
+    """DataFrame rows as plain-Python dicts (numpy scalars and NaN made JSON-safe)."""
+    out = []
+    for row in table.to_dict(orient="records"):
+        clean: dict[str, object] = {}
+        for k, v in row.items():
+            if isinstance(v, (np.generic,)):
+                v = v.item()
+            if isinstance(v, float) and not math.isfinite(v):
+                v = None
+            clean[str(k)] = v
+        out.append(clean)
+    return out
+
+
+def fit_sweep(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
+              budgets: Iterable[float] = DEFAULT_BUDGETS, n_holdout: int | None = None,
+              level: float = 0.95, law: ChinchillaLaw | None = None,
+              rel_tol: float = 0.05) -> FitReport:
+    """Run every fit the frame supports and collect what could not be done as diagnostics.
+
+    Approach 3 (+ bootstrap when n_boot > 0) when there are enough runs; Approach 2 when the frame
+    is an IsoFLOP design (>= 2 budgets with >= 3 runs each); Approach 1 always; a holdout check
+    on the largest-compute runs when the rest still suffice for Approach 3.
+    """
+    done, diagnostics = select_done(frame)
+    proto = law if law is not None else ChinchillaLaw()
+    fitted: ChinchillaLaw | None = None
+    try:
+        fitted = ChinchillaLaw(delta=proto.delta, n_starts=proto.n_starts, grid=proto.grid)
+        N, D, L = done["n_params"], done["n_tokens"], done["loss"]
+        fitted.fit(N, D, L)
+        if n_boot > 0:
+            fitted.bootstrap(N, D, L, n_boot=n_boot, seed=seed)
+            if fitted.n_boot_failed_:
+                diagnostics.append(f"{fitted.n_boot_failed_} of {n_boot} bootstrap refits did not "
+                                   f"converge and were dropped")
+    except FitError as exc:
+        fitted = None
+        diagnostics.append(f"Approach 3 not fitted: {exc}")
+    isoflop = None
+    if is_isoflop_design(done, rel_tol):
+        try:
+            isoflop = fit_isoflop(done, rel_tol=rel_tol)
+            diagnostics.extend(f"Approach 2: {d}" for d in isoflop.diagnostics)
+        except FitError as exc:
+            diagnostics.append(f"Approach 2 not fitted: {exc}")
+    else:
+        diagnostics.append("Approach 2 not fitted: not an IsoFLOP design "
+                           "(needs >= 2 compute budgets with >= 3 runs each)")
+    envelope = None
+    try:
+        envelope = fit_envelope(done)
+    except FitError as exc:
+        diagnostics.append(f"Approach 1 not fitted: {exc}")
+    holdout = None
+    if fitted is not None:
+        try:
+            holdout = holdout_check(done, n_holdout=n_holdout, law=proto)
+        except FitError as exc:
+            diagnostics.append(f"holdout check not run: {exc}")
+    return FitReport(n_runs=len(frame), n_done=len(done), law=fitted, envelope=envelope,
+                     isoflop=isoflop, holdout=holdout, diagnostics=diagnostics,
+                     budgets=tuple(float(c) for c in budgets), level=level)

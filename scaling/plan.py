@@ -1,0 +1,191 @@
+"""Planning: a validated SweepConfig -> a tuple of fully specified runs. Pure and torch-free.
+
+Each RunSpec holds everything a training job needs (it is written to the run's spec.json), and its
+run_id is derived from that content, so relaunching the same sweep maps every run to the same folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaling.accounting import ModelShape, flops_per_token, n_params, resolve_shape
+from scaling.config import DataConfig, SweepConfig, WandbConfig
+from scaling.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: model shape, token budget, optimizer, data, and derived accounting."""
+
+    run_id: str
+    sweep: str
+    shape: ModelShape
+    seed: int
+    n_params: int
+    """Total trainable parameters (tied embedding once)."""
+    n_params_non_embedding: int
+    flops_per_token: int
+    """Training FLOPs per token, Chinchilla's counting (see scaling.accounting)."""
+    n_tokens: int
+    """Tokens actually trained: n_steps * batch_size * seq_len."""
+    n_tokens_target: float
+    """The budget the plan asked for, before rounding to whole steps."""
+    flops: float
+    """flops_per_token * n_tokens."""
+    flops_6nd: float
+    """6 * n_params * n_tokens, the usual approximation, stored beside the exact count."""
+    flops_budget: float
+    """The IsoFLOP budget C this run belongs to (0 for grid designs)."""
+    n_steps: int
+    warmup_steps: int
+    batch_size: int
+    lr: float
+    min_lr_ratio: float
+    weight_decay: float
+    beta1: float
+    beta2: float
+    grad_clip: float
+    eval_every_steps: int
+    log_every_steps: int
+    checkpoint_every_s: float
+    data: DataConfig
+    wandb: WandbConfig
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.shape.seq_len
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunSpec:
+        raw = dict(raw)
+        raw["shape"] = ModelShape(**raw["shape"])
+        raw["data"] = DataConfig(**raw["data"])
+        raw["wandb"] = WandbConfig(**raw["wandb"])
+        return cls(**raw)
+
+
+# Fields that do not change what a run computes: left out of the run id so editing them keeps the folder.
+_NOT_IN_ID = {"run_id", "sweep", "eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb"}
+
+
+def run_id_for(spec: RunSpec) -> str:
+    """Readable and content-addressed: `gpt-L2-d64-T1.05M-s0-1a2b3c4d`."""
+    content = {k: v for k, v in spec.to_dict().items() if k not in _NOT_IN_ID}
+    digest = hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
+    s = spec.shape
+    return f"{s.arch}-L{s.n_layer}-d{s.d_model}-T{_si(spec.n_tokens)}-s{spec.seed}-{digest}"
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    sweep: SweepConfig
+    runs: tuple[RunSpec, ...]
+
+    def to_frame(self) -> pd.DataFrame:
+        est = self.sweep.launch.est_flops_per_s
+        return pd.DataFrame([{
+            "run_id": r.run_id, "arch": r.shape.arch, "n_layer": r.shape.n_layer,
+            "d_model": r.shape.d_model, "n_params": r.n_params,
+            "n_params_non_embedding": r.n_params_non_embedding, "n_tokens": r.n_tokens,
+            "flops": r.flops, "flops_6nd": r.flops_6nd, "tokens_per_param": r.n_tokens / r.n_params,
+            "n_steps": r.n_steps, "lr": r.lr, "seed": r.seed, "est_s": r.flops / est,
+        } for r in self.runs])
+
+    @property
+    def total_flops(self) -> float:
+        return float(sum(r.flops for r in self.runs))
+
+
+def plan_sweep(cfg: SweepConfig) -> Plan:
+    """All runs of a sweep, in a stable order (size, then budget, then seed)."""
+    shapes = _model_shapes(cfg)
+    points: list[tuple[ModelShape, float, float, str]] = []  # shape, n_tokens_target, budget, key
+    if cfg.grid.design == "grid":
+        for shape in shapes:
+            for i, n_tok in enumerate(cfg.grid.n_tokens):
+                points.append((shape, n_tok, 0.0, f"[grid].n_tokens[{i}]"))
+    else:
+        for i, budget in enumerate(cfg.grid.flops):
+            for shape in shapes:
+                points.append((shape, budget / flops_per_token(shape), budget, f"[grid].flops[{i}]"))
+    runs = []
+    for shape, n_tok, budget, key in points:
+        for seed in cfg.train.seeds:
+            runs.append(_make_run(cfg, shape, n_tok, budget, seed, key))
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ConfigError(f"{cfg.source}: [grid]: two grid points plan the same run {dup}")
+    return Plan(sweep=cfg, runs=tuple(runs))
+
+
+def _model_shapes(cfg: SweepConfig) -> list[ModelShape]:
+    m, g, V = cfg.model, cfg.grid, cfg.data.vocab_size
+    shapes: list[tuple[str, ModelShape]] = []
+    for i, s in enumerate(g.shapes):
+        heads = s.n_head or max(1, s.d_model // m.head_dim)
+        shapes.append((f"[grid].shapes[{i}]", ModelShape(
+            arch=m.arch, n_layer=s.n_layer, d_model=s.d_model, n_head=heads, seq_len=m.seq_len,
+            vocab_size=V, mlp_ratio=m.mlp_ratio)))
+    targets = list(g.n_params)
+    if g.design == "isoflop":
+        lo, hi = g.n_params
+        targets = list(np.geomspace(lo, hi, g.n_sizes)) if g.n_sizes > 1 else [math.sqrt(lo * hi)]
+    for i, target in enumerate(targets):
+        shape = resolve_shape(target, arch=m.arch, seq_len=m.seq_len, vocab_size=V, head_dim=m.head_dim,
+                              aspect_ratio=m.aspect_ratio, mlp_ratio=m.mlp_ratio)
+        shapes.append((f"[grid].n_params[{i}]", shape))
+    seen: dict[ModelShape, str] = {}
+    for key, shape in shapes:
+        if shape in seen:
+            raise ConfigError(
+                f"{cfg.source}: {key}: resolves to the same model as {seen[shape]} "
+                f"(L{shape.n_layer} d{shape.d_model}, {n_params(shape):,} params); space the sizes further apart")
+        seen[shape] = key
+    return sorted(seen, key=n_params)
+
+
+def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budget: float, seed: int,
+              key: str) -> RunSpec:
+    t = cfg.train
+    tokens_per_step = t.batch_size * shape.seq_len
+    n_steps = round(n_tokens_target / tokens_per_step)
+    if n_steps < 1:
+        value = budget if budget else n_tokens_target
+        raise ConfigError(
+            f"{cfg.source}: {key} = {value:g}: gives {n_tokens_target:.4g} tokens for "
+            f"L{shape.n_layer} d{shape.d_model}, less than one optimizer step "
+            f"({tokens_per_step} tokens = batch_size x seq_len)")
+    n_tok = n_steps * tokens_per_step
+    fpt = flops_per_token(shape)
+    total = n_params(shape)
+    spec = RunSpec(
+        run_id="", sweep=cfg.name, shape=shape, seed=seed, n_params=total,
+        n_params_non_embedding=n_params(shape, non_embedding=True), flops_per_token=fpt,
+        n_tokens=n_tok, n_tokens_target=float(n_tokens_target), flops=float(fpt * n_tok),
+        flops_6nd=6.0 * total * n_tok, flops_budget=float(budget), n_steps=n_steps,
+        warmup_steps=max(1, round(t.warmup_fraction * n_steps)) if t.warmup_fraction > 0 else 0,
+        batch_size=t.batch_size, lr=t.lr, min_lr_ratio=t.min_lr_ratio,
+        weight_decay=t.weight_decay, beta1=t.beta1, beta2=t.beta2, grad_clip=t.grad_clip,
+        eval_every_steps=t.eval_every_steps, log_every_steps=t.log_every_steps,
+        checkpoint_every_s=t.checkpoint_every_s, data=cfg.data, wandb=cfg.wandb,
+    )
+    return dataclasses.replace(spec, run_id=run_id_for(spec))
