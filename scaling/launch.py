@@ -1,0 +1,464 @@
+"""Launching: write each run's spec, skip what is done, run the rest on a bounded local pool or Slurm arrays.
+
+Per-run files under results/<sweep>/<run_id>/ are the truth (`scaling.results.run_state`). submitit's job
+states are used only to notice a job that died before it could write its own status; UNKNOWN, PREEMPTED
+or a reused job id never count as finished. The launcher need not stay alive: `sweep_status` reads disk.
+
+Nothing here imports torch at module import: jobs import `scaling.train` when they start, after setting
+their thread counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import submitit
+from submitit.helpers import Checkpointable, DelayedSubmission
+
+from scaling.config import LaunchConfig, validate
+from scaling.errors import ConfigError, LaunchError
+from scaling.plan import Plan
+from scaling.results import (
+    FINAL_STATES, SPEC, STATUS, RunLock, read_json, read_result, run_state, write_json_atomic, write_status,
+)
+
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# Slurm states after which a job will not write anything more (a requeued job is PENDING/REQUEUED again).
+_SLURM_DEAD = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
+               "TIMEOUT"}
+_LAUNCH_FIELDS = {f.name for f in dataclasses.fields(LaunchConfig)}
+
+
+class TrainJob(Checkpointable):
+    """What each job runs: train the run in `run_dir`, resuming from its newest checkpoint on disk.
+
+    Holds only the folder and the thread count, so a requeued pickle never carries stale state: the spec
+    is read from spec.json and the checkpoint found on disk when the job starts.
+    """
+
+    def __init__(self, run_dir: str | Path, num_threads: int = 1):
+        self.run_dir = str(run_dir)
+        self.num_threads = int(num_threads)
+
+    def __call__(self) -> dict[str, Any]:
+        set_num_threads(self.num_threads)
+        run_dir = Path(self.run_dir)
+        info = _job_info()
+        write_status(run_dir, "running", **info)
+        try:
+            from scaling import train  # imports torch; only inside the job
+
+            return train.train_run(run_dir, num_threads=self.num_threads)
+        except Exception as exc:
+            # A run trained elsewhere (lock held) or one that ended diverged is not a failure of this run.
+            if read_result(run_dir) is None and not RunLock(run_dir).is_held_elsewhere():
+                write_status(run_dir, "failed", error=_one_line(exc), **info)
+            raise
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
+        """Called by submitit on timeout or preemption (USR2): save, mark requeued, resubmit the same args."""
+        from scaling import train
+
+        saved = train.checkpoint_active_run()
+        write_status(Path(self.run_dir), "requeued", checkpoint_saved=bool(saved), **_job_info())
+        return DelayedSubmission(TrainJob(self.run_dir, self.num_threads))
+
+    def __repr__(self) -> str:
+        return f"TrainJob({self.run_dir!r}, num_threads={self.num_threads})"
+
+
+def set_num_threads(n: int) -> None:
+    """Limit intra-op threads so parallel jobs do not oversubscribe the cores (env before torch loads)."""
+    for var in THREAD_ENV_VARS:
+        os.environ[var] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
+def _job_info() -> dict[str, str]:
+    """Job id and log paths of the submitit job we run in ({} outside submitit)."""
+    try:
+        env = submitit.JobEnvironment()
+        paths = env.paths
+        return {"job_id": str(env.job_id), "log": str(paths.stderr), "stdout": str(paths.stdout),
+                "stderr": str(paths.stderr)}
+    except RuntimeError:
+        return {}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+@dataclass
+class LaunchReport:
+    """What one `launch` call did. Run ids in plan order; `failed` is filled only when the call waited."""
+
+    backend: str
+    sweep_dir: str
+    folder: str
+    """The submitit folder of this launch (logs, pickles)."""
+    submitted: list[str] = field(default_factory=list)
+    skipped_done: list[str] = field(default_factory=list)
+    skipped_running: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    job_ids: dict[str, str] = field(default_factory=dict)
+    """run_id -> job id (Slurm "123_4"; local: the job's controller pid; "pool" for a detached pool)."""
+    n_arrays: int = 0
+
+    def __str__(self) -> str:
+        return (f"{len(self.submitted)} submitted ({self.backend}), {len(self.skipped_done)} already done, "
+                f"{len(self.skipped_running)} running elsewhere, {len(self.failed)} failed; "
+                f"logs in {self.folder}")
+
+
+def launch(plan: Plan, *, backend: str | None = None, max_parallel: int | None = None, wait: bool = True,
+           verbose: bool = True, poll_s: float | None = None, signal_delay_s: int | None = None,
+           **overrides: Any) -> LaunchReport:
+    """Run every unfinished run of `plan` and return what was done.
+
+    `overrides` are `[launch]` keys (timeout_min=5, partition="gpu", ...). Finished runs (a valid
+    result.json) and runs locked by a live process are skipped; the others get spec.json and are submitted:
+    locally to a pool of at most `max_parallel` jobs, on Slurm as job arrays. With `wait=False` the call
+    returns after submission (locally a detached pool process keeps going); follow with `sweep_status`.
+    """
+    unknown = sorted(set(overrides) - _LAUNCH_FIELDS)
+    if unknown:
+        raise ConfigError(f"launch(): unknown option {unknown[0]} (valid: {', '.join(sorted(_LAUNCH_FIELDS))})")
+    if backend is not None:
+        overrides["backend"] = backend
+    if max_parallel is not None:
+        overrides["max_parallel"] = max_parallel
+    if "sbatch_extra" in overrides:
+        overrides["sbatch_extra"] = tuple(overrides["sbatch_extra"])
+    sweep = dataclasses.replace(plan.sweep, launch=dataclasses.replace(plan.sweep.launch, **overrides))
+    validate(sweep)  # same one-line errors as the TOML path; e.g. timeout_min=0 pends forever on Slurm
+    cfg = sweep.launch
+    if signal_delay_s is None:
+        signal_delay_s = default_signal_delay_s(cfg.timeout_min)
+    extra = parse_sbatch_extra(cfg.sbatch_extra) if cfg.backend == "slurm" else {}
+
+    sweep_dir = Path(sweep.sweep_dir).resolve()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    # Unique per launch: a fresh Slurm restarts job ids at 1, and a folder keyed only by id would mix them.
+    folder = sweep_dir / ".submitit" / f"{stamp}-{os.getpid()}"
+    report = LaunchReport(backend=cfg.backend, sweep_dir=str(sweep_dir), folder=str(folder))
+    todo: list[Path] = []
+    for spec in plan.runs:
+        run_dir = sweep_dir / spec.run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if read_result(run_dir) is not None:
+            report.skipped_done.append(spec.run_id)
+            continue
+        if RunLock(run_dir).is_held_elsewhere():
+            report.skipped_running.append(spec.run_id)
+            continue
+        if read_json(run_dir / SPEC) != json.loads(json.dumps(spec.to_dict())):
+            write_json_atomic(run_dir / SPEC, spec.to_dict())
+        # A fresh status (not merged): stale errors and log paths of earlier attempts must not linger.
+        write_json_atomic(run_dir / STATUS, {"state": "submitted", "time": time.time(), "launch": str(folder),
+                                             "host": socket.gethostname(), "pid": os.getpid()})
+        todo.append(run_dir)
+        report.submitted.append(spec.run_id)
+    say = _printer(verbose)
+    say(f"launch {sweep.name}: {len(plan.runs)} runs, {len(report.skipped_done)} done, "
+        f"{len(report.skipped_running)} running elsewhere, {len(todo)} to submit ({cfg.backend})")
+    if not todo:
+        return report
+    folder.mkdir(parents=True, exist_ok=True)
+    if cfg.backend == "local":
+        _launch_local(todo, cfg, folder, report, wait=wait, say=say, poll_s=poll_s or 0.2,
+                      signal_delay_s=signal_delay_s)
+    else:
+        _launch_slurm(todo, cfg, folder, report, wait=wait, say=say, poll_s=poll_s or 2.0,
+                      signal_delay_s=signal_delay_s, extra=extra, sweep_name=sweep.name)
+    return report
+
+
+def default_signal_delay_s(timeout_min: float) -> int:
+    """Seconds before the time limit at which jobs get USR2 (checkpoint + requeue): a quarter of the limit,
+    between 15 and 90 s, so that 1-minute test jobs still train before being signalled."""
+    return int(min(90, max(15, timeout_min * 60 / 4)))
+
+
+def parse_sbatch_extra(options: Sequence[str]) -> dict[str, Any]:
+    """["--constraint=a100", "--exclusive", "--comment x"] -> submitit additional_parameters."""
+    parsed: dict[str, Any] = {}
+    for i, opt in enumerate(options):
+        if not opt.startswith("--") or len(opt) < 3:
+            raise ConfigError(f"[launch].sbatch_extra[{i}] = {opt!r}: must be a long sbatch option like "
+                              "\"--constraint=a100\"")
+        key, sep, value = opt[2:].replace(" ", "=", 1).partition("=")
+        parsed[key] = value if sep else True
+    return parsed
+
+
+def _printer(verbose: bool) -> Callable[[str], None]:
+    # Progress lines for a person watching a launch (like a progress bar), flushed so they show in logs.
+    def say(msg: str) -> None:
+        if verbose:
+            print(msg, file=sys.stderr, flush=True)
+    return say
+
+
+def _log_of(run_dir: Path, job: submitit.Job | None = None) -> str:
+    status = read_json(run_dir / STATUS) or {}
+    if status.get("log"):
+        return str(status["log"])
+    return str(job.paths.stderr) if job is not None else "?"
+
+
+# ---------------------------------------------------------------------------------------------- local
+
+
+def run_pool(items: Sequence[tuple[str, Callable[[], Any]]], folder: Path, *, max_parallel: int,
+             timeout_min: float, signal_delay_s: int = 30, max_num_timeout: int = 3, poll_s: float = 0.2,
+             on_done: Callable[[str, submitit.Job], None] | None = None) -> dict[str, submitit.Job]:
+    """Run callables as submitit local jobs, never more than `max_parallel` at once.
+
+    LocalExecutor alone starts every submission immediately; this keeps a queue and submits the next
+    callable only when a slot frees. A failing job does not stop the others. Returns key -> finished job.
+    """
+    if max_parallel < 1:
+        raise ConfigError(f"run_pool: max_parallel = {max_parallel}: must be >= 1")
+    if not timeout_min > 0:
+        raise ConfigError(f"run_pool: timeout_min = {timeout_min}: must be > 0")
+    executor = submitit.LocalExecutor(folder=folder, max_num_timeout=max_num_timeout)
+    # The local default limit is 2 minutes; always pass ours explicitly.
+    executor.update_parameters(timeout_min=timeout_min, signal_delay_s=signal_delay_s, gpus_per_node=0)
+    queue = list(items)[::-1]
+    running: dict[str, submitit.Job] = {}
+    finished: dict[str, submitit.Job] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < max_parallel:
+                key, fn = queue.pop()
+                running[key] = executor.submit(fn)
+            time.sleep(poll_s)
+            for key, job in list(running.items()):
+                if job.done():
+                    finished[key] = running.pop(key)
+                    if on_done is not None:
+                        on_done(key, job)
+    except BaseException:
+        for job in running.values():  # interrupted launcher: do not leave orphans behind
+            job.cancel(check=False)
+        raise
+    return finished
+
+
+def _launch_local(todo: list[Path], cfg: LaunchConfig, folder: Path, report: LaunchReport, *, wait: bool,
+                  say: Callable[[str], None], poll_s: float, signal_delay_s: int) -> None:
+    if not wait:
+        # The pool must outlive this call: hand it to a detached process that runs the same code.
+        manifest = folder / "pool.json"
+        write_json_atomic(manifest, {
+            "run_dirs": [str(d) for d in todo], "max_parallel": cfg.max_parallel,
+            "threads_per_job": cfg.threads_per_job, "timeout_min": cfg.timeout_min,
+            "max_num_timeout": cfg.max_num_timeout, "signal_delay_s": signal_delay_s, "poll_s": poll_s})
+        with open(folder / "pool.log", "ab") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "scaling.launch", str(manifest)], stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        report.job_ids = {d.name: f"pool:{proc.pid}" for d in todo}
+        say(f"local pool started in the background (pid {proc.pid}, log {folder / 'pool.log'})")
+        return
+    failed = _local_pool(todo, folder, max_parallel=cfg.max_parallel, threads_per_job=cfg.threads_per_job,
+                         timeout_min=cfg.timeout_min, max_num_timeout=cfg.max_num_timeout,
+                         signal_delay_s=signal_delay_s, poll_s=poll_s, say=say, job_ids=report.job_ids)
+    report.failed = [d.name for d in todo if d.name in failed]
+
+
+def _local_pool(todo: list[Path], folder: Path, *, max_parallel: int, threads_per_job: int, timeout_min: float,
+                max_num_timeout: int, signal_delay_s: int, poll_s: float, say: Callable[[str], None],
+                job_ids: dict[str, str]) -> set[str]:
+    n_done = 0
+    failed: set[str] = set()
+
+    def on_done(key: str, job: submitit.Job) -> None:
+        nonlocal n_done
+        n_done += 1
+        run_dir = Path(key)
+        job_ids[run_dir.name] = str(job.job_id)
+        state = run_state(run_dir)
+        if state not in FINAL_STATES:
+            if state != "failed":  # died without a word (killed, import error, ...): say so on disk
+                write_status(run_dir, "failed", error=_job_error(job), log=str(job.paths.stderr),
+                             stdout=str(job.paths.stdout), stderr=str(job.paths.stderr), job_id=str(job.job_id))
+            failed.add(run_dir.name)
+            error = (read_json(run_dir / STATUS) or {}).get("error", "")
+            say(f"[{n_done}/{len(todo)}] FAILED {run_dir.name}: {error} (log: {_log_of(run_dir, job)})")
+        else:
+            loss = (read_result(run_dir) or {}).get("val_loss", math.nan)
+            say(f"[{n_done}/{len(todo)}] {state} {run_dir.name} val_loss={loss:.4f}")
+
+    items = [(str(d), TrainJob(d, threads_per_job)) for d in todo]
+    run_pool(items, folder, max_parallel=max_parallel, timeout_min=timeout_min, signal_delay_s=signal_delay_s,
+             max_num_timeout=max_num_timeout, poll_s=poll_s, on_done=on_done)
+    return failed
+
+
+def _job_error(job: submitit.Job) -> str:
+    try:
+        exc = job.exception()
+    except Exception as err:  # no result pickle at all: the process was killed
+        return f"job {job.job_id} ended without a result ({_one_line(err)[:200]})"
+    return _one_line(exc) if exc is not None else f"job {job.job_id} finished without writing result.json"
+
+
+def _pool_main(manifest: Path) -> None:
+    """Entry point of the detached local pool (`launch(..., backend="local", wait=False)`)."""
+    m = json.loads(Path(manifest).read_text())
+    _local_pool([Path(d) for d in m["run_dirs"]], Path(manifest).parent, max_parallel=m["max_parallel"],
+                threads_per_job=m["threads_per_job"], timeout_min=m["timeout_min"],
+                max_num_timeout=m["max_num_timeout"], signal_delay_s=m["signal_delay_s"], poll_s=m["poll_s"],
+                say=_printer(True), job_ids={})
+
+
+# ---------------------------------------------------------------------------------------------- slurm
+
+
+def make_slurm_executor(cfg: LaunchConfig, folder: Path, *, signal_delay_s: int, extra: dict[str, Any],
+                        job_name: str) -> submitit.SlurmExecutor:
+    """A SlurmExecutor with every [launch] option applied (the cluster is explicit: no auto-detection)."""
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=cfg.max_num_timeout)
+    threads = cfg.threads_per_job
+    params: dict[str, Any] = dict(
+        time=cfg.timeout_min, cpus_per_task=cfg.cpus_per_job or threads, ntasks_per_node=1, nodes=1,
+        array_parallelism=cfg.max_parallel, signal_delay_s=signal_delay_s, job_name=job_name,
+        # the batch script exports the thread limits before python (and torch) start
+        setup=[f"export {var}={threads}" for var in THREAD_ENV_VARS],
+    )
+    if cfg.partition:
+        params["partition"] = cfg.partition
+    if cfg.gpus_per_job:
+        params["gpus_per_node"] = cfg.gpus_per_job
+    if cfg.mem_gb:
+        params["mem"] = f"{max(1, round(cfg.mem_gb * 1024))}M"
+    if cfg.account:
+        params["account"] = cfg.account
+    if cfg.qos:
+        params["qos"] = cfg.qos
+    if extra:
+        params["additional_parameters"] = extra
+    executor.update_parameters(**params)
+    return executor
+
+
+def _launch_slurm(todo: list[Path], cfg: LaunchConfig, folder: Path, report: LaunchReport, *, wait: bool,
+                  say: Callable[[str], None], poll_s: float, signal_delay_s: int, extra: dict[str, Any],
+                  sweep_name: str) -> None:
+    executor = make_slurm_executor(cfg, folder, signal_delay_s=signal_delay_s, extra=extra,
+                                   job_name=f"scaling-{sweep_name}")
+    jobs: dict[Path, submitit.Job] = {}
+    for start in range(0, len(todo), cfg.max_array_size):
+        chunk = todo[start:start + cfg.max_array_size]
+        try:
+            with executor.batch():
+                chunk_jobs = [executor.submit(TrainJob(d, cfg.threads_per_job)) for d in chunk]
+        except Exception as exc:
+            for d in todo[start:]:
+                write_status(d, "failed", error=f"sbatch failed: {_one_line(exc)}")
+            raise LaunchError(f"submitting {len(chunk)} runs to Slurm failed: {_one_line(exc)}") from exc
+        jobs.update(zip(chunk, chunk_jobs))
+        report.n_arrays += 1
+    report.job_ids = {d.name: str(j.job_id) for d, j in jobs.items()}
+    write_json_atomic(folder / "jobs.json", report.job_ids)
+    say(f"submitted {len(jobs)} runs as {report.n_arrays} Slurm array(s): "
+        f"{sorted({j.job_id.split('_')[0] for j in jobs.values()})}, logs in {folder}")
+    if wait:
+        report.failed = _wait_slurm(jobs, say=say, poll_s=poll_s)
+
+
+def _wait_slurm(jobs: dict[Path, submitit.Job], *, say: Callable[[str], None], poll_s: float) -> list[str]:
+    """Poll run folders until every run is final or failed; Slurm state only detects silent deaths."""
+    left = dict(jobs)
+    failed: list[str] = []
+    n_done = 0
+    last_sacct = 0.0
+    while left:
+        time.sleep(poll_s)
+        check_slurm = time.time() - last_sacct > max(5 * poll_s, 10.0)
+        slurm_states: dict[Path, str] = {}
+        if check_slurm:
+            last_sacct = time.time()
+            for run_dir, job in left.items():
+                try:
+                    slurm_states[run_dir] = job.state.split(" ")[0]  # e.g. "CANCELLED by 0"
+                except Exception:
+                    slurm_states[run_dir] = "UNKNOWN"
+        for run_dir, job in list(left.items()):
+            state = run_state(run_dir)  # read after the Slurm state: a COMPLETED job wrote its result before
+            if state in FINAL_STATES:
+                n_done += 1
+                loss = (read_result(run_dir) or {}).get("val_loss", math.nan)
+                say(f"[{n_done}/{len(jobs)}] {state} {run_dir.name} val_loss={loss:.4f}")
+            elif state == "failed" or slurm_states.get(run_dir) in _SLURM_DEAD:
+                if state != "failed":
+                    write_status(run_dir, "failed", job_id=str(job.job_id), log=str(job.paths.stderr),
+                                 error=f"Slurm job {job.job_id} ended {slurm_states[run_dir]} without a result")
+                n_done += 1
+                failed.append(run_dir.name)
+                error = (read_json(run_dir / STATUS) or {}).get("error", "")
+                say(f"[{n_done}/{len(jobs)}] FAILED {run_dir.name}: {error} (log: {_log_of(run_dir, job)})")
+            else:
+                continue
+            del left[run_dir]
+    return failed
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+
+STATUS_COLUMNS = ["run_id", "state", "n_params", "n_tokens", "flops", "val_loss", "detail", "job_id", "log"]
+
+
+def sweep_status(plan_or_sweep_dir: Plan | str | Path) -> pd.DataFrame:
+    """One row per run, from disk alone: done / running / failed / diverged / pending.
+
+    Given a Plan, planned runs without a folder yet are listed as pending; given a folder, every run folder
+    with a spec.json. `detail` keeps the finer state (submitted, requeued); `log` is set for failed runs.
+    """
+    if isinstance(plan_or_sweep_dir, Plan):
+        sweep_dir = Path(plan_or_sweep_dir.sweep.sweep_dir)
+        runs = [(s.run_id, s.to_dict()) for s in plan_or_sweep_dir.runs]
+    else:
+        sweep_dir = Path(plan_or_sweep_dir)
+        dirs = sorted(p for p in sweep_dir.iterdir() if (p / SPEC).is_file()) if sweep_dir.is_dir() else []
+        runs = [(p.name, read_json(p / SPEC) or {}) for p in dirs]
+    rows = []
+    for run_id, spec in runs:
+        run_dir = sweep_dir / run_id
+        detail = run_state(run_dir) if run_dir.is_dir() else "pending"
+        state = detail if detail in ("done", "diverged", "failed", "running") else "pending"
+        status = read_json(run_dir / STATUS) or {}
+        result = read_result(run_dir) or {}
+        rows.append({
+            "run_id": run_id, "state": state, "n_params": spec.get("n_params"),
+            "n_tokens": spec.get("n_tokens"), "flops": spec.get("flops"),
+            "val_loss": result.get("val_loss", math.nan), "detail": detail,
+            "job_id": status.get("job_id"),
+            "log": status.get("log") if state == "failed" else None,
+            "error": status.get("error") if state == "failed" else (result.get("reason") or None),
+        })
+    return pd.DataFrame(rows, columns=STATUS_COLUMNS + ["error"])
+
+
+if __name__ == "__main__":  # the detached local pool: python -m scaling.launch <folder>/pool.json
+    # Import ourselves by name so the jobs pickle scaling.launch.TrainJob, not __main__.TrainJob.
+    from scaling.launch import _pool_main as pool_main
+
+    pool_main(Path(sys.argv[1]))

@@ -1,0 +1,199 @@
+"""The Slurm launcher against a real single-node Slurm 22.05 (scripts/slurm_ci.sh), started for this module.
+
+Job arrays, chunking below MaxArraySize, a real time limit and a real partition preemption that both
+requeue the job and resume it from its checkpoint, `wait=False` + status from disk, relaunch.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import scaling
+from scaling.config import load_sweep
+from scaling.launch import launch, sweep_status
+from scaling.plan import Plan, plan_sweep
+from scaling.results import CKPT, RESULT, STATUS, read_json, read_result
+
+REPO = Path(scaling.__file__).resolve().parent.parent
+SCRIPT = REPO / "scripts" / "slurm_ci.sh"
+CANNOT_INSTALL = 3  # slurm_ci.sh's exit status when Slurm is missing and cannot be installed here
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="module")
+def slurm() -> Iterator[str]:
+    """A running Slurm with accounting; SLURM_CONF is set for this module and the cluster stopped after."""
+    # Not under pytest's 0700 tmp dirs: munged wants every parent of its socket world-executable.
+    base = Path(tempfile.mkdtemp(prefix="scaling-slurm-", dir="/tmp"))
+    base.chmod(0o755)
+    env = dict(os.environ, SLURM_CI_BASE=str(base))
+    t0 = time.monotonic()
+    proc = subprocess.run([str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode == CANNOT_INSTALL and not os.environ.get("SCALING_REQUIRE_SLURM"):
+        pytest.skip(f"Slurm is not installed and cannot be installed here: {proc.stderr.strip()[-300:]}")
+    assert proc.returncode == 0, f"slurm_ci.sh start failed:\n{proc.stdout}\n{proc.stderr}"
+    conf = str(base / "slurm.conf")
+    assert f"export SLURM_CONF={conf}" in proc.stdout
+    print(f"Slurm up in {time.monotonic() - t0:.1f} s ({base})")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SLURM_CONF", conf)
+        try:
+            yield conf
+        finally:
+            subprocess.run([str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def make_plan(tmp_path: Path, corpus: Path, *, n_tokens: list[int], results: str = "results",
+              shape: str = "{n_layer = 1, d_model = 32}", seq_len: int = 32, batch_size: int = 8,
+              launch: dict | None = None) -> Plan:
+    options = {"backend": "slurm", "partition": "debug", "max_parallel": 2, "threads_per_job": 1,
+               "timeout_min": 5, **(launch or {})}
+    launch_toml = "\n".join(f"{k} = {json.dumps(v)}" for k, v in options.items())  # JSON scalars are TOML
+    toml = tmp_path / f"{results}.toml"
+    toml.write_text(f"""
+name = "slurm"
+results_dir = "{tmp_path / results}"
+[data]
+source = "{corpus}"
+val_tokens = 2048
+[model]
+seq_len = {seq_len}
+head_dim = 16
+[grid]
+shapes = [{shape}]
+n_tokens = {n_tokens}
+[train]
+batch_size = {batch_size}
+log_every_steps = 10
+checkpoint_every_s = 3
+[launch]
+{launch_toml}
+""")
+    return plan_sweep(load_sweep(toml))
+
+
+def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        time.sleep(poll_s)
+
+
+def test_sweep_runs_as_job_arrays_chunked_below_max_array_size(slurm: str, tmp_path: Path,
+                                                               text_corpus: Path) -> None:
+    plan = make_plan(tmp_path, text_corpus, n_tokens=[2560, 5120, 7680],
+                     launch={"max_array_size": 2, "sbatch_extra": ["--comment=scaling-ci"]})
+    report = launch(plan, poll_s=0.5)
+    assert report.failed == [] and len(report.submitted) == 3
+    assert report.n_arrays == 2  # 3 runs, at most 2 per array
+    assert len({job_id.split("_")[0] for job_id in report.job_ids.values()}) == 2
+    assert (sweep_status(plan)["state"] == "done").all()
+    scripts = "\n".join(p.read_text() for p in Path(report.folder).rglob("*.sh"))
+    for option in ("--array=0-1%2", "--partition=debug", "--time=5", "--cpus-per-task=1",
+                   "--signal=USR2@", "--comment=scaling-ci", "export OMP_NUM_THREADS=1"):
+        assert option in scripts, option
+
+    def all_completed() -> bool:  # accounting works, so submitit's states are real too (jobs exit after writing)
+        sacct = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State"], capture_output=True, text=True,
+                               check=True).stdout
+        return all(f"{job_id}|COMPLETED" in sacct for job_id in report.job_ids.values())
+
+    wait_until(all_completed, 30, "sacct to report every job COMPLETED")
+
+
+def test_wait_false_returns_then_status_reads_disk_and_relaunch_submits_only_missing(
+        slurm: str, tmp_path: Path, text_corpus: Path) -> None:
+    plan = make_plan(tmp_path, text_corpus, n_tokens=[2560, 5120, 7680])
+    first = Plan(sweep=plan.sweep, runs=plan.runs[:2])
+    t0 = time.monotonic()
+    report = launch(first, wait=False)
+    assert time.monotonic() - t0 < 10 and len(report.submitted) == 2
+    states = set(sweep_status(plan)["state"])
+    assert states <= {"pending", "running", "done"}
+    wait_until(lambda: list(sweep_status(plan)["state"]) == ["done", "done", "pending"], 120,
+               "the two submitted runs")
+    # one result lost (e.g. a deleted folder): the relaunch redoes it and the never-launched run, nothing else
+    (plan.sweep.sweep_dir / plan.runs[0].run_id / RESULT).unlink()
+    again = launch(plan, poll_s=0.5)
+    assert again.submitted == [plan.runs[0].run_id, plan.runs[2].run_id]
+    assert again.skipped_done == [plan.runs[1].run_id] and again.failed == []
+    assert (sweep_status(plan)["state"] == "done").all()
+
+
+# Long enough (about 25 s of training) to be interrupted; shared with its uninterrupted local reference.
+LONG = dict(n_tokens=[1024 * 1100], shape="{n_layer = 2, d_model = 64}", seq_len=64, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, text_corpus: Path) -> Iterator[dict]:
+    """The long run trained without interruption by the local launcher (in the background)."""
+    tmp = tmp_path_factory.mktemp("reference")
+    plan = make_plan(tmp, text_corpus, results="reference", launch={"backend": "local"}, **LONG)
+    launch(plan, wait=False)
+    run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
+    result: dict = {}
+
+    def get() -> dict:
+        if not result:
+            wait_until(lambda: read_result(run_dir) is not None, 180, "the reference run")
+            result.update(read_result(run_dir))
+        return result
+
+    yield {"run_id": plan.runs[0].run_id, "get": get}
+
+
+def assert_same_final_loss(run_dir: Path, reference: dict) -> None:
+    got, want = read_result(run_dir), reference["get"]()
+    assert got["steps_done"] == want["steps_done"] == 1100
+    assert got["val_loss"] == want["val_loss"] and got["train_loss"] == want["train_loss"]
+
+
+@pytest.mark.slow
+def test_real_timeout_requeues_and_resumes_with_the_same_loss(slurm: str, tmp_path: Path, text_corpus: Path,
+                                                             reference: dict) -> None:
+    plan = make_plan(tmp_path, text_corpus, launch={"timeout_min": 1, "max_num_timeout": 3}, **LONG)
+    run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
+    assert plan.runs[0].run_id == reference["run_id"]
+    # USR2 45 s before the 1-minute limit: the first attempt trains ~10 s, then checkpoints and is requeued.
+    report = launch(plan, signal_delay_s=45, poll_s=0.5)
+    assert report.failed == []
+    status = read_json(run_dir / STATUS)
+    assert status.get("checkpoint_saved") is True, f"the job was never requeued: {status}"
+    assert_same_final_loss(run_dir, reference)
+
+
+@pytest.mark.slow
+def test_partition_preemption_requeues_and_resumes_with_the_same_loss(slurm: str, tmp_path: Path,
+                                                                      text_corpus: Path, reference: dict) -> None:
+    plan = make_plan(tmp_path, text_corpus, launch={"partition": "low", "timeout_min": 30}, **LONG)
+    run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
+    launch(plan, wait=False)
+    wait_until(lambda: (run_dir / CKPT).exists(), 120, "the first checkpoint")
+    # A job on the high-priority partition that needs every CPU of the node preempts ours.
+    high = subprocess.run(["sbatch", "--parsable", "-p", "high", f"--cpus-per-task={os.cpu_count()}",
+                           "-o", str(tmp_path / "high.out"), "--wrap", "sleep 2"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    wait_until(lambda: read_json(run_dir / STATUS).get("state") == "requeued", 60, "the requeue")
+    wait_until(lambda: read_result(run_dir) is not None, 180, "the preempted run to finish")
+    sacct = subprocess.run(["sacct", "-n", "-X", "-P", "-j", high, "-o", "State"], capture_output=True,
+                           text=True, check=True).stdout
+    assert "COMPLETED" in sacct
+    assert sweep_status(plan).iloc[0]["state"] == "done"
+    assert_same_final_loss(run_dir, reference)
+
+
+def test_slurm_ci_script_is_self_contained() -> None:
+    text = SCRIPT.read_text()
+    for setting in ("cred_expire=5", "batch_sched_delay=0", "CR_Core", "PreemptMode=REQUEUE",
+                    "preempt_send_user_signal", "GraceTime", "slurmdbd", "apt-get update"):
+        assert setting in text, setting
+    assert shutil.which("bash")
