@@ -107,7 +107,7 @@ def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int =
     from scaling.results import write_json_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = fit_sweep(frame, n_boot=n_boot, holdout=holdout)
+    report = fit_sweep(frame, n_boot=n_boot, n_holdout=holdout or None)
     print()
     print(report.to_text())
     write_json_atomic(out_dir / "fit.json", report.to_dict())
@@ -167,10 +167,48 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from scaling.compare import compare_sources
+    """Fit each source (Approach 3 + bootstrap) and tabulate compute-optimal sizes beside published laws."""
+    import numpy as np
 
-    compare_sources(args.sources, n_boot=args.n_boot, out=Path(args.out) if args.out else None)
+    from scaling.compare import compare_table, published_laws
+    from scaling.fit import ChinchillaLaw, select_done
+    from scaling.plot import plot_frontiers
+    from scaling.results import export_csv
+
+    laws: dict[str, object] = {}
+    for source in args.sources:
+        frame, where = _frame_for(source)
+        done, _ = select_done(frame)
+        law = ChinchillaLaw().fit_frame(done)
+        if args.n_boot:
+            law.bootstrap(done["n_params"], done["n_tokens"], done["loss"], n_boot=args.n_boot)
+        laws[Path(where).name or source] = law
+    laws.update(published_laws())
+    budgets = np.logspace(args.min_flops, args.max_flops, args.max_flops - args.min_flops + 1)
+    table = compare_table(laws, budgets)
+    print(_long_compare(table, list(laws)).to_string(index=False))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"\ntable: {export_csv(table, out / 'compare.csv')}")
+        fig_path = out / "frontiers.png"
+        plot_frontiers(laws, budgets, path=fig_path)
+        print(f"plot: {fig_path}")
     return 0
+
+
+def _long_compare(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """compare_table's wide columns ("<law>/n_opt", ...) as one readable row per (budget, law)."""
+    rows = []
+    for _, r in table.iterrows():
+        for label in labels:
+            band = ""
+            if f"{label}/n_opt_lo" in table:
+                band = f"[{r[f'{label}/n_opt_lo']:.3g}, {r[f'{label}/n_opt_hi']:.3g}]"
+            rows.append({"flops": f"{r['flops']:.0e}", "law": label, "n_opt": f"{r[f'{label}/n_opt']:.3g}",
+                         "n_opt 95%": band, "d_opt": f"{r[f'{label}/d_opt']:.3g}",
+                         "tokens/param": f"{r[f'{label}/tokens_per_param']:.3g}"})
+    return pd.DataFrame(rows)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -221,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="compute-optimal N, D per budget: sweeps, CSVs and published laws")
     p.add_argument("sources", nargs="*", help="sweep .toml, results folders or CSVs")
     p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--min-flops", type=int, default=15, help="smallest budget, as a power of ten")
+    p.add_argument("--max-flops", type=int, default=25, help="largest budget, as a power of ten")
     p.add_argument("--out", help="folder for the comparison table and frontier plot")
     p.set_defaults(func=cmd_compare)
 

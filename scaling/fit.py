@@ -12,10 +12,12 @@ References:
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import itertools
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -61,13 +63,9 @@ def read_points_csv(path: str | Path) -> pd.DataFrame:
     cols = set(raw.columns)
     if {"n_params", "n_tokens", "loss"} <= cols:
         frame = raw.copy()
-        if "flops" not in cols:
-            frame["flops"] = 6.0 * frame["n_params"] * frame["n_tokens"]
         sources = {"n_params": "n_params", "n_tokens": "n_tokens", "flops": "flops"}
     elif {"params", "tokens", "loss"} <= cols:
         frame = raw.rename(columns={"params": "n_params", "tokens": "n_tokens"})
-        if "flops" not in cols:
-            frame["flops"] = 6.0 * frame["n_params"] * frame["n_tokens"]
         sources = {"n_params": "params", "n_tokens": "tokens", "flops": "flops"}
     elif {"Model Size", "Training FLOP", "loss"} <= cols:
         frame = pd.DataFrame({
@@ -84,8 +82,12 @@ def read_points_csv(path: str | Path) -> pd.DataFrame:
             f"{path}: missing column(s) {', '.join(missing)} (need params,tokens,loss or "
             f"n_params,n_tokens,flops,loss or 'Model Size','Training FLOP',loss); found {sorted(cols)}"
         )
-    for col in ("n_params", "n_tokens", "flops"):
+    for col in ("n_params", "n_tokens"):
         _check_positive(frame, col, path, sources[col], always=True)
+    if "flops" not in frame.columns:
+        # Kaplan et al. 2020, sec. 2.1: C ~ 6 N D for a forward and backward pass.
+        frame["flops"] = 6.0 * frame["n_params"] * frame["n_tokens"]
+    _check_positive(frame, "flops", path, sources["flops"], always=True)
     _check_positive(frame, "loss", path, "loss", always=False)
     if "run_id" not in frame.columns:
         frame["run_id"] = [f"row{i}" for i in range(len(frame))]
@@ -105,9 +107,11 @@ def _check_positive(frame: pd.DataFrame, col: str, path: Path, source: str, *, a
     bad = mask & ~(np.isfinite(values) & (values > 0))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
+        raw = raw_values[row]
+        shown = repr(raw) if isinstance(raw, str) else ("missing" if pd.isna(raw) else f"{float(raw):g}")
         raise ConfigError(
-            f"{path}: column {source!r} row {row + 2} (line {row + 2}) = {raw_values[row]!r}: "
-            f"must be a finite number > 0 ({int(bad.sum())} bad row(s))"
+            f"{path}: column {source!r}, line {row + 2}: {shown} "
+            f"is not a finite number > 0 ({int(bad.sum())} bad row(s))"
         )
     frame[col] = values
 
@@ -253,12 +257,13 @@ def _objective_and_grad(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray,
     r = log_l - (top + np.log(total))
     absr = np.abs(r)
     inside = absr <= delta
-    value = float(weights @ np.where(inside, 0.5 * r * r, delta * (absr - 0.5 * delta)))
+    value = float((weights * np.where(inside, 0.5 * r * r, delta * (absr - 0.5 * delta))).sum())
     # d Huber / d r = clip(r, -delta, delta); d r / d t_k = -softmax_k.
     psi = -weights * np.clip(r, -delta, delta) / total
     g_n = psi * p_n
     g_d = psi * p_d
-    grad = np.array([g_n.sum(), g_d.sum(), (psi * p_e).sum(), -(g_n @ log_n), -(g_d @ log_d)])
+    grad = np.array([g_n.sum(), g_d.sum(), (psi * p_e).sum(), -(g_n * log_n).sum(),
+                     -(g_d * log_d).sum()])
     return value, grad
 
 
@@ -280,9 +285,41 @@ def _minimize_from(theta0: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log
     return res.x, float(res.fun), converged, str(res.message)
 
 
+@contextlib.contextmanager
+def _blas_single_thread() -> Iterator[None]:
+    """Run the block with OpenBLAS limited to one thread, restoring the old count after.
+
+    The optimizer's vectors have 5 entries, so BLAS threads never help; but scipy's L-BFGS-B
+    calls OpenBLAS, whose threads spin-wait, and on a busy 2-core machine that made fits 10-15x
+    slower (measured: 1,000 bootstrap refits 3.5 s alone, 40-55 s beside another busy process).
+    Same idea as threadpoolctl, without the dependency; a no-op where the library is not found.
+    """
+    restore: list[tuple[Callable[[int], None], int]] = []
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+        for path in sorted(paths):
+            lib = ctypes.CDLL(path)
+            for suffix in ("", "64_"):
+                for prefix in ("scipy_openblas", "openblas"):
+                    getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                    setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                    if getter is not None and setter is not None:
+                        restore.append((setter, int(getter())))
+                        setter(1)
+    except OSError:
+        pass
+    try:
+        yield
+    finally:
+        for setter, n_threads in restore:
+            setter(n_threads)
+
+
 def _check_inputs(N: np.ndarray, D: np.ndarray, L: np.ndarray) -> None:
     if not (N.shape == D.shape == L.shape) or N.ndim != 1:
-        raise FitError(f"N, D, L must be 1-d arrays of one length; got shapes {N.shape}, {D.shape}, {L.shape}")
+        raise FitError(f"N, D, L must be 1-d arrays of one length; got shapes {N.shape}, "
+                       f"{D.shape}, {L.shape}")
     for name, values in (("N", N), ("D", D), ("L", L)):
         bad = ~(np.isfinite(values) & (values > 0))
         if bad.any():
@@ -355,15 +392,16 @@ class ChinchillaLaw:
         best: tuple[float, np.ndarray] | None = None
         n_converged = 0
         messages: set[str] = set()
-        for theta0 in grid:
-            theta, value, converged, message = _minimize_from(theta0, log_n, log_d, log_l,
-                                                              weights, self.delta)
-            if not converged:
-                messages.add(message)
-                continue
-            n_converged += 1
-            if best is None or value < best[0]:
-                best = (value, theta)
+        with _blas_single_thread():
+            for theta0 in grid:
+                theta, value, converged, message = _minimize_from(theta0, log_n, log_d, log_l,
+                                                                  weights, self.delta)
+                if not converged:
+                    messages.add(message)
+                    continue
+                n_converged += 1
+                if best is None or value < best[0]:
+                    best = (value, theta)
         if best is None:
             raise FitError(f"L-BFGS-B converged from none of {len(grid)} starts: {sorted(messages)}")
         self.n_starts_converged_ = n_converged
@@ -398,9 +436,9 @@ class ChinchillaLaw:
         rng = np.random.default_rng(seed)
         # A resample as multiplicities (counts) of each run: same objective, no copying.
         counts = rng.multinomial(len(N), np.full(len(N), 1.0 / len(N)), size=n_boot).astype(float)
-        # One process: a refit from the point estimate takes ~3 ms on 240 points, so 1,000 take
-        # ~3 s; a 2-process pool measured slower here (start-up and pickling outweigh the work).
-        rows = _bootstrap_chunk(counts, self.theta_, np.log(N), np.log(D), np.log(L), self.delta)
+        # One process is enough: a refit from the point estimate takes ~3.5 ms on 240 points.
+        with _blas_single_thread():
+            rows = _bootstrap_chunk(counts, self.theta_, np.log(N), np.log(D), np.log(L), self.delta)
         ok = [r for r in rows if r is not None]
         self.n_boot_failed_ = len(rows) - len(ok)
         if not ok:
@@ -553,7 +591,7 @@ class PowerLawFit:
         return self.k_n * C ** self.a, self.k_d * C ** self.b
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EnvelopeResult:
     """Approach 1 (Hoffmann et al. 2022, sec. 3.1): the lowest-loss run per log-compute bin."""
 
@@ -606,7 +644,7 @@ def fit_envelope(frame: pd.DataFrame, n_bins: int | None = None) -> EnvelopeResu
 EDGE_MESSAGE = "minimum at the edge of its grid"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class IsoFlopResult:
     """Approach 2 (Hoffmann et al. 2022, sec. 3.2): a parabola in log N per compute budget."""
 
@@ -740,17 +778,20 @@ class SaturatingPowerLaw:
             total = p_x + p_e
             r = log_l - (top + np.log(total))
             g = -2.0 * r / total
-            return float(r @ r), np.array([(g * p_x).sum(), (g * p_e).sum(), -(g * p_x) @ log_x])
+            return float((r * r).sum()), np.array([(g * p_x).sum(), (g * p_e).sum(),
+                                                    -(g * p_x * log_x).sum()])
 
         best = None
-        for log_a, log_e, alpha in itertools.product(
-                np.linspace(0, 25, 6), np.log(np.array([0.25, 0.5, 0.9]) * L.min()),
-                np.linspace(0.05, 1.0, 5)):
-            res = minimize(objective, np.array([log_a, log_e, alpha]), jac=True, method="L-BFGS-B",
-                           bounds=[(None, None), (None, None), (0.0, self.max_alpha)],
-                           options=_LBFGS_OPTIONS)
-            if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
-                best = res
+        starts = itertools.product(np.linspace(0, 25, 6),
+                                   np.log(np.array([0.25, 0.5, 0.9]) * L.min()),
+                                   np.linspace(0.05, 1.0, 5))
+        with _blas_single_thread():
+            for log_a, log_e, alpha in starts:
+                res = minimize(objective, np.array([log_a, log_e, alpha]), jac=True,
+                               method="L-BFGS-B", options=_LBFGS_OPTIONS,
+                               bounds=[(None, None), (None, None), (0.0, self.max_alpha)])
+                if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
+                    best = res
         if best is None:
             raise FitError("L(x) = E + A/x^alpha: the optimizer failed from every start")
         log_a, log_e, alpha = (float(v) for v in best.x)
@@ -765,7 +806,7 @@ class SaturatingPowerLaw:
         return self.E_ + self.A_ / np.asarray(x, dtype=float) ** self.alpha_
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SliceFits:
     """L(N) fits per token budget (or L(D) per model size): table plus the fitted laws."""
 
@@ -809,7 +850,7 @@ def fit_loss_vs_tokens(frame: pd.DataFrame, rel_tol: float = 0.05) -> SliceFits:
 # Extrapolation check
 # --------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HoldoutResult:
     """Approach 3 fitted without the largest-compute runs, scored on them."""
 

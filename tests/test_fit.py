@@ -1,0 +1,355 @@
+"""Tests for scaling.fit: reference reproduction, parameter recovery, Approaches 1-2, input checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling.errors import ConfigError, FitError
+from scaling.fit import (
+    EDGE_MESSAGE,
+    ChinchillaLaw,
+    compute_optimal_table,
+    fit_envelope,
+    fit_isoflop,
+    fit_loss_vs_params,
+    fit_loss_vs_tokens,
+    fit_power_law,
+    fit_sweep,
+    holdout_check,
+    is_isoflop_design,
+    read_points_csv,
+    select_done,
+)
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "svg_extracted_data.csv"
+needs_reference = pytest.mark.skipif(
+    not REFERENCE.exists(), reason=f"reference data not found at {REFERENCE} (../shared/reference)")
+
+# Besiroglu et al. 2024 (arXiv 2404.10102), refit of the extracted Chinchilla data.
+BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
+# Hoffmann's grid + L-BFGS with plain summed Huber on the same 240 runs (reference README).
+GRID_CHECK = {"E": 1.817, "A": 477.8, "B": 2143.9, "alpha": 0.3473, "beta": 0.3672}
+
+
+def reference_240() -> pd.DataFrame:
+    """The reference runs without the 5 highest-loss ones, as Besiroglu et al. fit them."""
+    frame = read_points_csv(REFERENCE)
+    return frame.sort_values("loss", kind="stable").iloc[:-5].reset_index(drop=True)
+
+
+def grid_frame(law: ChinchillaLaw, n_values: np.ndarray, d_values: np.ndarray, noise: float,
+               seed: int) -> pd.DataFrame:
+    """Every (N, D) pair, loss = law * exp(noise * standard normal)."""
+    rng = np.random.default_rng(seed)
+    N, D = (x.ravel() for x in np.meshgrid(n_values, d_values))
+    L = law.predict(N, D) * np.exp(noise * rng.standard_normal(N.shape))
+    return pd.DataFrame({"run_id": [f"r{i}" for i in range(len(N))], "n_params": N,
+                         "n_tokens": D, "flops": 6 * N * D, "loss": L, "status": "done"})
+
+
+def isoflop_frame(law: ChinchillaLaw, budgets: np.ndarray, multipliers: np.ndarray,
+                  noise: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    """For each budget, models at multipliers x the law's N_opt, D = C / (6 N)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for C in budgets:
+        n_opt, _ = law.compute_optimal(C)
+        for m in multipliers:
+            N = float(n_opt) * m
+            D = C / (6 * N)
+            loss = float(law.predict(N, D)) * float(np.exp(noise * rng.standard_normal()))
+            rows.append({"n_params": N, "n_tokens": D, "flops": C, "loss": loss, "status": "done"})
+    return pd.DataFrame(rows)
+
+
+TRUE = ChinchillaLaw.from_params(E=1.7, A=400.0, B=2000.0, alpha=0.34, beta=0.36)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference reproduction
+# ---------------------------------------------------------------------------------------------
+
+@needs_reference
+def test_reference_fit_reproduces_besiroglu() -> None:
+    frame = reference_240()
+    assert len(frame) == 240
+    law = ChinchillaLaw().fit(frame["n_params"], frame["n_tokens"], frame["loss"])
+    p = law.params_
+    for name in ("E", "alpha", "beta"):
+        assert getattr(p, name) == pytest.approx(BESIROGLU[name], rel=0.01), name
+    for name in ("A", "B"):
+        assert getattr(p, name) == pytest.approx(BESIROGLU[name], rel=0.05), name
+    # Plain Huber from Hoffmann's grid: the README's grid check, much tighter.
+    for name, value in GRID_CHECK.items():
+        assert getattr(p, name) == pytest.approx(value, rel=0.002), name
+    assert law.converged_ and law.n_points_ == 240
+    assert law.a_ == pytest.approx(0.5139, abs=0.002)
+    assert law.E_ == p.E and law.alpha_ == p.alpha
+
+
+@needs_reference
+@pytest.mark.slow
+def test_prefiltered_starts_find_the_full_grid_optimum() -> None:
+    frame = reference_240()
+    args = (frame["n_params"], frame["n_tokens"], frame["loss"])
+    fast = ChinchillaLaw().fit(*args)
+    full = ChinchillaLaw(n_starts=None).fit(*args)
+    assert full.n_starts_converged_ > 4000
+    assert fast.loss_ == pytest.approx(full.loss_, rel=1e-9)
+    for name in ("E", "A", "B", "alpha", "beta"):
+        assert getattr(fast.params_, name) == pytest.approx(getattr(full.params_, name), rel=1e-4)
+
+
+@needs_reference
+def test_reference_bootstrap_matches_published_intervals() -> None:
+    frame = reference_240()
+    law = ChinchillaLaw().bootstrap(frame["n_params"], frame["n_tokens"], frame["loss"],
+                                    n_boot=200, seed=42)
+    assert len(law.bootstrap_params_) + law.n_boot_failed_ == 200
+    # Besiroglu et al. 95% intervals: alpha (0.317, 0.373), beta (0.331, 0.415); 200 resamples
+    # are noisier than their 4000, so compare ends loosely.
+    lo, hi = law.interval("alpha")
+    assert lo == pytest.approx(0.317, abs=0.01) and hi == pytest.approx(0.373, abs=0.01)
+    lo, hi = law.interval("beta")
+    assert lo == pytest.approx(0.331, abs=0.015) and hi == pytest.approx(0.415, abs=0.02)
+
+
+@needs_reference
+def test_read_reference_format_derives_tokens() -> None:
+    frame = read_points_csv(REFERENCE)
+    assert len(frame) == 245
+    np.testing.assert_allclose(frame["flops"], 6 * frame["n_params"] * frame["n_tokens"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Recovery on synthetic data
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_recovers_random_known_laws(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    truth = ChinchillaLaw.from_params(E=rng.uniform(1.5, 2.5), A=rng.uniform(100, 1000),
+                                      B=rng.uniform(300, 5000), alpha=rng.uniform(0.25, 0.45),
+                                      beta=rng.uniform(0.25, 0.45))
+    frame = grid_frame(truth, np.logspace(7, 10, 8), np.logspace(9, 12, 8), noise=0.002, seed=seed)
+    law = ChinchillaLaw().fit(frame["n_params"], frame["n_tokens"], frame["loss"])
+    assert law.alpha_ == pytest.approx(truth.alpha_, rel=0.04)
+    assert law.beta_ == pytest.approx(truth.beta_, rel=0.04)
+    assert law.E_ == pytest.approx(truth.E_, rel=0.02)
+    assert law.a_ == pytest.approx(truth.a_, abs=0.01)
+
+
+def test_compute_optimal_minimises_loss_on_the_budget() -> None:
+    C = 1e21
+    n_opt, d_opt = TRUE.compute_optimal(C)
+    assert 6 * n_opt * d_opt == pytest.approx(C)
+    n_grid = n_opt * np.logspace(-0.5, 0.5, 2001)
+    losses = TRUE.predict(n_grid, C / (6 * n_grid))
+    assert n_grid[np.argmin(losses)] == pytest.approx(n_opt, rel=1e-3)
+    assert TRUE.a_ + TRUE.b_ == pytest.approx(1.0)
+    n2, _ = TRUE.compute_optimal(C * 10)
+    assert n2 / n_opt == pytest.approx(10 ** TRUE.a_)
+
+
+def test_bootstrap_intervals_contain_truth() -> None:
+    frame = grid_frame(TRUE, np.logspace(7, 10, 7), np.logspace(9, 12, 7), noise=0.01, seed=7)
+    law = ChinchillaLaw().bootstrap(frame["n_params"], frame["n_tokens"], frame["loss"],
+                                    n_boot=200, seed=0)
+    table = law.bootstrap_params_
+    assert list(table.columns) == ["E", "A", "B", "alpha", "beta", "a", "b"]
+    for name in ("E", "alpha", "beta", "a"):
+        lo, hi = law.interval(name, 0.95)
+        truth = TRUE.a_ if name == "a" else getattr(TRUE.params_, name)
+        assert lo < truth < hi, (name, lo, truth, hi)
+        lo50, hi50 = law.interval(name, 0.5)
+        assert lo <= lo50 <= hi50 <= hi
+    band = law.compute_optimal_interval(np.array([1e20, 1e22]))
+    n_opt, d_opt = law.compute_optimal(np.array([1e20, 1e22]))
+    assert np.all(band["n_opt_lo"] < n_opt) and np.all(n_opt < band["n_opt_hi"])
+    assert np.all(band["d_opt_lo"] < d_opt) and np.all(d_opt < band["d_opt_hi"])
+    true_n, _ = TRUE.compute_optimal(np.array([1e20, 1e22]))
+    assert np.all(band["n_opt_lo"] < true_n) and np.all(true_n < band["n_opt_hi"])
+
+
+def test_bootstrap_is_deterministic_per_seed() -> None:
+    frame = grid_frame(TRUE, np.logspace(7, 10, 5), np.logspace(9, 12, 5), noise=0.01, seed=3)
+    args = (frame["n_params"], frame["n_tokens"], frame["loss"])
+    one = ChinchillaLaw().bootstrap(*args, n_boot=20, seed=5).bootstrap_params_
+    two = ChinchillaLaw().bootstrap(*args, n_boot=20, seed=5).bootstrap_params_
+    pd.testing.assert_frame_equal(one, two)
+
+
+# ---------------------------------------------------------------------------------------------
+# Approaches 1 and 2, Kaplan forms, helpers
+# ---------------------------------------------------------------------------------------------
+
+def test_fit_power_law_exact() -> None:
+    x = np.logspace(18, 22, 5)
+    k, e = fit_power_law(x, 3.0 * x ** 0.42)
+    assert k == pytest.approx(3.0, rel=1e-6) and e == pytest.approx(0.42, rel=1e-9)
+    with pytest.raises(FitError, match="distinct x"):
+        fit_power_law([1.0, 1.0], [2.0, 3.0])
+
+
+def test_isoflop_recovers_exponents() -> None:
+    frame = isoflop_frame(TRUE, np.logspace(18, 21, 4), np.logspace(-0.8, 0.8, 9), noise=0.001)
+    # Jitter compute by 1% so budgets are found by grouping, not exact equality.
+    frame["flops"] *= 1 + 0.01 * np.sin(np.arange(len(frame)))
+    assert is_isoflop_design(frame)
+    result = fit_isoflop(frame)
+    assert len(result.curves) == 4 and result.curves["used"].all()
+    assert result.a == pytest.approx(TRUE.a_, abs=0.02)
+    assert result.b == pytest.approx(TRUE.b_, abs=0.02)
+    n_opt, _ = result.compute_optimal(1e20)
+    assert n_opt == pytest.approx(TRUE.compute_optimal(1e20)[0], rel=0.1)
+    assert not any(EDGE_MESSAGE in d for d in result.diagnostics)
+
+
+def test_isoflop_flags_minimum_at_grid_edge_and_skips_short_curves() -> None:
+    budgets = np.logspace(18, 21, 4)
+    centred = isoflop_frame(TRUE, budgets[:3], np.logspace(-0.8, 0.8, 9))
+    # Last budget sampled only at 3x..30x its optimal size: the minimum is off the left edge.
+    off = isoflop_frame(TRUE, budgets[3:], np.logspace(0.5, 1.5, 5))
+    short = isoflop_frame(TRUE, [3e22], [0.5, 2.0])
+    result = fit_isoflop(pd.concat([centred, off, short], ignore_index=True))
+    flagged = result.curves[result.curves["flag"] != ""]
+    assert list(flagged["budget"]) == pytest.approx([budgets[3]])
+    assert EDGE_MESSAGE in flagged["flag"].iloc[0]
+    assert any(EDGE_MESSAGE in d for d in result.diagnostics)
+    assert any("skipped 1 budget" in d and "3e+22" in d for d in result.diagnostics)
+    assert result.a == pytest.approx(TRUE.a_, abs=0.02)  # from the 3 good curves
+
+
+def test_isoflop_explicit_budget_column_and_too_few_budgets() -> None:
+    frame = isoflop_frame(TRUE, [1e19, 1e20], np.logspace(-0.6, 0.6, 5))
+    frame["budget"] = np.repeat([1e19, 1e20], 5)
+    assert fit_isoflop(frame).curves["budget"].tolist() == [1e19, 1e20]
+    with pytest.raises(FitError, match="Approach 2 needs >= 2 budgets"):
+        fit_isoflop(frame.iloc[:5])
+
+
+def test_envelope_exponents_on_compute_optimal_runs() -> None:
+    # Runs at the optimum plus dominated ones (same C, 4x off the optimal size).
+    good = isoflop_frame(TRUE, np.logspace(18, 22, 9), [1.0])
+    bad = isoflop_frame(TRUE, np.logspace(18, 22, 9), [0.25, 4.0])
+    env = fit_envelope(pd.concat([good, bad], ignore_index=True), n_bins=9)
+    assert len(env.points) == 9
+    assert env.a == pytest.approx(TRUE.a_, abs=1e-6) and env.b == pytest.approx(TRUE.b_, abs=1e-6)
+
+
+def test_kaplan_slices_recover_exponents() -> None:
+    frame = grid_frame(TRUE, np.logspace(7, 10, 7), np.array([1e10, 1e11]), noise=0.0, seed=0)
+    by_d = fit_loss_vs_params(frame)
+    assert len(by_d.table) == 2
+    # At fixed D, L(N) = (E + B/D^beta) + A/N^alpha.
+    np.testing.assert_allclose(by_d.table["alpha"], TRUE.alpha_, rtol=0.01)
+    np.testing.assert_allclose(by_d.table["E"], TRUE.E_ + TRUE.B_ / by_d.table["fixed"] ** TRUE.beta_,
+                               rtol=0.01)
+    frame2 = grid_frame(TRUE, np.array([1e8]), np.logspace(9, 12, 6), noise=0.0, seed=0)
+    by_n = fit_loss_vs_tokens(frame2)
+    assert by_n.table["alpha"].iloc[0] == pytest.approx(TRUE.beta_, rel=0.01)
+    with pytest.raises(FitError, match=">= 4 runs"):
+        fit_loss_vs_params(frame2)
+
+
+def test_holdout_check_small_error_on_clean_law() -> None:
+    frame = grid_frame(TRUE, np.logspace(7, 10, 6), np.logspace(9, 12, 6), noise=0.002, seed=4)
+    result = holdout_check(frame, n_holdout=4)
+    assert len(result.table) == 4
+    assert result.table["flops"].min() >= result.max_fit_flops
+    assert result.max_abs_rel_error < 0.02
+    with pytest.raises(FitError, match="n_holdout"):
+        holdout_check(frame, n_holdout=len(frame))
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagnostics and bad input
+# ---------------------------------------------------------------------------------------------
+
+def test_diverged_runs_excluded_with_reason() -> None:
+    frame = grid_frame(TRUE, np.logspace(7, 9, 3), np.logspace(9, 11, 3), noise=0.0, seed=0)
+    frame.loc[2, ["status", "reason", "loss"]] = ["diverged", "loss NaN at step 120", np.nan]
+    frame.loc[4, "loss"] = np.inf
+    done, diagnostics = select_done(frame)
+    assert len(done) == 7
+    assert any("r2" in d and "diverged" in d and "step 120" in d for d in diagnostics)
+    assert any("r4" in d and "loss" in d for d in diagnostics)
+    law = ChinchillaLaw().fit_frame(frame)
+    assert law.n_points_ == 7 and len(law.diagnostics_) == 2
+
+
+def test_too_few_points_is_a_fit_error() -> None:
+    with pytest.raises(FitError, match=r">= 5 done runs.*got 4 runs"):
+        ChinchillaLaw().fit([1e8, 2e8, 3e8, 4e8], [1e9, 2e9, 3e9, 4e9], [3.0, 2.9, 2.8, 2.7])
+    with pytest.raises(FitError, match="1 distinct N"):
+        ChinchillaLaw().fit([1e8] * 6, np.logspace(9, 10, 6), np.linspace(3, 2.5, 6))
+    with pytest.raises(FitError, match=r"L\[1\]"):
+        ChinchillaLaw().fit(np.logspace(8, 9, 6), np.logspace(9, 10, 6), [3, -1, 3, 3, 3, 3])
+    with pytest.raises(FitError, match="not fitted"):
+        ChinchillaLaw().predict(1e9, 1e10)
+
+
+def test_read_points_csv_formats(tmp_path: Path) -> None:
+    simple = tmp_path / "simple.csv"
+    simple.write_text("params,tokens,loss\n1e8,2e9,3.1\n2e8,4e9,2.9\n")
+    frame = read_points_csv(simple)
+    assert list(frame["flops"]) == pytest.approx([6 * 1e8 * 2e9, 6 * 2e8 * 4e9])
+    results = tmp_path / "results.csv"
+    results.write_text("run_id,n_params,n_tokens,flops,loss,status\n"
+                       "a,1e8,2e9,1.3e18,3.1,done\nb,2e8,4e9,5e18,,diverged\n")
+    frame = read_points_csv(results)
+    assert frame["flops"].iloc[0] == 1.3e18 and frame["run_id"].tolist() == ["a", "b"]
+    assert len(select_done(frame)[0]) == 1
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("params,loss\n1e8,3.1\n", r"missing.*tokens"),
+    ("params,tokens,loss\n1e8,2e9,3.1\n-5,2e9,3.0\n", r"'params', line 3: -5"),
+    ("params,tokens,loss\n1e8,2e9,3.1\n1e8,2e9,nan\n", r"'loss', line 3"),
+    ("params,tokens,loss\n1e8,abc,3.1\n", r"'tokens', line 2: 'abc'"),
+])
+def test_read_points_csv_rejects_bad_input(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match) as info:
+        read_points_csv(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+def test_fit_sweep_report_on_isoflop_design() -> None:
+    frame = isoflop_frame(TRUE, np.logspace(18, 21, 4), np.logspace(-0.8, 0.8, 7), noise=0.003)
+    frame["run_id"] = [f"r{i}" for i in range(len(frame))]
+    frame.loc[len(frame)] = {"run_id": "bad", "n_params": 1e8, "n_tokens": 1e9, "flops": 6e17,
+                             "loss": np.nan, "status": "diverged"}
+    report = fit_sweep(frame, n_boot=50, seed=0, budgets=[1e20, 1e22])
+    assert report.n_runs == 29 and report.n_done == 28
+    assert report.law is not None and report.isoflop is not None and report.envelope is not None
+    assert report.holdout is not None
+    assert report.isoflop.a == pytest.approx(TRUE.a_, abs=0.03)
+    text = report.to_text()
+    for needle in ("alpha", "beta", "tokens/param", "Approach 2", "Approach 1", "bad", "holdout"):
+        assert needle in text
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["approach3"]["intervals"]["alpha"][0] < data["approach3"]["params"]["alpha"]
+    assert len(data["approach3"]["compute_optimal"]) == 2
+    table = compute_optimal_table(report, [1e20, 1e22])
+    assert {"n_opt", "d_opt", "tokens_per_param", "n_opt_lo", "n_opt_hi"} <= set(table.columns)
+
+
+def test_fit_sweep_with_too_few_runs_reports_instead_of_raising() -> None:
+    frame = grid_frame(TRUE, np.array([1e8, 1e9]), np.array([1e10]), noise=0.0, seed=0)
+    report = fit_sweep(frame, n_boot=0)
+    assert report.law is None
+    assert any("Approach 3 not fitted" in d and ">= 5 done runs" in d for d in report.diagnostics)
+    assert "Approach 3: not fitted" in report.to_text()
+    json.dumps(report.to_dict())
