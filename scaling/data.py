@@ -240,7 +240,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def _windows(tokens: np.ndarray, starts: np.ndarray, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     buf = tokens[starts[:, None] + np.arange(seq_len + 1)]  # (B, T + 1), one gather from the memmap
     buf = torch.from_numpy(buf.astype(np.int64))
-    return buf[:, :-1], buf[:, 1:]  # inputs (B, T), next-token targets (B, T)
+    return buf[:, :-1].contiguous(), buf[:, 1:].contiguous()  # inputs (B, T), next-token targets (B, T)
 
 
 def get_batch(tokens: np.ndarray, step: int, batch_size: int, seq_len: int,

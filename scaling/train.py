@@ -1,0 +1,440 @@
+"""Train one run: read run_dir/spec.json, train (resuming from ckpt.pt), write result.json.
+
+One visible nanoGPT-style loop. Everything a job needs to resume is on disk: the checkpoint holds
+model, optimizer, step and the per-step losses; the data position is implied by the step because
+batches are a pure function of (seed, step) (scaling.data.get_batch). On CPU with the same thread
+count, a resumed run is bitwise identical to an uninterrupted one (tests/test_train.py checks it).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from scaling.data import Corpus, get_batch, load_corpus, val_windows
+from scaling.errors import LaunchError
+from scaling.model import build_model
+from scaling.plan import RunSpec
+from scaling.results import (CKPT, METRICS, SPEC, RunLock, append_metrics, read_json, read_metrics,
+                             read_result, write_result, write_status)
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 10.0
+"""How often status.json's heartbeat and the progress line are refreshed."""
+TRAIN_LOSS_TAIL = 0.05
+"""result.train_loss is the mean step loss over this final fraction of steps (at least the last step)."""
+# Spec fields that do not change what is computed: editing them keeps an existing checkpoint valid.
+_NOT_IN_CKPT_HASH = {"eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb"}
+
+
+@dataclass
+class _ActiveRun:
+    """What checkpoint_active_run() needs to save the current run from a signal handler."""
+
+    run_dir: Path
+    spec_hash: str
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    step: int
+    """Optimizer steps completed; model and optimizer hold exactly the state after them."""
+    losses: list[float] = field(default_factory=list)
+    """Training loss of each completed step (losses[k] was computed before update k + 1)."""
+    train_s: float = 0.0
+    """Training seconds of earlier attempts (up to their checkpoint)."""
+    attempt_t0: float = 0.0
+    attempt_step0: int = 0
+    in_update: bool = False
+    """True from optimizer.step() until the step's metrics record is written: a checkpoint taken then
+    would not match the weights or would lack its step's record."""
+
+
+_ACTIVE: _ActiveRun | None = None
+
+
+def checkpoint_active_run() -> bool:
+    """Save the running job's state to ckpt.pt now, if it is consistent; safe in a signal handler.
+
+    Returns False (and saves nothing) when no run is active in this process or it is inside an
+    optimizer update; the checkpoint already on disk is then the resume point.
+    """
+    run = _ACTIVE
+    if run is None or run.in_update:
+        return False
+    _save_checkpoint(run)
+    return True
+
+
+def _save_checkpoint(run: _ActiveRun) -> None:
+    step = run.step  # read once: the handler may run between any two bytecodes of the loop
+    state = {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "step": step,
+        "losses": list(run.losses[:step]),
+        "train_s": run.train_s + (time.perf_counter() - run.attempt_t0 if step > run.attempt_step0 else 0.0),
+        "spec_hash": run.spec_hash,
+        "torch_rng": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    path = run.run_dir / CKPT
+    fd, tmp = tempfile.mkstemp(dir=run.run_dir, prefix=f".{CKPT}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # readers see the old checkpoint or the new one, never half of one
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def spec_hash(spec: RunSpec) -> str:
+    content = {k: v for k, v in spec.to_dict().items() if k not in _NOT_IN_CKPT_HASH}
+    return hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def lr_at(step: int, spec: RunSpec) -> float:
+    """Linear warmup over warmup_steps, then cosine decay to min_lr_ratio * lr at n_steps."""
+    if step < spec.warmup_steps:
+        return spec.lr * (step + 1) / spec.warmup_steps
+    min_lr = spec.min_lr_ratio * spec.lr
+    progress = (step - spec.warmup_steps) / max(1, spec.n_steps - spec.warmup_steps)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))) * (spec.lr - min_lr)
+
+
+def train_run(run_dir: Path, *, num_threads: int | None = None, device: str = "auto") -> dict[str, Any]:
+    """Train the run in run_dir to completion (or divergence) and return its result dict.
+
+    A run with a valid result.json is never retrained: its result is returned as is. Raises
+    LaunchError if another process is training this run.
+    """
+    global _ACTIVE
+    t_call = time.perf_counter()
+    run_dir = Path(run_dir)
+    done = read_result(run_dir)
+    if done is not None:
+        log.info("%s: already finished (%s); not retraining", run_dir.name, done["status"])
+        return done
+    lock = RunLock(run_dir)
+    if not lock.acquire():
+        raise LaunchError(f"{run_dir}: is being trained by another process (lock {lock.path} is held)")
+    prev_threads = torch.get_num_threads()
+    try:
+        done = read_result(run_dir)  # it may have finished between the first check and the lock
+        if done is not None:
+            return done
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        try:
+            return _train(run_dir, device, t_call)
+        except Exception as exc:
+            write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+    finally:
+        _ACTIVE = None
+        torch.set_num_threads(prev_threads)
+        lock.release()
+
+
+def _train(run_dir: Path, device: str, t_call: float) -> dict[str, Any]:
+    global _ACTIVE
+    raw = read_json(run_dir / SPEC)
+    if raw is None:
+        raise LaunchError(f"{run_dir / SPEC}: missing or unreadable run spec")
+    spec = RunSpec.from_dict(raw)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    on_cuda = device.startswith("cuda")
+    write_status(run_dir, "running", step=0, n_steps=spec.n_steps, device=device)
+
+    corpus = load_corpus(spec.data, seq_len=spec.shape.seq_len)
+    model, optimizer = _build(spec, device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda else nullcontext()
+
+    run = _ActiveRun(run_dir=run_dir, spec_hash=spec_hash(spec), model=model, optimizer=optimizer, step=0)
+    _resume(run, spec, device)
+    model, optimizer = run.model, run.optimizer
+    _drop_metrics_after(run_dir, run.step)
+    tracker = _Wandb(spec, run_dir)
+
+    B, T, V = spec.batch_size, spec.shape.seq_len, spec.shape.vocab_size
+    tokens_per_step = spec.tokens_per_step
+    run.attempt_t0 = t0 = time.perf_counter()
+    run.attempt_step0 = run.step
+    last_ckpt = last_beat = last_log_t = t0
+    last_log_step = run.step
+    if _eval_missing(run_dir, run.step, spec):
+        # A requeue signal can checkpoint a step whose periodic eval had not been written yet.
+        _log_eval(run, spec, corpus, device, autocast, tracker, run.train_s)
+    _ACTIVE = run
+    model.train()
+    while run.step < spec.n_steps:
+        step = run.step
+        lr = lr_at(step, spec)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = get_batch(corpus.train, step, B, T, spec.seed)  # (B, T), (B, T)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast:
+            logits = model(x)  # (B, T, V)
+            loss = F.cross_entropy(logits.view(-1, V).float(), y.view(-1))
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            _ACTIVE = None
+            return _diverged(run, spec, corpus, device, loss_value, step + 1, t_call, tracker)
+        loss.backward()
+        if spec.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+        run.in_update = True
+        optimizer.step()
+        run.losses.append(loss_value)
+        run.step = step = step + 1
+        now = time.perf_counter()
+        record = None
+        if step % spec.log_every_steps == 0 or step == spec.n_steps:
+            tok_s = (step - last_log_step) * tokens_per_step / max(now - last_log_t, 1e-9)
+            record = {"step": step, "tokens": step * tokens_per_step,
+                      "flops": step * tokens_per_step * spec.flops_per_token, "train_loss": loss_value,
+                      "lr": lr, "elapsed_s": run.train_s + now - t0, "tokens_per_s": tok_s}
+            # Inside the update window: a checkpoint at this step must never be ahead of the curve.
+            append_metrics(run_dir, record)
+            last_log_t, last_log_step = now, step
+        run.in_update = False
+        optimizer.zero_grad(set_to_none=True)  # free the gradients now; backward allocates them again
+
+        if record is not None:
+            tracker.log(record, step)
+        if spec.eval_every_steps > 0 and step % spec.eval_every_steps == 0 and step < spec.n_steps:
+            _log_eval(run, spec, corpus, device, autocast, tracker, run.train_s + now - t0)
+        if now - last_beat >= HEARTBEAT_S:
+            last_beat = now
+            _progress(spec, run, t0, loss_value)
+            write_status(run_dir, "running", step=step, n_steps=spec.n_steps, device=device)
+        if now - last_ckpt >= spec.checkpoint_every_s and step < spec.n_steps:
+            _save_checkpoint(run)
+            last_ckpt = time.perf_counter()
+
+    train_s = run.train_s + time.perf_counter() - t0
+    _ACTIVE = None
+    _save_checkpoint(run)  # the finished state: a crash before result.json below then costs no training
+    val_loss = _log_eval(run, spec, corpus, device, autocast, tracker, train_s)
+    tail = max(1, round(TRAIN_LOSS_TAIL * len(run.losses)))
+    result = _result_base(spec, corpus, device, run.step, t_call) | {
+        "status": "done",
+        "train_loss": sum(run.losses[-tail:]) / tail,
+        "val_loss": val_loss,
+        "train_s": train_s,
+        "tokens_per_s": run.step * tokens_per_step / max(train_s, 1e-9),
+    }
+    write_result(run_dir, result)
+    tracker.finish(result)
+    log.info("%s: done in %.1fs: val_loss %.4f, train_loss %.4f, %.0f tok/s", spec.run_id,
+             result["wall_s"], val_loss, result["train_loss"], result["tokens_per_s"])
+    return result
+
+
+def _build(spec: RunSpec, device: str) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(spec.seed)  # the initial weights are a function of the seed
+    model = build_model(spec.shape).to(device)
+    # Decay matrices (linear, embedding, LSTM weights) only; LayerNorm weights and biases are left alone.
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=spec.lr, betas=(spec.beta1, spec.beta2), fused=True)  # one kernel per step; also shrinks the window checkpoint_active_run() must skip
+    return model, optimizer
+
+
+def _resume(run: _ActiveRun, spec: RunSpec, device: str) -> None:
+    """Load ckpt.pt into run if it is valid; move a corrupt or foreign one aside and start fresh."""
+    for stale in run.run_dir.glob(f".{CKPT}.*.tmp"):  # left by a kill during a save
+        stale.unlink(missing_ok=True)
+    path = run.run_dir / CKPT
+    if not path.exists():
+        return
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if state.get("spec_hash") != run.spec_hash:
+            raise ValueError(f"it was made for a different spec (hash {state.get('spec_hash')}, "
+                             f"this spec {run.spec_hash})")
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        losses = [float(v) for v in state["losses"]]
+        if len(losses) != step:
+            raise ValueError(f"it holds {len(losses)} losses for {step} steps")
+    except Exception as exc:  # any unreadable checkpoint: retraining beats failing the sweep
+        aside = path.with_name(f"{CKPT}.bad-{int(time.time())}")
+        os.replace(path, aside)
+        log.warning("%s: checkpoint unusable (%s: %s); moved to %s, training from scratch",
+                    run.run_dir, type(exc).__name__, str(exc)[:200], aside.name)
+        # A load_state_dict that failed half way leaves mixed weights: rebuild from the seed.
+        run.model, run.optimizer = _build(spec, device)
+        return
+    run.step, run.losses, run.train_s = step, losses, float(state.get("train_s", 0.0))
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    log.info("%s: resumed from %s at step %d", run.run_dir.name, CKPT, step)
+
+
+def _eval_missing(run_dir: Path, step: int, spec: RunSpec) -> bool:
+    if not (spec.eval_every_steps > 0 and 0 < step < spec.n_steps and step % spec.eval_every_steps == 0):
+        return False
+    return not any(r.get("step") == step and "val_loss" in r for r in read_metrics(run_dir))
+
+
+def _drop_metrics_after(run_dir: Path, step: int) -> None:
+    """Keep only records up to the resume step, so a resumed curve has no duplicate steps."""
+    path = run_dir / METRICS
+    if not path.exists():
+        return
+    records = read_metrics(run_dir)
+    kept = [r for r in records if r.get("step", 0) <= step]
+    if len(kept) == len(records) and path.read_text().count("\n") == len(records):
+        return
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{METRICS}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in kept)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, corpus: Corpus, spec: RunSpec, device: str, autocast: Any) -> float:
+    """Mean cross-entropy (nats/token) over the fixed held-out windows."""
+    x_all, y_all = val_windows(corpus, spec.shape.seq_len, spec.data.val_tokens)  # (N, T), (N, T)
+    model.eval()
+    total, count = 0.0, 0
+    chunk = max(spec.batch_size, 64)
+    for i in range(0, len(x_all), chunk):
+        x, y = x_all[i:i + chunk].to(device), y_all[i:i + chunk].to(device)
+        with autocast:
+            logits = model(x)  # (b, T, V)
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
+        total += loss.item()
+        count += y.numel()
+    model.train()
+    return total / count
+
+
+def _log_eval(run: _ActiveRun, spec: RunSpec, corpus: Corpus, device: str, autocast: Any,
+              tracker: _Wandb, elapsed_s: float) -> float:
+    val_loss = evaluate(run.model, corpus, spec, device, autocast)
+    tokens = run.step * spec.tokens_per_step
+    record = {"step": run.step, "tokens": tokens, "flops": tokens * spec.flops_per_token,
+              "val_loss": val_loss, "elapsed_s": elapsed_s}
+    append_metrics(run.run_dir, record)
+    tracker.log(record, run.step)
+    return val_loss
+
+
+def _progress(spec: RunSpec, run: _ActiveRun, t0: float, loss: float) -> None:
+    dt = time.perf_counter() - t0
+    done = run.step - run.attempt_step0
+    tok_s = done * spec.tokens_per_step / max(dt, 1e-9)
+    eta = (spec.n_steps - run.step) * dt / max(done, 1)
+    log.info("%s: step %d/%d (%.0f%%) loss %.4f, %.0f tok/s, ETA %.0fs", spec.run_id, run.step,
+             spec.n_steps, 100 * run.step / spec.n_steps, loss, tok_s, eta)
+
+
+def _diverged(run: _ActiveRun, spec: RunSpec, corpus: Corpus, device: str, loss: float, step: int,
+              t_call: float, tracker: _Wandb) -> dict[str, Any]:
+    reason = f"non-finite loss ({loss}) at step {step}"
+    log.warning("%s: diverged: %s", spec.run_id, reason)
+    train_s = run.train_s + time.perf_counter() - run.attempt_t0
+    result = _result_base(spec, corpus, device, run.step, t_call) | {
+        "status": "diverged", "reason": reason, "train_loss": math.nan, "val_loss": math.nan,
+        "train_s": train_s, "tokens_per_s": run.step * spec.tokens_per_step / max(train_s, 1e-9),
+    }
+    write_result(run.run_dir, result)
+    tracker.finish(result)
+    return result
+
+
+def _result_base(spec: RunSpec, corpus: Corpus, device: str, steps_done: int, t_call: float) -> dict[str, Any]:
+    n_tokens = steps_done * spec.tokens_per_step
+    return {
+        "run_id": spec.run_id, "n_params": spec.n_params, "n_params_non_embedding": spec.n_params_non_embedding,
+        "n_tokens": n_tokens, "flops": float(n_tokens * spec.flops_per_token),
+        "flops_6nd": 6.0 * spec.n_params * n_tokens, "steps_done": steps_done,
+        "wall_s": time.perf_counter() - t_call, "git_sha": git_sha(), "torch_version": torch.__version__,
+        "python_version": platform.python_version(), "device": device,
+        "num_threads": torch.get_num_threads(), "hostname": socket.gethostname(),
+        "corpus": {"source": corpus.source, "fingerprint": corpus.fingerprint,
+                   "n_train_tokens": corpus.n_train_tokens, "n_val_tokens": corpus.n_val_tokens},
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+@functools.cache
+def git_sha() -> str | None:
+    """HEAD of the repo holding the scaling package, with "-dirty" if it has uncommitted changes."""
+    repo = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}-dirty" if dirty else sha
+
+
+class _Wandb:
+    """Optional wandb logging. Any wandb failure is logged once and turns it off; training goes on."""
+
+    def __init__(self, spec: RunSpec, run_dir: Path):
+        self.run: Any = None
+        if not spec.wandb.enabled or spec.wandb.mode == "disabled":
+            return
+        try:
+            import wandb  # lazy: a few hundred ms of import that most runs do not need
+
+            self.run = wandb.init(project=spec.wandb.project, group=spec.sweep, id=spec.run_id,
+                                  name=spec.run_id, mode=spec.wandb.mode, dir=str(run_dir),
+                                  resume="allow", config=spec.to_dict())
+        except Exception as exc:  # wandb raises many types (network, config, service start)
+            self._fail("init", exc)
+
+    def log(self, record: dict[str, Any], step: int) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.log({k: v for k, v in record.items() if k != "step"}, step=step)
+        except Exception as exc:
+            self._fail("log", exc)
+
+    def finish(self, result: dict[str, Any]) -> None:
+        if self.run is None:
+            return
+        try:
+            for key in ("status", "train_loss", "val_loss", "n_params", "n_tokens", "flops"):
+                self.run.summary[key] = result[key]
+            self.run.finish()
+        except Exception as exc:
+            self._fail("finish", exc)
+        self.run = None
+
+    def _fail(self, what: str, exc: Exception) -> None:
+        log.warning("wandb %s failed (%s: %s); continuing without wandb", what, type(exc).__name__,
+                    str(exc).splitlines()[0][:200] if str(exc) else "")
+        self.run = None
