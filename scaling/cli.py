@@ -107,7 +107,7 @@ def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int =
     from scaling.results import write_json_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = fit_sweep(frame, n_boot=n_boot, n_holdout=holdout or None)
+    report = fit_sweep(frame, n_boot=n_boot, n_holdout=holdout or None, budgets=_budgets_for(frame))
     print()
     print(report.to_text())
     write_json_atomic(out_dir / "fit.json", report.to_dict())
@@ -115,6 +115,20 @@ def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int =
     print(f"\nfit: {out_dir / 'fit.json'}")
     for p in paths:
         print(f"plot: {p}")
+
+
+def _budgets_for(frame: pd.DataFrame) -> list[float]:
+    """Compute budgets for the compute-optimal table: the sweep's own range and two decades beyond.
+
+    A law fitted on 1e11-1e13 FLOPs says little about 1e24; the table stays near the data.
+    """
+    import numpy as np
+
+    flops = pd.to_numeric(frame.get("flops"), errors="coerce").dropna() if "flops" in frame else []
+    if len(flops) == 0:
+        return [float(c) for c in np.logspace(18, 25, 8)]
+    lo, hi = np.floor(np.log10(flops.min())), np.ceil(np.log10(flops.max())) + 2
+    return [float(c) for c in np.logspace(lo, hi, int(hi - lo) + 1)]
 
 
 def _frame_for(source: str) -> tuple[pd.DataFrame, Path]:

@@ -1032,6 +1032,28 @@ def _records(table: pd.DataFrame) -> list[dict[str, object]]:
     return out
 
 
+def identifiability_warnings(law: ChinchillaLaw, done: pd.DataFrame) -> list[str]:
+    """Say when the data cannot pin a parameter down, instead of letting a number look precise.
+
+    Small or short sweeps often sit far above the loss floor: E then collapses towards 0 and A or
+    alpha trade off along a ridge, so bootstrap intervals span orders of magnitude. The point fit is
+    still the optimum; extrapolated N_opt(C) far beyond the sweep's compute is then not trustworthy.
+    """
+    out = []
+    min_loss = float(np.min(done["loss"]))
+    if law.E_ < 0.05 * min_loss:
+        out.append(f"E = {law.E_:.3g} is near 0 (lowest loss {min_loss:.3g}): the sweep does not "
+                   "approach the loss floor, so E is not identified; longer token budgets would pin it")
+    boot = getattr(law, "bootstrap_params_", None)
+    if boot is not None and len(boot) > 1:
+        for name in ("A", "B", "alpha", "beta"):
+            lo, hi = np.nanpercentile(boot[name], [2.5, 97.5])
+            if lo > 0 and hi / lo > 100:
+                out.append(f"{name}: 95% bootstrap interval spans {hi / lo:.2g}x ({lo:.3g} to {hi:.3g}); "
+                           "treat it and extrapolations far beyond the sweep's compute as unidentified")
+    return out
+
+
 def fit_sweep(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
               budgets: Iterable[float] = DEFAULT_BUDGETS, n_holdout: int | None = None,
               level: float = 0.95, law: ChinchillaLaw | None = None,
@@ -1067,6 +1089,8 @@ def fit_sweep(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     else:
         diagnostics.append("Approach 2 not fitted: not an IsoFLOP design "
                            "(needs >= 2 compute budgets with >= 3 runs each)")
+    if fitted is not None:
+        diagnostics.extend(identifiability_warnings(fitted, done))
     envelope = None
     try:
         envelope = fit_envelope(done)
