@@ -111,6 +111,22 @@ class TrainConfig:
     """Write ckpt.pt at most this often (seconds of training); also written on requeue signals."""
     seeds: tuple[int, ...] = (0,)
     """Seeds per grid point; each seed is its own run."""
+    schedule: str = "cosine"
+    """LR schedule: "cosine" (warmup, cosine decay over each run) or "wsd" (warmup-stable-decay: one
+    constant-LR trunk per model size, a cooldown branch forked from it at each token budget; Hagele et
+    al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations"; Hu et al.
+    2024, MiniCPM)."""
+    cooldown_fraction: float = 0.2
+    """WSD: each branch decays over this fraction of its own steps (Hagele et al. find ~20% matches cosine)."""
+    cooldown_shape: str = "linear"
+    """WSD: "linear" or "1-sqrt" decay to min_lr_ratio * lr (1-sqrt is Hagele et al.'s better shape)."""
+    lr_rule: str = "constant"
+    """Peak LR per run: "constant" (= lr), "kaplan" (Kaplan et al. 2020 eq. D.1 in N) or "deepseek"
+    (DeepSeek LLM 2024 eq. 1 in the run's compute C); see scaling.hparams."""
+    batch_rule: str = "constant"
+    """Batch size per run: "constant" (= batch_size) or "deepseek" (DeepSeek LLM 2024 eq. 1, B_opt(C))."""
+    lr_sweep: tuple[float, ...] = ()
+    """Multipliers of each run's peak LR, e.g. [0.5, 1, 2]: one run per multiplier; fits keep the best."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +180,7 @@ class SweepConfig:
     """A whole sweep: the top-level keys plus one section per table."""
 
     name: str
-    """Sweep name; results go to <results_dir>/<name>/."""
+    """Sweep name (default: the file name without .toml); results go to <results_dir>/<name>/."""
     results_dir: str = "results"
     """Root folder of results, relative to the current directory unless absolute."""
     data: DataConfig = field(default_factory=DataConfig)
@@ -185,6 +201,10 @@ ARCHS = ("gpt", "lstm")
 DESIGNS = ("grid", "isoflop")
 BACKENDS = ("local", "slurm")
 WANDB_MODES = ("offline", "online", "disabled")
+SCHEDULES = ("cosine", "wsd")
+COOLDOWN_SHAPES = ("linear", "1-sqrt")
+LR_RULES = ("constant", "kaplan", "deepseek")
+BATCH_RULES = ("constant", "deepseek")
 
 
 def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
@@ -197,13 +217,15 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Swe
         raise ConfigError(f"{path}: no such sweep file")
     try:
         raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     for dotted, value in (overrides or {}).items():
         *sections, key = dotted.split(".")
         table = raw
         for section in sections:
             table = table.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: override {dotted} = {value!r}: {section} is not a table")
         table[key] = value
     raw.setdefault("name", path.stem)
     cfg = _build(SweepConfig, raw, str(path), prefix="")
@@ -346,6 +368,17 @@ def validate(cfg: SweepConfig) -> None:
     c(t.checkpoint_every_s > 0, cfg, "[train].checkpoint_every_s", t.checkpoint_every_s, "must be > 0")
     c(len(t.seeds) > 0, cfg, "[train].seeds", list(t.seeds), "give at least one seed")
     c(len(set(t.seeds)) == len(t.seeds), cfg, "[train].seeds", list(t.seeds), "must not repeat")
+    c(all(s >= 0 for s in t.seeds), cfg, "[train].seeds", list(t.seeds), "must be >= 0")
+    c(t.schedule in SCHEDULES, cfg, "[train].schedule", t.schedule, f"must be one of {', '.join(SCHEDULES)}")
+    c(0 < t.cooldown_fraction <= 1, cfg, "[train].cooldown_fraction", t.cooldown_fraction, "must be in (0, 1]")
+    c(t.cooldown_shape in COOLDOWN_SHAPES, cfg, "[train].cooldown_shape", t.cooldown_shape,
+      f"must be one of {', '.join(COOLDOWN_SHAPES)}")
+    c(t.lr_rule in LR_RULES, cfg, "[train].lr_rule", t.lr_rule, f"must be one of {', '.join(LR_RULES)}")
+    c(t.batch_rule in BATCH_RULES, cfg, "[train].batch_rule", t.batch_rule,
+      f"must be one of {', '.join(BATCH_RULES)}")
+    for i, mult in enumerate(t.lr_sweep):
+        c(mult > 0, cfg, f"[train].lr_sweep[{i}]", mult, "must be > 0")
+    c(len(set(t.lr_sweep)) == len(t.lr_sweep), cfg, "[train].lr_sweep", list(t.lr_sweep), "must not repeat")
     c(la.backend in BACKENDS, cfg, "[launch].backend", la.backend, f"must be one of {', '.join(BACKENDS)}")
     c(la.max_parallel > 0, cfg, "[launch].max_parallel", la.max_parallel, "must be > 0")
     c(la.threads_per_job > 0, cfg, "[launch].threads_per_job", la.threads_per_job, "must be > 0")
