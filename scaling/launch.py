@@ -28,7 +28,7 @@ import pandas as pd
 import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
-from scaling.config import LaunchConfig, validate
+from scaling.config import LaunchConfig, tasks_per_job, validate
 from scaling.errors import ConfigError, LaunchError
 from scaling.plan import Plan
 from scaling.results import (
@@ -57,14 +57,20 @@ class TrainJob(Checkpointable):
         set_num_threads(self.num_threads)
         run_dir = Path(self.run_dir)
         info = _job_info()
-        write_status(run_dir, "running", **info)
+        rank = _export_torch_distributed()
+        if rank == 0:  # in a multi-task job the other ranks train too, but only rank 0 writes
+            write_status(run_dir, "running", **info)
         try:
             from scaling import train  # imports torch; only inside the job
 
+            if (read_json(run_dir / SPEC) or {}).get("trunk_id"):  # WSD: this job trains the size's trunk
+                from scaling import wsd
+
+                return wsd.train_trunk(run_dir, num_threads=self.num_threads)
             return train.train_run(run_dir, num_threads=self.num_threads)
         except Exception as exc:
             # A run trained elsewhere (lock held) or one that ended diverged is not a failure of this run.
-            if read_result(run_dir) is None and not RunLock(run_dir).is_held_elsewhere():
+            if rank == 0 and read_result(run_dir) is None and not RunLock(run_dir).is_held_elsewhere():
                 write_status(run_dir, "failed", error=_one_line(exc), **info)
             raise
 
@@ -86,6 +92,20 @@ def set_num_threads(n: int) -> None:
         os.environ[var] = str(n)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
+
+
+def _export_torch_distributed() -> int:
+    """In a submitit job of several tasks, set torch.distributed's env:// variables (MASTER_ADDR, RANK,
+    WORLD_SIZE, ...) so train_run joins its process group; returns this task's global rank (0 outside one)."""
+    try:
+        env = submitit.JobEnvironment()
+    except RuntimeError:
+        return 0
+    if env.num_tasks > 1:
+        # Leave CUDA_VISIBLE_DEVICES alone: submitit would set it to the local rank, which names another
+        # job's GPU when Slurm exposes physical ids; scaling.ddp.setup picks the GPU from LOCAL_RANK.
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    return env.global_rank
 
 
 def _job_info() -> dict[str, str]:
@@ -174,6 +194,7 @@ def launch(plan: Plan, *, backend: str | None = None, max_parallel: int | None =
                                              "host": socket.gethostname(), "pid": os.getpid()})
         todo.append(run_dir)
         report.submitted.append(spec.run_id)
+    todo = _one_job_per_trunk(plan, todo, report)
     say = _printer(verbose)
     say(f"launch {sweep.name}: {len(plan.runs)} runs, {len(report.skipped_done)} done, "
         f"{len(report.skipped_running)} running elsewhere, {len(todo)} to submit ({cfg.backend})")
@@ -187,6 +208,20 @@ def launch(plan: Plan, *, backend: str | None = None, max_parallel: int | None =
         _launch_slurm(todo, cfg, folder, report, wait=wait, say=say, poll_s=poll_s or 2.0,
                       signal_delay_s=signal_delay_s, extra=extra, sweep_name=sweep.name)
     return report
+
+
+def _one_job_per_trunk(plan: Plan, todo: list[Path], report: LaunchReport) -> list[Path]:
+    """WSD: keep one job per trunk (its largest-budget branch, which finishes last); the job trains every
+    branch (scaling.wsd). A trunk with a branch running elsewhere is left to that job."""
+    trunk_of = {r.run_id: r.trunk_id for r in plan.runs if r.trunk_id}
+    busy = {trunk_of[r] for r in report.skipped_running if r in trunk_of}
+    last: dict[str, Path] = {}
+    for run_dir in todo:  # plan order: budgets ascend within a size
+        if run_dir.name in trunk_of:
+            last[trunk_of[run_dir.name]] = run_dir
+    busy |= {t for t in last if RunLock(Path(report.sweep_dir) / ".trunks" / t).is_held_elsewhere()}
+    keep = set(last.values())
+    return [d for d in todo if d.name not in trunk_of or (d in keep and trunk_of[d.name] not in busy)]
 
 
 def default_signal_delay_s(timeout_min: float) -> int:
@@ -227,16 +262,25 @@ def _log_of(run_dir: Path, job: submitit.Job | None = None) -> str:
 
 def run_pool(items: Sequence[tuple[str, Callable[[], Any]]], folder: Path, *, max_parallel: int,
              timeout_min: float, signal_delay_s: int = 30, max_num_timeout: int = 3, poll_s: float = 0.2,
-             on_done: Callable[[str, submitit.Job], None] | None = None) -> dict[str, submitit.Job]:
+             on_done: Callable[[str, submitit.Job], None] | None = None, gpus_per_job: int = 0,
+             visible_gpus: Sequence[int] = ()) -> dict[str, submitit.Job]:
     """Run callables as submitit local jobs, never more than `max_parallel` at once.
 
     LocalExecutor alone starts every submission immediately; this keeps a queue and submits the next
     callable only when a slot frees. A failing job does not stop the others. Returns key -> finished job.
+    With gpus_per_job > 0 each running job gets its own GPUs out of visible_gpus (LocalExecutor alone
+    would give every job GPU 0, and gpus_per_node=0 hides all GPUs: silent CPU training).
     """
     if max_parallel < 1:
         raise ConfigError(f"run_pool: max_parallel = {max_parallel}: must be >= 1")
     if not timeout_min > 0:
         raise ConfigError(f"run_pool: timeout_min = {timeout_min}: must be > 0")
+    if gpus_per_job and max_parallel * gpus_per_job > len(visible_gpus):
+        raise LaunchError(f"[launch].gpus_per_job = {gpus_per_job} x max_parallel = {max_parallel} needs "
+                          f"{max_parallel * gpus_per_job} GPUs; this machine shows {len(visible_gpus)} "
+                          f"({list(visible_gpus)})")
+    free_gpus = list(visible_gpus)
+    gpus_of: dict[str, list[int]] = {}
     executor = submitit.LocalExecutor(folder=folder, max_num_timeout=max_num_timeout)
     # The local default limit is 2 minutes; always pass ours explicitly.
     executor.update_parameters(timeout_min=timeout_min, signal_delay_s=signal_delay_s, gpus_per_node=0)
@@ -247,11 +291,15 @@ def run_pool(items: Sequence[tuple[str, Callable[[], Any]]], folder: Path, *, ma
         while queue or running:
             while queue and len(running) < max_parallel:
                 key, fn = queue.pop()
+                if gpus_per_job:
+                    gpus_of[key], free_gpus = free_gpus[:gpus_per_job], free_gpus[gpus_per_job:]
+                    executor.update_parameters(gpus_per_node=gpus_per_job, visible_gpus=gpus_of[key])
                 running[key] = executor.submit(fn)
             time.sleep(poll_s)
             for key, job in list(running.items()):
                 if job.done():
                     finished[key] = running.pop(key)
+                    free_gpus += gpus_of.pop(key, [])
                     if on_done is not None:
                         on_done(key, job)
     except BaseException:
@@ -269,7 +317,8 @@ def _launch_local(todo: list[Path], cfg: LaunchConfig, folder: Path, report: Lau
         write_json_atomic(manifest, {
             "run_dirs": [str(d) for d in todo], "max_parallel": cfg.max_parallel,
             "threads_per_job": cfg.threads_per_job, "timeout_min": cfg.timeout_min,
-            "max_num_timeout": cfg.max_num_timeout, "signal_delay_s": signal_delay_s, "poll_s": poll_s})
+            "max_num_timeout": cfg.max_num_timeout, "signal_delay_s": signal_delay_s, "poll_s": poll_s,
+            "gpus_per_job": cfg.gpus_per_job})
         with open(folder / "pool.log", "ab") as out:
             proc = subprocess.Popen([sys.executable, "-m", "scaling.launch", str(manifest)], stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -278,13 +327,14 @@ def _launch_local(todo: list[Path], cfg: LaunchConfig, folder: Path, report: Lau
         return
     failed = _local_pool(todo, folder, max_parallel=cfg.max_parallel, threads_per_job=cfg.threads_per_job,
                          timeout_min=cfg.timeout_min, max_num_timeout=cfg.max_num_timeout,
-                         signal_delay_s=signal_delay_s, poll_s=poll_s, say=say, job_ids=report.job_ids)
+                         signal_delay_s=signal_delay_s, poll_s=poll_s, say=say, job_ids=report.job_ids,
+                         gpus_per_job=cfg.gpus_per_job)
     report.failed = [d.name for d in todo if d.name in failed]
 
 
 def _local_pool(todo: list[Path], folder: Path, *, max_parallel: int, threads_per_job: int, timeout_min: float,
                 max_num_timeout: int, signal_delay_s: int, poll_s: float, say: Callable[[str], None],
-                job_ids: dict[str, str]) -> set[str]:
+                job_ids: dict[str, str], gpus_per_job: int = 0) -> set[str]:
     n_done = 0
     failed: set[str] = set()
 
@@ -307,8 +357,21 @@ def _local_pool(todo: list[Path], folder: Path, *, max_parallel: int, threads_pe
 
     items = [(str(d), TrainJob(d, threads_per_job)) for d in todo]
     run_pool(items, folder, max_parallel=max_parallel, timeout_min=timeout_min, signal_delay_s=signal_delay_s,
-             max_num_timeout=max_num_timeout, poll_s=poll_s, on_done=on_done)
+             max_num_timeout=max_num_timeout, poll_s=poll_s, on_done=on_done, gpus_per_job=gpus_per_job,
+             visible_gpus=local_gpus() if gpus_per_job else ())
     return failed
+
+
+def local_gpus() -> list[int]:
+    """GPU indices this machine offers, without importing torch (CUDA_VISIBLE_DEVICES, else nvidia-smi)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [int(x) for x in visible.split(",") if x.strip().isdigit()]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [i for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
 
 
 def _job_error(job: submitit.Job) -> str:
@@ -325,7 +388,7 @@ def _pool_main(manifest: Path) -> None:
     _local_pool([Path(d) for d in m["run_dirs"]], Path(manifest).parent, max_parallel=m["max_parallel"],
                 threads_per_job=m["threads_per_job"], timeout_min=m["timeout_min"],
                 max_num_timeout=m["max_num_timeout"], signal_delay_s=m["signal_delay_s"], poll_s=m["poll_s"],
-                say=_printer(True), job_ids={})
+                say=_printer(True), job_ids={}, gpus_per_job=m.get("gpus_per_job", 0))
 
 
 # ---------------------------------------------------------------------------------------------- slurm
@@ -337,7 +400,8 @@ def make_slurm_executor(cfg: LaunchConfig, folder: Path, *, signal_delay_s: int,
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=cfg.max_num_timeout)
     threads = cfg.threads_per_job
     params: dict[str, Any] = dict(
-        time=cfg.timeout_min, cpus_per_task=cfg.cpus_per_job or threads, ntasks_per_node=1, nodes=1,
+        time=cfg.timeout_min, cpus_per_task=cfg.cpus_per_job or threads, nodes=1,
+        ntasks_per_node=tasks_per_job(cfg),  # > 1: that many processes train each run together (DDP)
         array_parallelism=cfg.max_parallel, signal_delay_s=signal_delay_s, job_name=job_name,
         # the batch script exports the thread limits before python (and torch) start
         setup=[f"export {var}={threads}" for var in THREAD_ENV_VARS],

@@ -193,3 +193,14 @@ def test_wait_false_returns_and_a_detached_pool_finishes_the_sweep(tmp_path: Pat
         assert not (sweep_status(plan)["state"] == "failed").any(), sweep_status(plan).to_string()
         time.sleep(0.2)
     assert (Path(report.folder) / "pool.log").is_file()
+
+
+def test_pool_gives_each_job_its_own_gpus(tmp_path: Path) -> None:
+    """LocalExecutor alone gives every job GPU 0; the pool hands out distinct ids (checked via the env)."""
+    code = "import os; print(os.environ.get('CUDA_VISIBLE_DEVICES'))"
+    items = [(f"j{i}", CommandFunction([sys.executable, "-c", code])) for i in range(4)]
+    jobs = run_pool(items, tmp_path, max_parallel=2, timeout_min=5, gpus_per_job=1, visible_gpus=[3, 5])
+    seen = {key: job.result().strip() for key, job in jobs.items()}
+    assert set(seen.values()) <= {"3", "5"} and len(set(seen.values())) == 2
+    with pytest.raises(scaling.errors.LaunchError, match="needs 4 GPUs; this machine shows 2"):
+        run_pool(items, tmp_path, max_parallel=2, timeout_min=5, gpus_per_job=2, visible_gpus=[0, 1])
