@@ -156,6 +156,60 @@ def select_done(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return out.reset_index(drop=True), diagnostics
 
 
+def keep_best_lr(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Per (arch, N, D, seed), keep the run with the lowest loss among its LRs ([train].lr_sweep).
+
+    A diagnostic names every point whose best LR is the smallest or largest swept: the optimum may lie
+    outside the range, and the fitted loss is then too high there (widen lr_sweep).
+    """
+    if "lr" not in frame.columns or frame.empty:
+        return frame, []
+    keys = [k for k in ("arch", "n_params", "n_tokens", "seed") if k in frame.columns]
+    keep, notes = [], []
+    for _, group in frame.groupby(keys, dropna=False, sort=False):
+        best = group["loss"].idxmin()
+        keep.append(best)
+        lrs = group["lr"].astype(float)
+        if lrs.nunique() >= 2 and float(group.at[best, "lr"]) in (lrs.min(), lrs.max()):
+            row = group.loc[best]
+            note = (f"best LR {float(row['lr']):.3g} of N={float(row['n_params']):.3g}, "
+                    f"D={float(row['n_tokens']):.3g} is at the edge of the swept range "
+                    f"[{lrs.min():.3g}, {lrs.max():.3g}]; widen [train].lr_sweep")
+            log.warning(note)
+            notes.append(note)
+    return frame.loc[sorted(keep)].reset_index(drop=True), notes
+
+
+def seed_spread(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (arch, N, D): number of seeds, mean loss and the std of loss across seeds (NaN for one seed)."""
+    keys = [k for k in ("arch", "n_params", "n_tokens") if k in frame.columns]
+    grouped = frame.groupby(keys, dropna=False, sort=False)["loss"]
+    return pd.DataFrame({"n_seeds": grouped.size(), "loss_mean": grouped.mean(),
+                         "loss_std": grouped.std(ddof=1)}).reset_index()
+
+
+def mean_over_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (arch, N, D) with the seed-mean loss (other columns from the first seed)."""
+    keys = [k for k in ("arch", "n_params", "n_tokens") if k in frame.columns]
+    if frame.empty or not frame.duplicated(keys).any():
+        return frame
+    grouped = frame.groupby(keys, dropna=False, sort=False)
+    out = grouped.first().reset_index()
+    out["loss"] = grouped["loss"].mean().to_numpy()
+    out["n_seeds"] = grouped.size().to_numpy()
+    return out[frame.columns.tolist() + ["n_seeds"]]
+
+
+def fit_points(frame: pd.DataFrame, all_seeds: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """The rows fits use: done runs (select_done), the best LR per point, and the seed mean unless
+    `all_seeds` (then every seed is its own point)."""
+    done, diagnostics = select_done(frame)
+    done, notes = keep_best_lr(done)
+    if not all_seeds:
+        done = mean_over_seeds(done)
+    return done, diagnostics + notes
+
+
 # --------------------------------------------------------------------------------------------------
 # Approach 3: parametric fit L(N, D) = E + A / N^alpha + B / D^beta
 # --------------------------------------------------------------------------------------------------
@@ -406,7 +460,11 @@ class ChinchillaLaw:
             raise FitError(f"L-BFGS-B converged from none of {len(grid)} starts: {sorted(messages)}")
         self.n_starts_converged_ = n_converged
         self.theta_ = best[1]
-        self._set_params(_params_from_theta(best[1]))
+        try:
+            self._set_params(_params_from_theta(best[1]))
+        except OverflowError:
+            raise FitError(f"Approach 3 ran off to infinite A or B (log-params {np.round(best[1], 2)}): "
+                           "the data do not constrain the law; add sizes or token budgets") from None
         self.loss_ = best[0]
         self.converged_ = True
         self.n_points_ = len(N)
@@ -530,7 +588,10 @@ def _bootstrap_chunk(counts: np.ndarray, theta0: np.ndarray, log_n: np.ndarray,
     out: list[LawParams | None] = []
     for weights in counts:
         theta, _, converged, _ = _minimize_from(theta0, log_n, log_d, log_l, weights, delta)
-        out.append(_params_from_theta(theta) if converged else None)
+        try:
+            out.append(_params_from_theta(theta) if converged else None)
+        except OverflowError:  # a resample that runs off along the A-alpha ridge: counted as failed
+            out.append(None)
     return out
 
 
@@ -931,6 +992,10 @@ class FitReport:
     diagnostics: list[str]
     budgets: tuple[float, ...] = DEFAULT_BUDGETS
     level: float = 0.95
+    seed_spread: pd.DataFrame | None = None
+    """Per (N, D) point: n_seeds, loss_mean, loss_std (see fit.seed_spread); None without seeds."""
+    all_seeds: bool = False
+    """True when every seed was fitted as its own point, False when fits used the seed mean."""
 
     def _interval(self, name: str) -> tuple[float, float] | None:
         if self.law is None or not hasattr(self.law, "bootstrap_params_"):
@@ -978,6 +1043,13 @@ class FitReport:
             lines.append(f"holdout: fit on runs with C <= {self.holdout.max_fit_flops:.3g}, "
                          f"{len(self.holdout.table)} held out; relative loss error mean "
                          f"{self.holdout.mean_abs_rel_error:.3%}, max {self.holdout.max_abs_rel_error:.3%}")
+        if self.seed_spread is not None and (self.seed_spread["n_seeds"] > 1).any():
+            multi = self.seed_spread[self.seed_spread["n_seeds"] > 1]
+            lines.append("")
+            lines.append(f"seed spread: std of loss across seeds, {len(multi)} points with "
+                         f"{int(multi['n_seeds'].min())}-{int(multi['n_seeds'].max())} seeds: mean "
+                         f"{multi['loss_std'].mean():.4g}, max {multi['loss_std'].max():.4g}; fits use "
+                         + ("every seed (--all-seeds)" if self.all_seeds else "the seed mean"))
         if self.diagnostics:
             lines.append("")
             lines.append("diagnostics:")
@@ -1009,6 +1081,8 @@ class FitReport:
                 "diagnostics": list(result.diagnostics)}
         if self.isoflop is not None:
             out["approach2"]["curves"] = _records(self.isoflop.curves)  # type: ignore[index]
+        if self.seed_spread is not None:
+            out["seed_spread"] = _records(self.seed_spread)
         out["holdout"] = None if self.holdout is None else {
             "max_fit_flops": self.holdout.max_fit_flops,
             "mean_abs_rel_error": self.holdout.mean_abs_rel_error,
@@ -1057,14 +1131,21 @@ def identifiability_warnings(law: ChinchillaLaw, done: pd.DataFrame) -> list[str
 def fit_sweep(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
               budgets: Iterable[float] = DEFAULT_BUDGETS, n_holdout: int | None = None,
               level: float = 0.95, law: ChinchillaLaw | None = None,
-              rel_tol: float = 0.05) -> FitReport:
+              rel_tol: float = 0.05, all_seeds: bool = False) -> FitReport:
     """Run every fit the frame supports and collect what could not be done as diagnostics.
 
     Approach 3 (+ bootstrap when n_boot > 0) when there are enough runs; Approach 2 when the frame
     is an IsoFLOP design (>= 2 budgets with >= 3 runs each); Approach 1 always; a holdout check
-    on the largest-compute runs when the rest still suffice for Approach 3.
+    on the largest-compute runs when the rest still suffice for Approach 3. Points are the best LR per
+    (N, D, seed) and the seed mean per (N, D) unless `all_seeds` (see fit_points).
     """
     done, diagnostics = select_done(frame)
+    n_done = len(done)
+    done, lr_notes = keep_best_lr(done)
+    diagnostics += lr_notes
+    spread = seed_spread(done) if len(done) else None
+    if not all_seeds:
+        done = mean_over_seeds(done)
     proto = law if law is not None else ChinchillaLaw()
     fitted: ChinchillaLaw | None = None
     try:
@@ -1102,6 +1183,7 @@ def fit_sweep(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
             holdout = holdout_check(done, n_holdout=n_holdout, law=proto)
         except FitError as exc:
             diagnostics.append(f"holdout check not run: {exc}")
-    return FitReport(n_runs=len(frame), n_done=len(done), law=fitted, envelope=envelope,
+    return FitReport(n_runs=len(frame), n_done=n_done, law=fitted, envelope=envelope,
                      isoflop=isoflop, holdout=holdout, diagnostics=diagnostics,
-                     budgets=tuple(float(c) for c in budgets), level=level)
+                     budgets=tuple(float(c) for c in budgets), level=level, seed_spread=spread,
+                     all_seeds=all_seeds)
