@@ -146,7 +146,11 @@ class LaunchConfig:
     partition: str = ""
     """Slurm partition ("" = the cluster's default)."""
     gpus_per_job: int = 0
-    """Slurm GPUs per run (more than 1: DDP across them)."""
+    """GPUs per run. On Slurm more than 1 means DDP across them, one process per GPU (locally a run is one
+    process, which trains on the first of its GPUs)."""
+    tasks_per_job: int = 0
+    """Slurm processes per run, training it together with DDP (gloo on CPU, nccl on GPUs); 0 = gpus_per_job
+    if that is more than 1, else 1. Set it for multi-process CPU runs; [train].batch_size must divide by it."""
     cpus_per_job: int = 0
     """Slurm CPUs per task (0 = threads_per_job)."""
     mem_gb: float = 0
@@ -386,11 +390,23 @@ def validate(cfg: SweepConfig) -> None:
       "must be > 0 (Slurm pends forever on 0)")
     c(la.max_num_timeout >= 0, cfg, "[launch].max_num_timeout", la.max_num_timeout, "must be >= 0")
     c(la.gpus_per_job >= 0, cfg, "[launch].gpus_per_job", la.gpus_per_job, "must be >= 0")
+    c(la.tasks_per_job >= 0, cfg, "[launch].tasks_per_job", la.tasks_per_job, "must be >= 0")
+    c(la.gpus_per_job <= 1 or la.tasks_per_job in (0, la.gpus_per_job), cfg, "[launch].tasks_per_job",
+      la.tasks_per_job, f"must be 0 or gpus_per_job ({la.gpus_per_job}): one process per GPU")
+    c(la.tasks_per_job <= 1 or la.backend == "slurm", cfg, "[launch].tasks_per_job", la.tasks_per_job,
+      "more than one process per run needs backend = \"slurm\"")
+    c(la.backend != "slurm" or t.batch_size % tasks_per_job(la) == 0, cfg, "[train].batch_size", t.batch_size,
+      f"must divide evenly over the run's {tasks_per_job(la)} processes ([launch].tasks_per_job/gpus_per_job)")
     c(la.cpus_per_job >= 0, cfg, "[launch].cpus_per_job", la.cpus_per_job, "must be >= 0")
     c(la.mem_gb >= 0, cfg, "[launch].mem_gb", la.mem_gb, "must be >= 0")
     c(la.max_array_size > 1, cfg, "[launch].max_array_size", la.max_array_size, "must be > 1")
     c(la.est_flops_per_s > 0, cfg, "[launch].est_flops_per_s", la.est_flops_per_s, "must be > 0")
     c(w.mode in WANDB_MODES, cfg, "[wandb].mode", w.mode, f"must be one of {', '.join(WANDB_MODES)}")
+
+
+def tasks_per_job(launch: LaunchConfig) -> int:
+    """Processes that train one run together: tasks_per_job, else one per GPU, else 1."""
+    return launch.tasks_per_job or max(1, launch.gpus_per_job)
 
 
 def config_reference() -> str:

@@ -182,6 +182,8 @@ def launch(plan: Plan, *, backend: str | None = None, max_parallel: int | None =
         run_dir = sweep_dir / spec.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         if read_result(run_dir) is not None:
+            if read_json(run_dir / SPEC) is None:  # a lost or corrupt spec.json would hide the run from tables
+                write_json_atomic(run_dir / SPEC, spec.to_dict())
             report.skipped_done.append(spec.run_id)
             continue
         if RunLock(run_dir).is_held_elsewhere():
@@ -344,6 +346,10 @@ def _local_pool(todo: list[Path], folder: Path, *, max_parallel: int, threads_pe
         run_dir = Path(key)
         job_ids[run_dir.name] = str(job.job_id)
         state = run_state(run_dir)
+        if state not in FINAL_STATES and RunLock(run_dir).is_held_elsewhere():
+            # Our job found the run locked: another launch is training it. Not a failure; its status stays.
+            say(f"[{n_done}/{len(todo)}] {run_dir.name}: being trained by another launch")
+            return
         if state not in FINAL_STATES:
             if state != "failed":  # died without a word (killed, import error, ...): say so on disk
                 write_status(run_dir, "failed", error=_job_error(job), log=str(job.paths.stderr),

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from scaling import ddp
 from scaling.data import Corpus, get_batch, load_corpus, val_windows
 from scaling.errors import LaunchError
 from scaling.model import build_model
@@ -40,6 +41,8 @@ HEARTBEAT_S = 10.0
 """How often status.json's heartbeat and the progress line are refreshed."""
 TRAIN_LOSS_TAIL = 0.05
 """result.train_loss is the mean step loss over this final fraction of steps (at least the last step)."""
+SPIKE_FACTOR = 3.0
+"""After warmup, a step loss above this multiple of the lowest step loss so far marks the run diverged."""
 # Spec fields that do not change what is computed: editing them keeps an existing checkpoint valid.
 _NOT_IN_CKPT_HASH = {"eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb"}
 
@@ -113,23 +116,43 @@ def spec_hash(spec: RunSpec) -> str:
 
 
 def lr_at(step: int, spec: RunSpec) -> float:
-    """Linear warmup over warmup_steps, then cosine decay to min_lr_ratio * lr at n_steps."""
+    """Linear warmup over warmup_steps, then cosine decay to min_lr_ratio * lr at n_steps.
+
+    WSD (Hagele et al. 2024): after warmup the LR stays at its peak until the last cooldown_steps, which
+    decay it (linear or 1-sqrt) to min_lr_ratio * lr at the final step. Before the cooldown it depends only
+    on the step, so every budget of one size shares the same trunk.
+    """
     if step < spec.warmup_steps:
         return spec.lr * (step + 1) / spec.warmup_steps
     min_lr = spec.min_lr_ratio * spec.lr
+    if spec.schedule == "wsd":
+        into = step - spec.fork_step + 1  # 1..cooldown_steps inside the cooldown
+        if into <= 0:
+            return spec.lr
+        frac = min(1.0, into / spec.cooldown_steps)
+        frac = math.sqrt(frac) if spec.cooldown_shape == "1-sqrt" else frac
+        return spec.lr - frac * (spec.lr - min_lr)
     progress = (step - spec.warmup_steps) / max(1, spec.n_steps - spec.warmup_steps)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))) * (spec.lr - min_lr)
 
 
-def train_run(run_dir: Path, *, num_threads: int | None = None, device: str = "auto") -> dict[str, Any]:
+def train_run(run_dir: Path, *, num_threads: int | None = None, device: str = "auto",
+              stop_at_step: int | None = None) -> dict[str, Any]:
     """Train the run in run_dir to completion (or divergence) and return its result dict.
 
     A run with a valid result.json is never retrained: its result is returned as is. Raises
-    LaunchError if another process is training this run.
+    LaunchError if another process is training this run. With WORLD_SIZE > 1 in the environment every
+    rank calls this and they train the run together (scaling.ddp); all of them return the result.
     """
     global _ACTIVE
     t_call = time.perf_counter()
     run_dir = Path(run_dir)
+    env = ddp.env_from_os()
+    if env.world > 1:
+        if stop_at_step is not None:  # the WSD trunk/fork hand-over writes files from every rank
+            raise LaunchError(f"{run_dir}: stop_at_step (WSD trunks) is single-process only; "
+                              f"this process is rank {env.rank} of {env.world}")
+        return _train_run_ddp(run_dir, env, num_threads, device, t_call)
     done = read_result(run_dir)
     if done is not None:
         log.info("%s: already finished (%s); not retraining", run_dir.name, done["status"])
@@ -145,7 +168,7 @@ def train_run(run_dir: Path, *, num_threads: int | None = None, device: str = "a
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         try:
-            return _train(run_dir, device, t_call)
+            return _train(run_dir, device, t_call, stop_at_step=stop_at_step)
         except Exception as exc:
             write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
             raise
@@ -155,7 +178,45 @@ def train_run(run_dir: Path, *, num_threads: int | None = None, device: str = "a
         lock.release()
 
 
-def _train(run_dir: Path, device: str, t_call: float) -> dict[str, Any]:
+def _train_run_ddp(run_dir: Path, env: ddp.DistEnv, num_threads: int | None, device: str,
+                   t_call: float) -> dict[str, Any]:
+    """train_run for one rank of a multi-process run: rank 0 checks, locks and writes; all ranks train."""
+    global _ACTIVE
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    prev_threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    lock = RunLock(run_dir)
+    try:
+        device = ddp.setup(env, device)
+        done, locked = None, False
+        if env.is_main:  # one decision for all ranks, so none trains alone or waits for a rank that left
+            done = read_result(run_dir)
+            if done is None:
+                locked = not lock.acquire()
+                done = None if locked else read_result(run_dir)
+        done, locked = ddp.broadcast((done, locked))
+        if done is not None:
+            return done
+        if locked:
+            raise LaunchError(f"{run_dir}: is being trained by another process (lock {lock.path} is held)")
+        try:
+            result = _train(run_dir, device, t_call, env)
+        except Exception as exc:
+            if env.is_main:
+                write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        return ddp.broadcast(result)  # only rank 0 made the result (the others return None from _train)
+    finally:
+        _ACTIVE = None
+        torch.set_num_threads(prev_threads)
+        lock.release()
+        ddp.teardown()
+
+
+def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SINGLE,
+           stop_at_step: int | None = None) -> dict[str, Any] | None:
     global _ACTIVE
     raw = read_json(run_dir / SPEC)
     if raw is None:
@@ -164,17 +225,31 @@ def _train(run_dir: Path, device: str, t_call: float) -> dict[str, Any]:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     on_cuda = device.startswith("cuda")
-    write_status(run_dir, "running", step=0, n_steps=spec.n_steps, device=device)
+    if spec.batch_size % env.world:
+        raise LaunchError(f"{run_dir}: batch_size {spec.batch_size} does not split evenly over "
+                          f"{env.world} processes")
+    if env.is_main:
+        write_status(run_dir, "running", step=0, n_steps=spec.n_steps, device=device)
 
     corpus = load_corpus(spec.data, seq_len=spec.shape.seq_len)
     model, optimizer = _build(spec, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda else nullcontext()
 
     run = _ActiveRun(run_dir=run_dir, spec_hash=spec_hash(spec), model=model, optimizer=optimizer, step=0)
-    _resume(run, spec, device)
+    if env.is_main:
+        _resume(run, spec, device)
+    if env.world > 1:
+        ddp.barrier()  # rank 0 has moved an unusable checkpoint aside: the others load what it kept
+        if not env.is_main:
+            _resume(run, spec, device)
+        if ddp.broadcast(run.step) != run.step:
+            raise LaunchError(f"{run_dir}: rank {env.rank} resumed at step {run.step}, unlike rank 0")
     model, optimizer = run.model, run.optimizer
-    _drop_metrics_after(run_dir, run.step)
-    tracker = _Wandb(spec, run_dir)
+    fwd = ddp.wrap(model, device) if env.world > 1 else model  # run.model stays the bare module (checkpoints)
+    if env.is_main:
+        _drop_metrics_after(run_dir, run.step)
+    best = min(run.losses, default=math.inf)  # running minimum for the loss-spike rule
+    tracker = _Wandb(spec, run_dir, enabled=env.is_main)
 
     B, T, V = spec.batch_size, spec.shape.seq_len, spec.shape.vocab_size
     tokens_per_step = spec.tokens_per_step
@@ -182,25 +257,32 @@ def _train(run_dir: Path, device: str, t_call: float) -> dict[str, Any]:
     run.attempt_step0 = run.step
     last_ckpt = last_beat = last_log_t = t0
     last_log_step = run.step
-    if _eval_missing(run_dir, run.step, spec):
+    if env.is_main and _eval_missing(run_dir, run.step, spec):
         # A requeue signal can checkpoint a step whose periodic eval had not been written yet.
         _log_eval(run, spec, corpus, device, autocast, tracker, run.train_s)
-    _ACTIVE = run
+    _ACTIVE = run if env.is_main else None  # only rank 0 may checkpoint (submitit signals rank 0 alone)
     model.train()
-    while run.step < spec.n_steps:
+    # stop_at_step (a WSD trunk reaching a fork, scaling.wsd): pause there with ckpt.pt and no result.json
+    stop = spec.n_steps if stop_at_step is None else min(stop_at_step, spec.n_steps)
+    while run.step < stop:
         step = run.step
         lr = lr_at(step, spec)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = get_batch(corpus.train, step, B, T, spec.seed)  # (B, T), (B, T)
+        if env.world > 1:
+            x, y = ddp.shard(x, y, env)  # (B / world, T): rows rank::world of the same global batch
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast:
-            logits = model(x)  # (B, T, V)
+            logits = fwd(x)  # (B, T, V)
             loss = F.cross_entropy(logits.view(-1, V).float(), y.view(-1))
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
+        loss_value = ddp.mean_over_ranks(loss, env) if env.world > 1 else loss.item()
+        if not math.isfinite(loss_value) or (step >= spec.warmup_steps and loss_value > SPIKE_FACTOR * best):
             _ACTIVE = None
-            return _diverged(run, spec, corpus, device, loss_value, step + 1, t_call, tracker)
+            if not env.is_main:  # every rank saw the same global loss and stops here
+                return None
+            return _diverged(run, spec, corpus, device, loss_value, step + 1, t_call, tracker, best)
+        best = min(best, loss_value)
         loss.backward()
         if spec.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
@@ -216,13 +298,16 @@ def _train(run_dir: Path, device: str, t_call: float) -> dict[str, Any]:
                       "flops": step * tokens_per_step * spec.flops_per_token, "train_loss": loss_value,
                       "lr": lr, "elapsed_s": run.train_s + now - t0, "tokens_per_s": tok_s}
             # Inside the update window: a checkpoint at this step must never be ahead of the curve.
-            append_metrics(run_dir, record)
+            if env.is_main:
+                append_metrics(run_dir, record)
             last_log_t, last_log_step = now, step
         run.in_update = False
         optimizer.zero_grad(set_to_none=True)  # free the gradients now; backward allocates them again
 
         if record is not None:
             tracker.log(record, step)
+        if not env.is_main:  # below: evaluation and files, rank 0's alone (the others wait in backward)
+            continue
         if spec.eval_every_steps > 0 and step % spec.eval_every_steps == 0 and step < spec.n_steps:
             _log_eval(run, spec, corpus, device, autocast, tracker, run.train_s + now - t0)
         if now - last_beat >= HEARTBEAT_S:
@@ -233,8 +318,16 @@ def _train(run_dir: Path, device: str, t_call: float) -> dict[str, Any]:
             _save_checkpoint(run)
             last_ckpt = time.perf_counter()
 
+    if run.step < spec.n_steps:  # paused at stop_at_step (single process): ckpt.pt is the hand-over point
+        run.train_s += time.perf_counter() - t0
+        run.attempt_t0, run.attempt_step0 = time.perf_counter(), run.step
+        _ACTIVE = None
+        _save_checkpoint(run)
+        return {"status": "paused", "step": run.step, "train_s": run.train_s}
     train_s = run.train_s + time.perf_counter() - t0
     _ACTIVE = None
+    if not env.is_main:  # rank 0 saves, evaluates and writes the result; train_run broadcasts it
+        return None
     _save_checkpoint(run)  # the finished state: a crash before result.json below then costs no training
     val_loss = _log_eval(run, spec, corpus, device, autocast, tracker, train_s)
     tail = max(1, round(TRAIN_LOSS_TAIL * len(run.losses)))
@@ -244,6 +337,7 @@ def _train(run_dir: Path, device: str, t_call: float) -> dict[str, Any]:
         "val_loss": val_loss,
         "train_s": train_s,
         "tokens_per_s": run.step * tokens_per_step / max(train_s, 1e-9),
+        "world_size": env.world,
     }
     write_result(run_dir, result)
     tracker.finish(result)
@@ -357,8 +451,9 @@ def _progress(spec: RunSpec, run: _ActiveRun, t0: float, loss: float) -> None:
 
 
 def _diverged(run: _ActiveRun, spec: RunSpec, corpus: Corpus, device: str, loss: float, step: int,
-              t_call: float, tracker: _Wandb) -> dict[str, Any]:
-    reason = f"non-finite loss ({loss}) at step {step}"
+              t_call: float, tracker: _Wandb, best: float = math.inf) -> dict[str, Any]:
+    reason = (f"non-finite loss ({loss}) at step {step}" if not math.isfinite(loss) else
+              f"loss spike: {loss:.4g} > {SPIKE_FACTOR:g} x running minimum {best:.4g} at step {step}")
     log.warning("%s: diverged: %s", spec.run_id, reason)
     train_s = run.train_s + time.perf_counter() - run.attempt_t0
     result = _result_base(spec, corpus, device, run.step, t_call) | {
@@ -402,9 +497,9 @@ def git_sha() -> str | None:
 class _Wandb:
     """Optional wandb logging. Any wandb failure is logged once and turns it off; training goes on."""
 
-    def __init__(self, spec: RunSpec, run_dir: Path):
+    def __init__(self, spec: RunSpec, run_dir: Path, enabled: bool = True):
         self.run: Any = None
-        if not spec.wandb.enabled or spec.wandb.mode == "disabled":
+        if not enabled or not spec.wandb.enabled or spec.wandb.mode == "disabled":
             return
         try:
             import wandb  # lazy: a few hundred ms of import that most runs do not need

@@ -191,6 +191,27 @@ def test_partition_preemption_requeues_and_resumes_with_the_same_loss(slurm: str
     assert_same_final_loss(run_dir, reference)
 
 
+@pytest.mark.slow
+def test_two_tasks_per_job_train_one_run_with_ddp(slurm: str, tmp_path: Path, text_corpus: Path) -> None:
+    plan = make_plan(tmp_path, text_corpus, n_tokens=[5120], launch={"tasks_per_job": 2})
+    report = launch(plan, poll_s=0.5)
+    assert report.failed == []
+    run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
+    result = read_result(run_dir)
+    assert result["world_size"] == 2 and result["steps_done"] == 20
+    scripts = "\n".join(p.read_text() for p in Path(report.folder).rglob("*.sh"))
+    assert "--ntasks-per-node=2" in scripts
+    assert len(list(Path(report.folder).rglob("*_1_log.err"))) == 1  # submitit started a second task
+
+    # The same spec trained by one process in this one: the same run up to float reduction order.
+    from scaling.train import train_run
+
+    single = tmp_path / "single" / run_dir.name
+    single.mkdir(parents=True)
+    shutil.copy(run_dir / "spec.json", single / "spec.json")
+    assert train_run(single, num_threads=1)["val_loss"] == pytest.approx(result["val_loss"], rel=1e-5)
+
+
 def test_slurm_ci_script_is_self_contained() -> None:
     text = SCRIPT.read_text()
     for setting in ("cred_expire=5", "batch_sched_delay=0", "CR_Core", "PreemptMode=REQUEUE",

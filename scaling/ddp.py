@@ -1,0 +1,96 @@
+"""Multi-process data parallel for one run: the rank layout from the environment, and the few collectives.
+
+A run is multi-process when WORLD_SIZE > 1 in its environment: set by submitit's
+`TorchDistributedEnvironment().export()` inside a Slurm job with several tasks (scaling.launch.TrainJob),
+or by hand (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT; tests/test_ddp.py). Every rank calls
+`scaling.train.train_run`; rank r trains on rows r::world of each global batch, gradients are averaged by
+DDP, and rank 0 alone writes status, metrics, checkpoints and result.json. Nothing here runs for a
+single-process run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits in its run's process group."""
+
+    rank: int = 0
+    local_rank: int = 0
+    """Rank among the processes of this node: picks the GPU."""
+    world: int = 1
+    """Number of processes training the run (1: single-process, no process group)."""
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only process that writes to the run folder."""
+        return self.rank == 0
+
+
+SINGLE = DistEnv()
+
+
+def env_from_os() -> DistEnv:
+    """The layout torch.distributed's env:// method reads; SINGLE when WORLD_SIZE is unset or 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return SINGLE
+    return DistEnv(rank=int(os.environ["RANK"]), local_rank=int(os.environ.get("LOCAL_RANK", "0")), world=world)
+
+
+def setup(env: DistEnv, device: str) -> str:
+    """Pick this rank's device and join the process group (nccl on CUDA, gloo on CPU); returns the device."""
+    if device.startswith("cuda"):
+        # One GPU per process. Each process sees all the node's GPUs (index = local rank) or, when
+        # CUDA_VISIBLE_DEVICES was narrowed per task (submitit's export() does), just its own (index 0).
+        index = env.local_rank % torch.cuda.device_count()
+        torch.cuda.set_device(index)
+        device = f"cuda:{index}"
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", init_method="env://",
+                            rank=env.rank, world_size=env.world)
+    return device
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap(model: torch.nn.Module, device: str) -> torch.nn.Module:
+    """DDP around `model` (which keeps its own state_dict keys, so checkpoints match single-process ones).
+
+    Construction broadcasts rank 0's parameters; every rank has loaded the same weights anyway.
+    """
+    device_ids = [torch.device(device).index] if device.startswith("cuda") else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def shard(x: torch.Tensor, y: torch.Tensor, env: DistEnv) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's rows r::world of a global batch (B, T) -> (B / world, T)."""
+    return x[env.rank::env.world].contiguous(), y[env.rank::env.world].contiguous()
+
+
+def mean_over_ranks(loss: torch.Tensor, env: DistEnv) -> float:
+    """The global batch's mean loss from each rank's mean over its equal share of the rows."""
+    total = loss.detach().float().clone()
+    dist.all_reduce(total)  # SUM: gloo has no AVG
+    return total.item() / env.world
+
+
+def broadcast(obj: Any) -> Any:
+    """Rank 0's `obj` on every rank (any picklable value)."""
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier() -> None:
+    dist.barrier()
