@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from scaling.config import SweepConfig, load_sweep
-from scaling.errors import ConfigError, ScalingError
+from scaling.errors import ConfigError, FitError, ScalingError
 from scaling.plan import Plan, plan_sweep
 
 log = logging.getLogger("scaling")
@@ -53,23 +53,37 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def print_plan(plan: Plan) -> None:
+def print_plan(plan: Plan, flops_per_s: float | None = None) -> None:
     frame = plan.to_frame()
     cfg = plan.sweep
+    rate = flops_per_s or cfg.launch.est_flops_per_s
+    frame["est_s"] = frame["flops"] / rate
     shown = frame[["run_id", "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd",
                    "tokens_per_param", "n_steps", "est_s"]]
     with pd.option_context("display.max_rows", 500, "display.width", 200,
                            "display.float_format", _fmt):
         print(shown.to_string(index=False))
     parallel = max(1, min(cfg.launch.max_parallel, len(plan.runs)))
-    est_total = frame["est_s"].sum()
-    print(f"\n{len(plan.runs)} runs, {plan.total_flops:.3g} FLOPs; est. {est_total / 3600:.2f} job-hours "
-          f"at {cfg.launch.est_flops_per_s:.3g} FLOP/s per job, ~{est_total / parallel / 60:.1f} min wall "
+    est_total = plan.flops_to_train / rate  # WSD branches share their trunk: count it once
+    if plan.flops_saved > 0:
+        print(f"\nWSD trunk reuse: trains {plan.flops_to_train:.3g} FLOPs instead of {plan.total_flops:.3g} "
+              f"for independent runs (saves {plan.flops_saved:.3g}, "
+              f"{plan.flops_saved / plan.total_flops:.0%}); one job per trunk")
+    print(f"\n{len(plan.runs)} runs, {plan.flops_to_train:.3g} FLOPs; est. {est_total / 3600:.2f} job-hours "
+          f"at {rate:.3g} FLOP/s per job, ~{est_total / parallel / 60:.1f} min wall "
           f"on {parallel} parallel jobs ({cfg.launch.backend}); results in {cfg.sweep_dir}/")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    print_plan(plan_sweep(_load(args)))
+    plan = plan_sweep(_load(args))
+    rate = args.flops_per_s
+    if args.measure:
+        from scaling.throughput import measure_flops_per_s  # imports torch
+
+        rate = measure_flops_per_s(plan)
+        print(f"measured {rate:.3g} FLOP/s per job (2 s on the largest model, "
+              f"{plan.sweep.launch.threads_per_job} thread(s), CPU)")
+    print_plan(plan, flops_per_s=rate)
     return 0
 
 
@@ -78,6 +92,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     plan = plan_sweep(cfg)
+    if cfg.launch.backend == "local":
+        from scaling.data import load_corpus  # imports torch
+
+        # A missing, empty or too-short corpus fails here in one line, not in every job; jobs reuse the cache.
+        load_corpus(cfg.data, seq_len=cfg.model.seq_len)
     print_plan(plan)
     start = time.time()
     report = launch(plan, wait=not args.no_wait)
@@ -101,13 +120,15 @@ def analyze(sweep_dir: Path, n_boot: int = 200, holdout: int = 0, out_dir: Path 
     fit_and_plot(frame, out_dir or Path(sweep_dir), n_boot=n_boot, holdout=holdout)
 
 
-def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int = 0) -> None:
+def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int = 0,
+                 all_seeds: bool = False) -> None:
     from scaling.fit import fit_sweep
     from scaling.plot import save_figures
     from scaling.results import write_json_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = fit_sweep(frame, n_boot=n_boot, n_holdout=holdout or None, budgets=_budgets_for(frame))
+    report = fit_sweep(frame, n_boot=n_boot, n_holdout=holdout or None, budgets=_budgets_for(frame),
+                       all_seeds=all_seeds)
     print()
     print(report.to_text())
     write_json_atomic(out_dir / "fit.json", report.to_dict())
@@ -166,13 +187,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from scaling.fit import select_done
+
     frame, out = _frame_for(args.source)
+    done, excluded = select_done(frame)
+    if len(done) < 2:  # no law can be fitted; fail in one line instead of writing an empty report
+        raise FitError(f"{args.source}: {len(done)} usable run(s) of {len(frame)}; a fit needs at least 2"
+                       + (f" ({excluded[0]}{', ...' if len(excluded) > 1 else ''})" if excluded else ""))
     out = Path(args.out) if args.out else out
     if Path(args.source).suffix == ".toml" or Path(args.source).is_dir():
         from scaling.results import export_csv
 
         print(f"results table: {export_csv(frame, out / 'runs.csv')}")
-    fit_and_plot(frame, out, n_boot=args.n_boot, holdout=args.holdout)
+    fit_and_plot(frame, out, n_boot=args.n_boot, holdout=args.holdout, all_seeds=args.all_seeds)
     return 0
 
 
@@ -185,14 +212,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import numpy as np
 
     from scaling.compare import compare_table, published_laws
-    from scaling.fit import ChinchillaLaw, select_done
+    from scaling.fit import ChinchillaLaw, fit_points
     from scaling.plot import plot_frontiers
     from scaling.results import export_csv
 
     laws: dict[str, object] = {}
     for source in args.sources:
         frame, where = _frame_for(source)
-        done, _ = select_done(frame)
+        done, _ = fit_points(frame)  # best LR per point, seed mean
         law = ChinchillaLaw().fit_frame(done)
         if args.n_boot:
             law.bootstrap(done["n_params"], done["n_tokens"], done["loss"], n_boot=args.n_boot)
@@ -245,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="print the runs a sweep would train (N, D, C, est. time); runs nothing")
     sweep_arg(p)
+    p.add_argument("--flops-per-s", type=float, help="throughput per job for the time estimate "
+                   "(default: [launch].est_flops_per_s)")
+    p.add_argument("--measure", action="store_true",
+                   help="measure the throughput with a 2-second training micro-benchmark first")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("run", help="train every missing run, then fit, plot and print compute-optimal sizes")
@@ -268,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--holdout", type=int, default=0,
                        help="refit without the K largest-compute runs and report their prediction error")
         p.add_argument("--out", help="output folder (default: the sweep folder or beside the CSV)")
+        p.add_argument("--all-seeds", action="store_true",
+                       help="fit every seed as its own point (default: the mean loss over seeds per point)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("compare", help="compute-optimal N, D per budget: sweeps, CSVs and published laws")

@@ -73,6 +73,8 @@ def read_points_csv(path: str | Path) -> pd.DataFrame:
             "flops": raw["Training FLOP"],
             "loss": raw["loss"],
         })
+        _check_positive(frame, "n_params", path, "Model Size", always=True)  # numbers before arithmetic
+        _check_positive(frame, "flops", path, "Training FLOP", always=True)
         # Tokens are not in the reference file; Besiroglu et al. 2024 use D = C / (6 N).
         frame["n_tokens"] = frame["flops"] / (6.0 * frame["n_params"])
         sources = {"n_params": "Model Size", "n_tokens": "Training FLOP", "flops": "Training FLOP"}
@@ -82,6 +84,10 @@ def read_points_csv(path: str | Path) -> pd.DataFrame:
             f"{path}: missing column(s) {', '.join(missing)} (need params,tokens,loss or "
             f"n_params,n_tokens,flops,loss or 'Model Size','Training FLOP',loss); found {sorted(cols)}"
         )
+    if frame.columns.duplicated().any():  # e.g. both params and n_params: which one is meant?
+        dup = frame.columns[frame.columns.duplicated()][0]
+        raise ConfigError(f"{path}: ambiguous columns: {dup!r} given twice (as itself and under another "
+                          f"accepted name); keep one")
     for col in ("n_params", "n_tokens"):
         _check_positive(frame, col, path, sources[col], always=True)
     if "flops" not in frame.columns:
@@ -327,11 +333,18 @@ relative ftol (2.2e-9) stops early; Chinchilla's own fit stopped before convergi
 al. 2024), which is the pitfall this avoids."""
 
 
+_THETA_BOUNDS = ((-50.0, 300.0), (-50.0, 300.0), (-50.0, 10.0), (0.0, 20.0), (0.0, 20.0))
+"""Box for (a, b, e, alpha, beta), far outside any published law (a, b ~ 6-8, alpha, beta ~ 0.3), so
+an interior optimum is untouched; it keeps A, B, E finite when small sweeps leave the law
+unidentified (the optimizer would otherwise run off along the A-alpha ridge to overflow). A fit
+that ends on the box is reported by identifiability_warnings."""
+
+
 def _minimize_from(theta0: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
                    weights: np.ndarray, delta: float) -> tuple[np.ndarray, float, bool, str]:
     """One L-BFGS-B run; returns (theta, objective, converged, message)."""
     res = minimize(_objective_and_grad, theta0, args=(log_n, log_d, log_l, weights, delta),
-                   jac=True, method="L-BFGS-B", options=_LBFGS_OPTIONS)
+                   jac=True, method="L-BFGS-B", bounds=_THETA_BOUNDS, options=_LBFGS_OPTIONS)
     # A line-search stop at a point whose gradient is tiny is a converged non-smooth optimum
     # (Huber's second derivative jumps at |r| = delta), not a failure.
     grad_ok = bool(np.all(np.isfinite(res.jac))) and float(np.max(np.abs(res.jac))) < 1e-6
@@ -1114,6 +1127,12 @@ def identifiability_warnings(law: ChinchillaLaw, done: pd.DataFrame) -> list[str
     still the optimum; extrapolated N_opt(C) far beyond the sweep's compute is then not trustworthy.
     """
     out = []
+    theta = getattr(law, "theta_", None)
+    if theta is not None:
+        for name, value, (lo, hi) in zip(_THETA_NAMES, theta, _THETA_BOUNDS):
+            if name != "e" and (abs(value - lo) < 1e-6 or abs(value - hi) < 1e-6):
+                out.append(f"Approach 3 ended on its search box ({name} = {value:.4g}): the data do not "
+                           "pin the law down; add model sizes or token budgets")
     min_loss = float(np.min(done["loss"]))
     if law.E_ < 0.05 * min_loss:
         out.append(f"E = {law.E_:.3g} is near 0 (lowest loss {min_loss:.3g}): the sweep does not "

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.accounting import ModelShape, flops_per_token, n_params, resolve_shape
+from scaling import hparams
 from scaling.config import DataConfig, SweepConfig, WandbConfig
 from scaling.errors import ConfigError
 
@@ -58,6 +59,21 @@ class RunSpec:
     checkpoint_every_s: float
     data: DataConfig
     wandb: WandbConfig
+    schedule: str = "cosine"
+    """"cosine" or "wsd" (see TrainConfig.schedule)."""
+    cooldown_steps: int = 0
+    """WSD: the last cooldown_steps steps decay the LR; the steps before them run at the peak LR."""
+    cooldown_shape: str = "linear"
+    """WSD: "linear" or "1-sqrt"."""
+    trunk_id: str = ""
+    """WSD: runs sharing a trunk_id share every step before their cooldown; one job trains them all."""
+    lr_mult: float = 1.0
+    """The [train].lr_sweep multiplier applied to the rule's LR (1.0 without a sweep)."""
+
+    @property
+    def fork_step(self) -> int:
+        """WSD: the step at which this run leaves its trunk (n_steps for cosine runs)."""
+        return self.n_steps - self.cooldown_steps if self.schedule == "wsd" else self.n_steps
 
     @property
     def tokens_per_step(self) -> int:
@@ -76,15 +92,32 @@ class RunSpec:
 
 
 # Fields that do not change what a run computes: left out of the run id so editing them keeps the folder.
-_NOT_IN_ID = {"run_id", "sweep", "eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb"}
+_NOT_IN_ID = {"run_id", "sweep", "eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb",
+              "trunk_id"}
+# Fields added after run ids existed: left out of the id at their default so older runs keep their folders.
+_ID_DEFAULTS = {"schedule": "cosine", "cooldown_steps": 0, "cooldown_shape": "linear", "lr_mult": 1.0}
+# Fields that differ between the branches of one WSD trunk (everything else is shared).
+_NOT_IN_TRUNK = _NOT_IN_ID | {"n_tokens", "n_tokens_target", "flops", "flops_6nd", "flops_budget", "n_steps",
+                              "cooldown_steps"}
+
+
+def _content_digest(spec: RunSpec, leave_out: set[str]) -> str:
+    content = {k: v for k, v in spec.to_dict().items()
+               if k not in leave_out and not (k in _ID_DEFAULTS and v == _ID_DEFAULTS[k])}
+    return hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def run_id_for(spec: RunSpec) -> str:
     """Readable and content-addressed: `gpt-L2-d64-T1.05M-s0-1a2b3c4d`."""
-    content = {k: v for k, v in spec.to_dict().items() if k not in _NOT_IN_ID}
-    digest = hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
     s = spec.shape
+    digest = _content_digest(spec, _NOT_IN_ID)
     return f"{s.arch}-L{s.n_layer}-d{s.d_model}-T{_si(spec.n_tokens)}-s{spec.seed}-{digest}"
+
+
+def trunk_id_for(spec: RunSpec) -> str:
+    """The WSD trunk a run branches from: same model, seed and optimizer, any token budget."""
+    s = spec.shape
+    return f"trunk-{s.arch}-L{s.n_layer}-d{s.d_model}-s{spec.seed}-{_content_digest(spec, _NOT_IN_TRUNK)}"
 
 
 def _si(x: float) -> str:
@@ -107,11 +140,33 @@ class Plan:
             "n_params_non_embedding": r.n_params_non_embedding, "n_tokens": r.n_tokens,
             "flops": r.flops, "flops_6nd": r.flops_6nd, "tokens_per_param": r.n_tokens / r.n_params,
             "n_steps": r.n_steps, "lr": r.lr, "seed": r.seed, "est_s": r.flops / est,
+            "batch_size": r.batch_size, "schedule": r.schedule, "cooldown_steps": r.cooldown_steps,
+            "trunk_id": r.trunk_id,
         } for r in self.runs])
 
     @property
     def total_flops(self) -> float:
+        """FLOPs of every run trained on its own (what a cosine sweep of the same grid costs)."""
         return float(sum(r.flops for r in self.runs))
+
+    @property
+    def flops_to_train(self) -> float:
+        """FLOPs the sweep actually spends: WSD runs share their trunk up to the last fork point."""
+        trunks: dict[str, float] = {}
+        total = 0.0
+        for r in self.runs:
+            if r.schedule == "wsd" and r.trunk_id:
+                step_flops = r.tokens_per_step * r.flops_per_token
+                trunks[r.trunk_id] = max(trunks.get(r.trunk_id, 0.0), float(r.fork_step * step_flops))
+                total += r.cooldown_steps * step_flops
+            else:
+                total += r.flops
+        return total + sum(trunks.values())
+
+    @property
+    def flops_saved(self) -> float:
+        """total_flops - flops_to_train: what trunk reuse saves versus independent runs (0 for cosine)."""
+        return self.total_flops - self.flops_to_train
 
 
 def plan_sweep(cfg: SweepConfig) -> Plan:
@@ -126,10 +181,17 @@ def plan_sweep(cfg: SweepConfig) -> Plan:
         for i, budget in enumerate(cfg.grid.flops):
             for shape in shapes:
                 points.append((shape, budget / flops_per_token(shape), budget, f"[grid].flops[{i}]"))
+    # WSD branches of one size share a trunk, so they share LR, batch size and warmup: the rules are
+    # evaluated at the size's largest budget and warmup at its smallest (it must end before any fork).
+    span: dict[ModelShape, tuple[float, float]] = {}
+    for shape, n_tok, _budget, _key in points:
+        lo, hi = span.get(shape, (n_tok, n_tok))
+        span[shape] = (min(lo, n_tok), max(hi, n_tok))
     runs = []
     for shape, n_tok, budget, key in points:
-        for seed in cfg.train.seeds:
-            runs.append(_make_run(cfg, shape, n_tok, budget, seed, key))
+        for mult in cfg.train.lr_sweep or (1.0,):
+            for seed in cfg.train.seeds:
+                runs.append(_make_run(cfg, shape, n_tok, budget, seed, key, mult, span[shape]))
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
@@ -164,9 +226,18 @@ def _model_shapes(cfg: SweepConfig) -> list[ModelShape]:
 
 
 def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budget: float, seed: int,
-              key: str) -> RunSpec:
+              key: str, lr_mult: float = 1.0, span: tuple[float, float] | None = None) -> RunSpec:
     t = cfg.train
-    tokens_per_step = t.batch_size * shape.seq_len
+    wsd = t.schedule == "wsd"
+    fpt = flops_per_token(shape)
+    n_non_emb = n_params(shape, non_embedding=True)
+    rule_tokens = span[1] if wsd and span else n_tokens_target
+    batch = hparams.batch_size(t.batch_rule, t.batch_size, shape.seq_len, fpt * rule_tokens)
+    lr = hparams.peak_lr(t.lr_rule, t.lr, n_non_emb, fpt * rule_tokens) * lr_mult
+    if not 0 < lr < 1:
+        raise ConfigError(f"{cfg.source}: [train].lr_rule = {t.lr_rule!r}: gives lr = {lr:.3g} for "
+                          f"L{shape.n_layer} d{shape.d_model} (x{lr_mult:g}); must be in (0, 1)")
+    tokens_per_step = batch * shape.seq_len
     n_steps = round(n_tokens_target / tokens_per_step)
     if n_steps < 1:
         value = budget if budget else n_tokens_target
@@ -175,17 +246,27 @@ def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budge
             f"L{shape.n_layer} d{shape.d_model}, less than one optimizer step "
             f"({tokens_per_step} tokens = batch_size x seq_len)")
     n_tok = n_steps * tokens_per_step
-    fpt = flops_per_token(shape)
     total = n_params(shape)
+    warmup_base = max(1, round(span[0] / tokens_per_step)) if wsd and span else n_steps
+    warmup_steps = max(1, round(t.warmup_fraction * warmup_base)) if t.warmup_fraction > 0 else 0
+    cooldown_steps = max(1, round(t.cooldown_fraction * n_steps)) if wsd else 0
+    if wsd and n_steps - cooldown_steps < warmup_steps:
+        raise ConfigError(
+            f"{cfg.source}: {key} = {budget or n_tokens_target:g}: its WSD cooldown ({cooldown_steps} of "
+            f"{n_steps} steps) would start inside the {warmup_steps}-step warmup for L{shape.n_layer} "
+            f"d{shape.d_model}; lower [train].cooldown_fraction or warmup_fraction, or raise the budget")
     spec = RunSpec(
         run_id="", sweep=cfg.name, shape=shape, seed=seed, n_params=total,
-        n_params_non_embedding=n_params(shape, non_embedding=True), flops_per_token=fpt,
+        n_params_non_embedding=n_non_emb, flops_per_token=fpt,
         n_tokens=n_tok, n_tokens_target=float(n_tokens_target), flops=float(fpt * n_tok),
         flops_6nd=6.0 * total * n_tok, flops_budget=float(budget), n_steps=n_steps,
-        warmup_steps=max(1, round(t.warmup_fraction * n_steps)) if t.warmup_fraction > 0 else 0,
-        batch_size=t.batch_size, lr=t.lr, min_lr_ratio=t.min_lr_ratio,
+        warmup_steps=warmup_steps, batch_size=batch, lr=lr, min_lr_ratio=t.min_lr_ratio,
         weight_decay=t.weight_decay, beta1=t.beta1, beta2=t.beta2, grad_clip=t.grad_clip,
         eval_every_steps=t.eval_every_steps, log_every_steps=t.log_every_steps,
         checkpoint_every_s=t.checkpoint_every_s, data=cfg.data, wandb=cfg.wandb,
+        schedule=t.schedule, cooldown_steps=cooldown_steps,
+        cooldown_shape=t.cooldown_shape if wsd else "linear", lr_mult=lr_mult,
     )
+    if wsd:
+        spec = dataclasses.replace(spec, trunk_id=trunk_id_for(spec))
     return dataclasses.replace(spec, run_id=run_id_for(spec))

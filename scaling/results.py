@@ -80,7 +80,14 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
     if any(k not in result for k in RESULT_FIELDS) or result["status"] not in FINAL_STATES:
         log.warning("%s: incomplete result.json; the run will be redone", run_dir)
         return None
+    if result["status"] == "done" and not all(_positive(result[k]) for k in RESULT_FIELDS[1:6]):
+        log.warning("%s: result.json holds a non-finite or non-positive number; the run will be redone", run_dir)
+        return None
     return result
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def is_finished(run_dir: Path) -> bool:

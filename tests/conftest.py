@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,21 @@ def text_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for path in sorted(stdlib.glob("*.py"))[:40]:
         (folder / path.name).write_bytes(path.read_bytes()[:20_000])
     return folder
+
+
+_CASES: dict[str, int] = {}
+"""Fault and bad-input cases that passed their assertions, by kind (printed in the terminal summary)."""
+
+
+@pytest.fixture
+def count_case() -> Callable[..., None]:
+    """count_case("fault") after a case's assertions pass; the totals print at the end of the session."""
+    def add(kind: str, n: int = 1) -> None:
+        _CASES[kind] = _CASES.get(kind, 0) + n
+    return add
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _CASES:
+        detail = ", ".join(f"{k}: {v}" for k, v in sorted(_CASES.items()))
+        terminalreporter.write_line(f"reliability: {sum(_CASES.values())} cases tried and passed ({detail})")

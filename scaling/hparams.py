@@ -1,0 +1,54 @@
+"""Per-size hyperparameter rules: peak LR and batch size as functions of N or C. Pure and torch-free.
+
+Untuned LR per size biases fitted exponents (Porian et al. 2024, see notes/pitfalls.md); these rules give
+a published starting point, and `[train].lr_sweep` adds multipliers around it so fits can keep the best.
+"""
+
+from __future__ import annotations
+
+import math
+
+# Kaplan et al. 2020, "Scaling Laws for Neural Language Models", eq. D.1:
+#   LR(N) ~= 0.003239 - 0.0001395 log(N), N = non-embedding parameters (natural log).
+KAPLAN_LR_A, KAPLAN_LR_B = 0.003239, 0.0001395
+# DeepSeek LLM 2024 (arXiv:2401.02954), eq. 1, fitted on compute C in FLOPs:
+#   eta_opt = 0.3118 * C^-0.1250,   B_opt = 0.2920 * C^0.3271 (tokens per step).
+DEEPSEEK_LR_K, DEEPSEEK_LR_EXP = 0.3118, -0.1250
+DEEPSEEK_BATCH_K, DEEPSEEK_BATCH_EXP = 0.2920, 0.3271
+KAPLAN_MIN_LR = 1e-5
+"""Eq. D.1 turns negative above N ~ 1e10; the rule never returns less than this."""
+
+
+def kaplan_lr(n_params_non_embedding: float) -> float:
+    """Kaplan et al. 2020 eq. D.1, floored at KAPLAN_MIN_LR."""
+    return max(KAPLAN_MIN_LR, KAPLAN_LR_A - KAPLAN_LR_B * math.log(n_params_non_embedding))
+
+
+def deepseek_lr(flops: float) -> float:
+    """DeepSeek LLM 2024 eq. 1: the compute-optimal peak LR at budget C (FLOPs)."""
+    return DEEPSEEK_LR_K * flops ** DEEPSEEK_LR_EXP
+
+
+def deepseek_batch_tokens(flops: float) -> float:
+    """DeepSeek LLM 2024 eq. 1: the compute-optimal batch size at budget C, in tokens."""
+    return DEEPSEEK_BATCH_K * flops ** DEEPSEEK_BATCH_EXP
+
+
+def peak_lr(rule: str, base_lr: float, n_params_non_embedding: float, flops: float) -> float:
+    """The run's peak LR under `rule` ("constant" returns base_lr)."""
+    if rule == "constant":
+        return base_lr
+    if rule == "kaplan":
+        return kaplan_lr(n_params_non_embedding)
+    if rule == "deepseek":
+        return deepseek_lr(flops)
+    raise ValueError(f"unknown lr_rule {rule!r}")
+
+
+def batch_size(rule: str, base_batch_size: int, seq_len: int, flops: float) -> int:
+    """Sequences per step under `rule` ("constant" returns base_batch_size); at least 1."""
+    if rule == "constant":
+        return base_batch_size
+    if rule == "deepseek":
+        return max(1, round(deepseek_batch_tokens(flops) / seq_len))
+    raise ValueError(f"unknown batch_rule {rule!r}")

@@ -1,0 +1,417 @@
+"""Bad input fails in one line: exit status 2, one stderr line naming the problem, never a traceback.
+
+Configs are checked field by field (every dataclass field of every section, found programmatically), then
+unknown keys and names, corpora, CSVs and too-small fits; a property-based test feeds random configs and
+CSVs and accepts only a clean ScalingError or a valid result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import tempfile
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scaling.cli import main
+from scaling.config import ShapeConfig, SweepConfig, load_sweep
+from scaling.errors import ConfigError, FitError, ScalingError
+from scaling.fit import ChinchillaLaw, fit_sweep, read_points_csv, select_done
+from scaling.plan import Plan, plan_sweep
+
+SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(SweepConfig)
+            if f.default_factory is not dataclasses.MISSING}
+TOP_LEVEL = [f for f in dataclasses.fields(SweepConfig) if f.name not in SECTIONS and f.name != "source"]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def toml_value(v: Any) -> str:
+    """A Python value as TOML (inline tables for dicts); enough for configs and random tests."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else ("inf" if v == math.inf else "-inf" if v == -math.inf else repr(v))
+    if isinstance(v, str):
+        # TOML basic strings: escape quote, backslash and control characters (DEL included).
+        return '"' + "".join(c if c not in '"\\' and 0x1f < ord(c) != 0x7f else f"\\u{ord(c):04x}"
+                             for c in v) + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{toml_value(str(k))} = {toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(v)
+
+
+def base_config(tmp_path: Path, corpus: Path) -> dict[str, Any]:
+    """A valid tiny grid sweep as a dict of TOML tables."""
+    return {
+        "name": "bad", "results_dir": str(tmp_path / "results"),
+        "data": {"source": str(corpus), "val_tokens": 2048},
+        "model": {"seq_len": 32, "head_dim": 16},
+        "grid": {"shapes": [{"n_layer": 1, "d_model": 32}], "n_tokens": [2560]},
+        "train": {"batch_size": 8},
+    }
+
+
+def write_sweep(path: Path, cfg: dict[str, Any]) -> Path:
+    top = [f"{toml_value(k)} = {toml_value(v)}" for k, v in cfg.items() if not isinstance(v, dict)]
+    tables = [f"[{toml_value(k)}]\n" + "\n".join(f"{toml_value(str(kk))} = {toml_value(vv)}" for kk, vv in v.items())
+              for k, v in cfg.items() if isinstance(v, dict)]
+    path.write_text("\n".join(top + tables) + "\n")
+    return path
+
+
+def with_value(cfg: dict[str, Any], section: str | None, key: str, value: Any) -> dict[str, Any]:
+    cfg = json.loads(json.dumps(cfg))
+    if section is None:
+        cfg[key] = value
+    elif section == "grid.shapes":
+        cfg["grid"]["shapes"][0][key] = value
+    else:
+        cfg.setdefault(section, {})[key] = value
+    return cfg
+
+
+def cli_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    """Run the CLI; assert exit 2 with exactly one stderr line and no traceback; return that line."""
+    capsys.readouterr()
+    rc = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2, f"exit {rc}, stderr: {err}"
+    assert "Traceback" not in err
+    assert len(lines) == 1, f"stderr is not one line: {err!r}"
+    return lines[0]
+
+
+def fields_of(cls: type) -> list[tuple[str, Any]]:
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def all_fields() -> list[tuple[str | None, str, Any]]:
+    """(section, key, type hint) of every config key: top level, each [section], and [[grid.shapes]]."""
+    out: list[tuple[str | None, str, Any]] = [(None, f.name, typing.get_type_hints(SweepConfig)[f.name])
+                                              for f in TOP_LEVEL]
+    for section, cls in SECTIONS.items():
+        out += [(section, name, hint) for name, hint in fields_of(cls)]
+    out += [("grid.shapes", name, hint) for name, hint in fields_of(ShapeConfig)]
+    return out
+
+
+def wrong_type(hint: Any) -> list[Any]:
+    if typing.get_origin(hint) is tuple:
+        (item, _) = typing.get_args(hint)
+        return ["not a list", [wrong_type(item)[0]]]
+    if dataclasses.is_dataclass(hint):
+        return ["not a table"]
+    return {bool: ["yes", 1], int: ["seven", 2.5, True], float: ["x", True], str: [7, False, [1]]}[hint]
+
+
+def out_of_range(hint: Any) -> list[Any]:
+    if typing.get_origin(hint) is tuple:
+        (item, _) = typing.get_args(hint)
+        return [[v] for v in out_of_range(item)]
+    return {int: [-1], float: [-1.0, math.inf, math.nan]}.get(hint, [])
+
+
+def names_key(message: str, section: str | None, key: str) -> bool:
+    """The message names the key: `name`, `[train].lr`, or `[grid.shapes].n_layer` for list-of-table items."""
+    return key in message and (section is None or f"[{section}]" in message or f"[{section}." in message)
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def test_every_config_field_rejects_a_wrong_type(tmp_path: Path, text_corpus: Path,
+                                                 capsys: pytest.CaptureFixture, count_case: Callable) -> None:
+    base = base_config(tmp_path, text_corpus)
+    fields = all_fields()
+    assert len(fields) >= 40  # every section's fields were found
+    n = 0
+    for section, key, hint in fields:
+        for value in wrong_type(hint):
+            toml = write_sweep(tmp_path / "wrong.toml", with_value(base, section, key, value))
+            with pytest.raises(ConfigError) as info:
+                load_sweep(toml)
+            assert names_key(str(info.value), section, key) and "\n" not in str(info.value), info.value
+            line = cli_error(capsys, ["plan", str(toml)])
+            assert line.startswith("ConfigError: ") and names_key(line, section, key)
+            n += 1
+    count_case("bad input", n)
+
+
+def test_every_numeric_config_field_rejects_an_out_of_range_value(tmp_path: Path, text_corpus: Path,
+                                                                  count_case: Callable) -> None:
+    base = base_config(tmp_path, text_corpus)
+    # n_sizes only means something (and is only checked) in an IsoFLOP design.
+    isoflop = with_value(with_value(with_value(base, "grid", "design", "isoflop"), "grid", "flops", [1e12]),
+                         "grid", "n_params", [1e4, 1e5])
+    del isoflop["grid"]["shapes"], isoflop["grid"]["n_tokens"]
+    n = 0
+    for section, key, hint in all_fields():
+        for value in out_of_range(hint):
+            cfg = isoflop if key in ("n_sizes", "flops") else base
+            toml = write_sweep(tmp_path / "range.toml", with_value(cfg, section, key, value))
+            with pytest.raises(ConfigError, match=key) as info:
+                load_sweep(toml)
+            assert "\n" not in str(info.value)
+            n += 1
+    assert n >= 30
+    count_case("bad input", n)
+
+
+@pytest.mark.parametrize("section, key, value, match", [
+    (None, "nmae", "x", "nmae: unknown key"),
+    ("train", "learning_rate", 1e-3, r"\[train\].learning_rate: unknown key"),
+    ("data", "path", "x", r"\[data\].path: unknown key"),
+    ("grid.shapes", "width", 3, "width: unknown key"),
+    (None, "trian", {"lr": 1e-3}, "trian: unknown key"),
+    ("model", "arch", "transformerxl", r"\[model\].arch = 'transformerxl': must be one of gpt, lstm"),
+    ("data", "source", "/no/such/corpus", r"\[data\].source = '/no/such/corpus': no such file"),
+    ("launch", "backend", "kubernetes", r"\[launch\].backend"),
+    ("grid", "design", "random", r"\[grid\].design"),
+    ("wandb", "mode", "sometimes", r"\[wandb\].mode"),
+    ("train", "seeds", [0, 0], r"\[train\].seeds.*must not repeat"),
+    ("train", "seeds", [-1], r"\[train\].seeds.*>= 0"),
+    ("grid", "shapes", [{"n_layer": 1, "d_model": 33}], "divisible"),
+])
+def test_unknown_keys_and_names(tmp_path: Path, text_corpus: Path, capsys: pytest.CaptureFixture,
+                                count_case: Callable, section: str | None, key: str, value: Any,
+                                match: str) -> None:
+    toml = write_sweep(tmp_path / "s.toml", with_value(base_config(tmp_path, text_corpus), section, key, value))
+    with pytest.raises(ConfigError, match=match):
+        load_sweep(toml)
+    assert cli_error(capsys, ["plan", str(toml)]).startswith("ConfigError: ")
+    count_case("bad input")
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00 not utf-8", b"name = \n", b"[train\n", b"= 3"])
+def test_unreadable_toml(tmp_path: Path, capsys: pytest.CaptureFixture, count_case: Callable,
+                         content: bytes) -> None:
+    toml = tmp_path / "s.toml"
+    toml.write_bytes(content)
+    assert "not valid TOML" in cli_error(capsys, ["plan", str(toml)])
+    count_case("bad input")
+
+
+@pytest.mark.parametrize("argv_tail, match", [
+    (["--set", "name.x=1"], "name is not a table"),
+    (["--set", "name.x.y=1"], "name is not a table"),
+    (["--set", "train.lr.x=1"], r"\[train\].lr = \{'x': 1\}: must be a number"),
+    (["--set", "train.lr=fast"], r"\[train\].lr = 'fast'"),
+    (["--set", "train=3"], r"\[train\] = 3: must be a table"),
+    (["--set", "lr"], "expected KEY=VALUE"),
+])
+def test_bad_overrides(tmp_path: Path, text_corpus: Path, capsys: pytest.CaptureFixture,
+                       count_case: Callable, argv_tail: list[str], match: str) -> None:
+    toml = write_sweep(tmp_path / "s.toml", base_config(tmp_path, text_corpus))
+    line = cli_error(capsys, ["plan", str(toml), *argv_tail])
+    assert re.search(match, line), line
+    count_case("bad input")
+
+
+def test_missing_sweep_file_and_source(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                       count_case: Callable) -> None:
+    assert "no such sweep file" in cli_error(capsys, ["plan", str(tmp_path / "nope.toml")])
+    assert "not a sweep .toml" in cli_error(capsys, ["fit", str(tmp_path / "nope.txt")])
+    (tmp_path / "empty_results").mkdir()
+    assert "no run folders" in cli_error(capsys, ["fit", str(tmp_path / "empty_results")])
+    count_case("bad input", 3)
+
+
+# ------------------------------------------------------------------------------------------ corpora
+
+
+def _corpus_case(tmp_path: Path, kind: str) -> Path:
+    if kind == "empty folder":
+        (tmp_path / "c").mkdir()
+    elif kind == "only hidden files":
+        (tmp_path / "c").mkdir()
+        (tmp_path / "c" / ".hidden").write_text("x" * 10_000)
+    elif kind == "empty files":
+        (tmp_path / "c").mkdir()
+        (tmp_path / "c" / "a.txt").write_text("")
+        (tmp_path / "c" / "b.txt").write_text("")
+    elif kind == "empty file":
+        (tmp_path / "c").write_text("")
+    elif kind == "too short":
+        (tmp_path / "c").write_text("only a few bytes")
+    elif kind == "odd .bin":
+        (tmp_path / "c.bin").write_bytes(b"\x01\x00\x02")
+        return tmp_path / "c.bin"
+    elif kind == "missing":
+        pass
+    return tmp_path / "c"
+
+
+@pytest.mark.parametrize("kind", ["empty folder", "only hidden files", "empty files", "empty file", "too short",
+                                  "odd .bin", "missing"])
+def test_bad_corpus_fails_the_run_verb_in_one_line(tmp_path: Path, text_corpus: Path,
+                                                   capsys: pytest.CaptureFixture, count_case: Callable,
+                                                   kind: str) -> None:
+    corpus = _corpus_case(tmp_path, kind)
+    cfg = with_value(base_config(tmp_path, text_corpus), "data", "source", str(corpus))
+    toml = write_sweep(tmp_path / "s.toml", cfg)
+    line = cli_error(capsys, ["run", str(toml), "--no-fit"])
+    assert line.split(":")[0] in ("ConfigError", "DataError") and str(corpus) in line
+    assert not list((tmp_path / "results").rglob("spec.json")), "runs were submitted despite a bad corpus"
+    count_case("bad input")
+
+
+# ------------------------------------------------------------------------------------------ CSVs and fits
+
+
+@pytest.mark.parametrize("text, match", [
+    ("a,b,c\n1,2,3\n", "missing column"),
+    ("params,loss\n1e6,3\n", "missing column.*tokens"),
+    ("params,tokens,loss\n1e6,-2e7,3\n", "'tokens', line 2: -2e\\+07"),
+    ("params,tokens,loss\n0,2e7,3\n", "'params', line 2: 0"),
+    ("params,tokens,loss\n1e6,2e7,abc\n", "'loss', line 2: 'abc'"),
+    ("params,tokens,loss\n1e6,2e7,0\n", "'loss', line 2"),
+    ("params,tokens,loss\n1e6,inf,3\n", "'tokens', line 2"),
+    ("params,tokens,loss\n1e6,,3\n", "'tokens', line 2: missing"),
+    ("n_params,n_tokens,flops,loss\n1e6,2e7,-5,3\n", "'flops', line 2"),
+    ("Model Size,Training FLOP,loss\n1e6,done,3\n", "'Training FLOP', line 2: 'done'"),
+    ("Model Size,Training FLOP,loss\nabc,1e18,3\n", "'Model Size', line 2: 'abc'"),
+    ("params,n_params,tokens,loss\n1e6,1e6,2e7,3\n", "ambiguous columns: 'n_params'"),
+    ("", "cannot read CSV"),
+    ("params,tokens,loss\n1e6,2e7,3,4,5\n\"unterminated\n", "cannot read CSV|'params'"),
+])
+def test_bad_csv(tmp_path: Path, capsys: pytest.CaptureFixture, count_case: Callable, text: str,
+                 match: str) -> None:
+    csv = tmp_path / "points.csv"
+    csv.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        read_points_csv(csv)
+    assert cli_error(capsys, ["fit", str(csv), "--n-boot", "0"]).startswith("ConfigError: ")
+    count_case("bad input")
+
+
+@pytest.mark.parametrize("rows", [
+    "params,tokens,loss\n",
+    "params,tokens,loss\n1e6,2e7,3.1\n",
+    "params,tokens,loss,status\n1e6,2e7,3.1,done\n2e6,2e7,,diverged\n",
+])
+def test_fit_on_too_few_points(tmp_path: Path, capsys: pytest.CaptureFixture, count_case: Callable,
+                               rows: str) -> None:
+    csv = tmp_path / "few.csv"
+    csv.write_text(rows)
+    line = cli_error(capsys, ["fit", str(csv), "--n-boot", "0"])
+    assert line.startswith("FitError: ") and "a fit needs at least 2" in line
+    count_case("bad input")
+
+
+def test_law_fit_on_too_few_points_is_a_fit_error(count_case: Callable) -> None:
+    for n in range(5):
+        N, D = np.geomspace(1e6, 1e8, n), np.geomspace(1e7, 1e9, n)
+        with pytest.raises(FitError):
+            ChinchillaLaw(n_starts=2).fit(N, D, 2 + 1e3 / N**0.3)
+    with pytest.raises(FitError, match="finite"):
+        ChinchillaLaw(n_starts=2).fit([1e6, -1, 1e7, 2e7, 3e7], [1e7] * 5, [3.0] * 5)
+    count_case("bad input", 6)
+
+
+# ------------------------------------------------------------------------------------------ properties
+
+_KEYS = sorted({k for _, k, _ in all_fields()} | {"bogus", "n", "lr.x"})
+_SCALARS = (st.integers(min_value=-2**63, max_value=2**63 - 1) | st.floats() | st.booleans()
+            | st.text(max_size=12) | st.sampled_from(["gpt", "lstm", "grid", "isoflop", "local", "slurm", "stdlib",
+                                                     "offline", "wsd", "cosine", "1-sqrt", "deepseek"]))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(st.sampled_from(_KEYS), inner, max_size=3), max_leaves=6)
+_SMALL_POSITIVE = st.floats(min_value=1.0, max_value=1e7) | st.integers(min_value=1, max_value=10**7)
+
+
+@st.composite
+def mutated_configs(draw: st.DrawFn) -> list[tuple[str | None, str, Any]]:
+    """Edits to a valid config: known keys (numeric ones often plausible) or random keys, random values."""
+    fields = all_fields()
+    edits = []
+    for _ in range(draw(st.integers(1, 4))):
+        if draw(st.booleans()):
+            section, key, hint = draw(st.sampled_from(fields))
+            if hint in (int, float) and draw(st.booleans()):
+                value = draw(_SMALL_POSITIVE)
+            else:
+                value = draw(_VALUES)
+        else:
+            section = draw(st.sampled_from([None, *SECTIONS]))
+            key, value = draw(st.sampled_from(_KEYS)), draw(_VALUES)
+        edits.append((section, key, value))
+    return edits
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=mutated_configs())
+def test_random_configs_give_a_plan_or_a_clean_error(text_corpus: Path, edits: list) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = base_config(Path(tmp), text_corpus)
+        for section, key, value in edits:
+            try:
+                cfg = with_value(cfg, section, key, value)
+            except (AttributeError, IndexError, KeyError, TypeError):
+                continue  # an earlier edit replaced the table this edit goes into
+        toml = write_sweep(Path(tmp) / "s.toml", cfg)
+        try:
+            plan = plan_sweep(load_sweep(toml))
+        except ScalingError as exc:
+            assert "\n" not in str(exc)
+            _PROPERTY_CASES["config"] += 1
+            return
+        assert isinstance(plan, Plan) and plan.runs
+        frame = plan.to_frame()
+        assert (frame["n_params"] > 0).all() and (frame["n_tokens"] > 0).all() and (frame["n_steps"] >= 1).all()
+        _PROPERTY_CASES["config"] += 1
+
+
+_CSV_COLUMNS = ["params", "tokens", "loss", "n_params", "n_tokens", "flops", "status", "run_id", "Model Size",
+                "Training FLOP", "junk"]
+_CELLS = (st.floats(min_value=1e3, max_value=1e12) | st.floats() | st.integers(-5, 10**9)
+          | st.sampled_from(["", "done", "diverged", "failed", "abc", "nan", "-inf", "1e400"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(columns=st.lists(st.sampled_from(_CSV_COLUMNS), min_size=0, max_size=6, unique=True),
+       n_rows=st.integers(0, 8), data=st.data())
+def test_random_csvs_give_a_fit_report_or_a_clean_error(columns: list[str], n_rows: int,
+                                                        data: st.DataObject) -> None:
+    rows = [[data.draw(_CELLS) for _ in columns] for _ in range(n_rows)]
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "points.csv"
+        pd.DataFrame(rows, columns=columns).to_csv(csv, index=False)
+        try:
+            frame = read_points_csv(csv)
+            done, _ = select_done(frame)
+            report = fit_sweep(frame, n_boot=0, law=ChinchillaLaw(n_starts=2))
+        except ScalingError as exc:
+            assert "\n" not in str(exc)
+            _PROPERTY_CASES["csv"] += 1
+            return
+        assert report.n_done == len(done) and report.to_text() and json.dumps(report.to_dict(), default=str)
+        if report.law is not None:
+            assert all(math.isfinite(v) for v in report.law.params_.to_dict().values())
+        _PROPERTY_CASES["csv"] += 1
+
+
+_PROPERTY_CASES = {"config": 0, "csv": 0}
+
+
+def test_property_cases_are_counted(count_case: Callable) -> None:
+    """Runs after the property tests in this file (pytest keeps file order): adds their examples."""
+    count_case("bad input (random config)", _PROPERTY_CASES["config"])
+    count_case("bad input (random CSV)", _PROPERTY_CASES["csv"])

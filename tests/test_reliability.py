@@ -1,0 +1,386 @@
+"""Faults a sweep must survive, on tiny real runs: kills, corrupt files, concurrent launches, divergence,
+and malicious pickles in a results folder.
+
+Each guarantee is tested end to end (real launcher subprocesses or real `train_run`s), and the final
+numbers are compared with an uninterrupted sweep: on CPU with one thread per job, training is bitwise
+deterministic, so val losses must be equal, not merely close.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+import scaling
+from scaling.cli import main
+from scaling.config import load_sweep
+from scaling.fit import fit_sweep, select_done
+from scaling.launch import launch, sweep_status
+from scaling.plan import Plan, plan_sweep
+from scaling.results import (CKPT, METRICS, RESULT, SPEC, STATUS, load_results, read_json, read_metrics,
+                             read_result, run_state, write_json_atomic)
+
+REPO = Path(scaling.__file__).resolve().parent.parent
+STEP_TOKENS = 8 * 32  # batch_size x seq_len below
+
+
+def write_toml(tmp_path: Path, corpus: Path, *, steps: list[int], results: str = "results", train: str = "",
+               launch_opts: str = "") -> Path:
+    """A tiny real sweep (1 layer, d_model 32, seq_len 32), one run per entry of `steps`."""
+    toml = tmp_path / f"{results}.toml"
+    toml.write_text(f"""
+name = "rel"
+results_dir = "{tmp_path / results}"
+[data]
+source = "{corpus}"
+val_tokens = 1024
+[model]
+seq_len = 32
+head_dim = 16
+[grid]
+shapes = [{{n_layer = 1, d_model = 32}}]
+n_tokens = {[s * STEP_TOKENS for s in steps]}
+[train]
+batch_size = 8
+log_every_steps = 1
+{train}
+[launch]
+max_parallel = 2
+threads_per_job = 1
+timeout_min = 10
+{launch_opts}
+""")
+    return toml
+
+
+def make_plan(tmp_path: Path, corpus: Path, **kwargs: object) -> Plan:
+    return plan_sweep(load_sweep(write_toml(tmp_path, corpus, **kwargs)))
+
+
+def train_in_process(plan: Plan) -> dict[str, float]:
+    """Every run of the plan trained here, one after another (what a job does); run_id -> val_loss."""
+    from scaling.train import train_run
+
+    out = {}
+    for spec in plan.runs:
+        run_dir = plan.sweep.sweep_dir / spec.run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / SPEC, spec.to_dict())
+        out[spec.run_id] = train_run(run_dir, num_threads=1)["val_loss"]
+    return out
+
+
+def val_losses(plan: Plan) -> dict[str, float]:
+    frame = load_results(plan.sweep.sweep_dir)
+    return dict(zip(frame["run_id"], frame["loss"]))
+
+
+def train_steps(run_dir: Path) -> list[int]:
+    return [r["step"] for r in read_metrics(run_dir) if "train_loss" in r]
+
+
+def scaling_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "scaling.cli", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+
+
+def wait_for(cond: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def ckpt_step(run_dir: Path) -> int:
+    return int(torch.load(run_dir / CKPT, map_location="cpu", weights_only=True)["step"])
+
+
+# ------------------------------------------------------------------------------------------ 1. kill -9
+
+
+@pytest.mark.slow
+def test_kill9_of_launcher_and_job_then_relaunch_equals_an_uninterrupted_sweep(
+        tmp_path: Path, text_corpus: Path, count_case: Callable) -> None:
+    steps = [10, 700, 800]  # on 2 slots: the first two start, the third when the short one ends
+    train = "checkpoint_every_s = 0.1"
+    toml = write_toml(tmp_path, text_corpus, steps=steps, train=train)
+    plan = plan_sweep(load_sweep(toml))
+    reference = make_plan(tmp_path, text_corpus, steps=steps, train=train, results="reference")
+    assert [r.run_id for r in reference.runs] == [r.run_id for r in plan.runs]
+    short, orphan, killed = (plan.sweep.sweep_dir / r.run_id for r in plan.runs)
+
+    launcher = scaling_cli("run", str(toml), "--no-fit")
+    wait_for(lambda: (killed / CKPT).exists() or launcher.poll() is not None, "the last run's first checkpoint")
+    assert launcher.poll() is None, launcher.communicate()[0]
+    os.kill(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    os.kill(read_json(killed / STATUS)["pid"], signal.SIGKILL)  # the job process training this run
+    wait_for(lambda: run_state(killed) == "failed", "the killed run to read as failed", 30)
+    assert read_result(killed) is None, "the run finished before the kill; make it longer"
+    assert is_done(short)
+    short_result = (short / RESULT).read_bytes()
+    resume_step = ckpt_step(killed)
+    assert 0 < resume_step < steps[2]
+    before = [r for r in read_metrics(killed) if r["step"] <= resume_step]
+
+    # Relaunch while the orphaned job of the second run may still be training it (its launcher is gone).
+    relaunch = scaling_cli("run", str(toml), "--no-fit")
+    out = relaunch.communicate(timeout=180)[0]
+    assert relaunch.returncode == 0, out
+    assert re.search(r"1 submitted \(local\), [12] already done, [01] running elsewhere, 0 failed", out), out
+    wait_for(lambda: is_done(orphan), "the orphaned job to finish")
+
+    assert (short / RESULT).read_bytes() == short_result  # the finished run was not retrained
+    # Resumed, not restarted: the records up to the checkpoint are the first attempt's, byte for byte
+    # (their elapsed_s would differ on a rerun), and each curve is one sequence without a restart.
+    assert [r for r in read_metrics(killed) if r["step"] <= resume_step] == before
+    for run_dir in (short, orphan, killed):
+        assert train_steps(run_dir) == list(range(1, len(train_steps(run_dir)) + 1))
+    assert not list(killed.glob(f"{CKPT}.bad-*"))
+
+    want = train_in_process(reference)  # uninterrupted, one thread, like the jobs
+    assert val_losses(plan) == want and all(math.isfinite(v) for v in want.values())
+    count_case("fault", 3)  # launcher killed, job killed, orphaned job left running
+
+
+def is_done(run_dir: Path) -> bool:
+    return read_result(run_dir) is not None
+
+
+# ------------------------------------------------------------------------------------------ 2. corrupt files
+
+
+def test_corrupt_or_half_written_files_are_detected_and_the_run_redone(
+        tmp_path: Path, text_corpus: Path, count_case: Callable) -> None:
+    plan = make_plan(tmp_path, text_corpus, steps=[40, 50, 60, 70, 80, 90, 100])
+    want = train_in_process(plan)
+    dirs = [plan.sweep.sweep_dir / r.run_id for r in plan.runs]
+    good_result = json.loads((dirs[0] / RESULT).read_text())
+
+    def truncated_result(d: Path) -> None:
+        text = (d / RESULT).read_text()
+        (d / RESULT).write_text(text[: len(text) // 2])
+
+    def result_missing_fields(d: Path) -> None:
+        (d / RESULT).write_text(json.dumps({"status": "done", "val_loss": 0.01}))
+
+    def result_with_bad_numbers(d: Path) -> None:
+        (d / RESULT).write_text(json.dumps(good_result | {"val_loss": -1.0}))
+
+    def cut_checkpoint_and_no_result(d: Path) -> None:
+        (d / RESULT).unlink()
+        data = (d / CKPT).read_bytes()
+        (d / CKPT).write_bytes(data[: len(data) // 3])
+
+    def stray_temp_files(d: Path) -> None:
+        # A kill between write and rename leaves temp files; a "better" one must never be taken for the result.
+        (d / RESULT).rename(d / f".{RESULT}.k3j2.tmp")
+        (d / f".{CKPT}.x81q.tmp").write_bytes(b"PK\x03\x04 half a zip")
+        with open(d / METRICS, "a") as f:
+            f.write('{"step": 99999, "train_lo')  # a torn last line
+
+    def corrupt_spec(d: Path) -> None:
+        (d / SPEC).write_text('{"run_id": ')
+
+    def corrupt_status_and_result(d: Path) -> None:
+        (d / STATUS).write_bytes(b"\x00\xff garbage")
+        (d / RESULT).write_bytes(b"")
+
+    faults = [truncated_result, result_missing_fields, result_with_bad_numbers, cut_checkpoint_and_no_result,
+              stray_temp_files, corrupt_spec, corrupt_status_and_result]
+    for fault, d in zip(faults, dirs):
+        fault(d)
+    redo = [r.run_id for r, f in zip(plan.runs, faults) if f is not corrupt_spec]
+
+    # Nothing corrupt enters a fit: those runs read as not done, with NaN loss, and fits exclude them.
+    frame = load_results(plan.sweep.sweep_dir)
+    rows = frame.set_index("run_id")
+    assert set(rows.index) == set(want) - {plan.runs[faults.index(corrupt_spec)].run_id}
+    assert (rows.loc[redo, "status"] != "done").all() and rows.loc[redo, "loss"].isna().all()
+    done, excluded = select_done(frame)
+    assert len(done) == 0 and len(excluded) == len(redo)
+    assert fit_sweep(frame, n_boot=0).n_done == 0
+
+    status = sweep_status(plan).set_index("run_id")
+    assert (status.loc[redo, "state"] != "done").all()  # what a relaunch submits
+
+    from scaling.train import train_run
+
+    for d in dirs:  # what the relaunched jobs do; the run with a bad spec.json is finished and kept
+        if d.name in redo:
+            assert train_run(d, num_threads=1)["status"] == "done"
+    report = launch(plan, verbose=False)  # restores the lost spec.json of the finished run
+    assert report.submitted == [] and len(report.skipped_done) == len(dirs)
+    assert val_losses(plan) == want  # every run back, with the same loss as before the damage
+    cut = dirs[faults.index(cut_checkpoint_and_no_result)]
+    assert len(list(cut.glob(f"{CKPT}.bad-*"))) == 1  # the cut checkpoint was set aside, not loaded
+    stray = dirs[faults.index(stray_temp_files)]
+    assert not list(stray.glob(f".{CKPT}.*.tmp"))
+    for d in dirs:
+        assert train_steps(d) == list(range(1, len(train_steps(d)) + 1)), d.name
+    count_case("fault", len(faults))
+
+
+# ------------------------------------------------------------------------------------------ 3. two launches
+
+
+@pytest.mark.slow
+def test_two_concurrent_launches_train_each_run_once(tmp_path: Path, text_corpus: Path,
+                                                     count_case: Callable) -> None:
+    steps = [150, 200, 250, 300]
+    toml = write_toml(tmp_path, text_corpus, steps=steps)
+    plan = plan_sweep(load_sweep(toml))
+    first, second = scaling_cli("run", str(toml), "--no-fit"), scaling_cli("run", str(toml), "--no-fit")
+    outs = [p.communicate(timeout=240)[0] for p in (first, second)]
+    for p, out in zip((first, second), outs):
+        assert p.returncode == 0, out
+    submitted = [int(re.search(r"launch: (\d+) submitted", out).group(1)) for out in outs]
+    assert sum(submitted) > len(steps), outs  # the launches overlapped: some runs were submitted by both
+    status = sweep_status(plan)
+    assert (status["state"] == "done").all(), status.to_string()
+    for spec, n in zip(plan.runs, steps):
+        run_dir = plan.sweep.sweep_dir / spec.run_id
+        # One training: a single step sequence 1..n, no restart, one final eval.
+        assert train_steps(run_dir) == list(range(1, n + 1))
+        assert sum("val_loss" in r for r in read_metrics(run_dir)) == 1
+    count_case("fault")
+
+
+# ------------------------------------------------------------------------------------------ 4. divergence
+
+_HOOK = '''
+"""Test hook: a TrainJob whose run diverges at step 30 (NaN via an infinite LR, or a spike via a huge one)."""
+import os
+from scaling.launch import TrainJob
+
+
+class DivergingJob(TrainJob):
+    def __call__(self):
+        kind = dict(x.split("=") for x in os.environ["DIVERGE"].split(",")).get(os.path.basename(self.run_dir))
+        if kind:
+            import scaling.train as train
+            lr_at, bad = train.lr_at, float("inf") if kind == "nan" else 50.0
+            train.lr_at = lambda step, spec: bad if step == 30 else lr_at(step, spec)
+        return super().__call__()
+'''
+
+
+@pytest.mark.slow
+def test_diverged_runs_are_marked_kept_and_excluded_while_the_sweep_goes_on(
+        tmp_path: Path, text_corpus: Path, monkeypatch: pytest.MonkeyPatch, count_case: Callable) -> None:
+    plan = make_plan(tmp_path, text_corpus, steps=[60, 70, 80, 90])
+    nan_id, spike_id = plan.runs[1].run_id, plan.runs[2].run_id
+    (tmp_path / "diverge_hook.py").write_text(_HOOK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("DIVERGE", f"{nan_id}=nan,{spike_id}=spike")
+    import diverge_hook
+
+    monkeypatch.setattr("scaling.launch.TrainJob", diverge_hook.DivergingJob)
+    report = launch(plan, verbose=False)
+    assert report.failed == [] and len(report.submitted) == 4
+
+    frame = load_results(plan.sweep.sweep_dir).set_index("run_id")
+    assert len(frame) == 4  # diverged rows stay in the table
+    assert frame.loc[nan_id, "status"] == "diverged" and "non-finite loss" in frame.loc[nan_id, "reason"]
+    assert frame.loc[spike_id, "status"] == "diverged" and "loss spike" in frame.loc[spike_id, "reason"]
+    assert "at step 32" in frame.loc[spike_id, "reason"]  # the update at step 30 (0-based) blew up
+    others = frame.drop(index=[nan_id, spike_id])
+    assert (others["status"] == "done").all() and others["loss"].notna().all()  # the sweep went on
+
+    report = fit_sweep(load_results(plan.sweep.sweep_dir), n_boot=0)
+    assert report.n_runs == 4 and report.n_done == 2
+    text = "\n".join(report.diagnostics)
+    assert f"excluded run {nan_id}: status=diverged (non-finite loss" in text
+    assert f"excluded run {spike_id}: status=diverged (loss spike" in text
+    assert launch(plan, verbose=False).submitted == []  # diverged is final: never retried blindly
+    count_case("fault", 2)
+
+
+def test_normal_training_noise_is_not_a_spike(tmp_path: Path, text_corpus: Path, count_case: Callable) -> None:
+    from scaling.train import SPIKE_FACTOR
+
+    plan = make_plan(tmp_path, text_corpus, steps=[400], train="warmup_fraction = 0.0\nlr = 0.02")
+    train_in_process(plan)
+    run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
+    assert read_result(run_dir)["status"] == "done"
+    losses = [r["train_loss"] for r in read_metrics(run_dir) if "train_loss" in r]
+    assert max(losses[1:]) < SPIKE_FACTOR * min(losses)  # the rule has headroom on a noisy tiny run
+    count_case("fault")
+
+
+# ------------------------------------------------------------------------------------------ 6. pickles
+
+
+class _Evil:
+    """Unpickling this creates `path`: proof that a pickle was loaded with full pickle semantics."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple:
+        return (open, (self.path, "w"))
+
+
+def test_no_pickle_from_a_results_folder_is_ever_unpickled(tmp_path: Path, text_corpus: Path,
+                                                           capsys: pytest.CaptureFixture,
+                                                           count_case: Callable) -> None:
+    marker = tmp_path / "PWNED"
+    payload = pickle.dumps(_Evil(marker))
+    probe = tmp_path / "probe"
+    pickle.loads(pickle.dumps(_Evil(probe)))
+    assert probe.exists()  # the payload works when someone does unpickle it
+
+    toml = write_toml(tmp_path, text_corpus, steps=[40, 50, 60])
+    plan = plan_sweep(load_sweep(toml))
+    reference = make_plan(tmp_path, text_corpus, steps=[40, 50, 60], results="reference")
+    want = train_in_process(reference)
+    train_in_process(plan)
+    dirs = [plan.sweep.sweep_dir / r.run_id for r in plan.runs]
+    (dirs[0] / CKPT).write_bytes(payload)  # raw pickle as the checkpoint of a finished run
+    torch.save({"model": _Evil(marker)}, dirs[1] / CKPT)  # torch's zip format, pickle inside
+    for d in dirs:
+        (d / "extra.pkl").write_bytes(payload)
+        (d / "result.pkl").write_bytes(payload)
+    (plan.sweep.sweep_dir / "table.pkl").write_bytes(payload)
+    (plan.sweep.sweep_dir / ".submitit" / "x").mkdir(parents=True)
+    (plan.sweep.sweep_dir / ".submitit" / "x" / "evil_submitted.pkl").write_bytes(payload)
+
+    assert main(["status", str(toml)]) == 0
+    assert main(["fit", str(plan.sweep.sweep_dir), "--n-boot", "0"]) in (0, 2)
+    assert main(["plot", str(toml), "--n-boot", "0"]) in (0, 2)
+    load_results(plan.sweep.sweep_dir)
+    capsys.readouterr()
+    assert not marker.exists()
+
+    # A run to resume whose checkpoint is malicious: rejected, set aside, trained from scratch.
+    for d in dirs[:2]:
+        (d / RESULT).unlink()
+    got = train_in_process(plan)
+    assert not marker.exists()
+    for d in dirs[:2]:
+        assert len(list(d.glob(f"{CKPT}.bad-*"))) == 1
+        assert train_steps(d) == list(range(1, len(train_steps(d)) + 1))
+    assert got == want
+    count_case("fault", 5)  # status, fit, plot, resume of a raw pickle, resume of a torch zip
+
+
+def test_every_torch_load_is_weights_only_and_nothing_else_unpickles(count_case: Callable) -> None:
+    sources = {p.name: p.read_text() for p in (REPO / "scaling").glob("*.py")}
+    loads = [(name, line) for name, text in sources.items() for line in text.splitlines() if "torch.load(" in line]
+    assert loads and all("weights_only=True" in line for _, line in loads), loads
+    for name, text in sources.items():
+        assert not re.search(r"\bpickle\.loads?\(|read_pickle\(|cloudpickle|dill\.", text), name
+    count_case("fault")
