@@ -110,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if not report.failed else 1
 
 
-def analyze(sweep_dir: Path, n_boot: int = 200, holdout: int = 0, out_dir: Path | None = None) -> None:
+def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path | None = None) -> None:
     """Table + fits + figures for a finished (or partly finished) sweep folder."""
     from scaling.results import export_csv, load_results
 
@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-parallel", type=int, help="concurrent runs (local) / array parallelism (slurm)")
     p.add_argument("--no-wait", action="store_true", help="submit and exit; follow with `scaling status`")
     p.add_argument("--no-fit", action="store_true", help="skip fitting and plots")
-    p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for intervals")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for intervals (default 1000)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="state of every run, read from disk")
