@@ -665,14 +665,10 @@ class PowerLawFit:
         return self.k_n * C ** self.a, self.k_d * C ** self.b
 
 
-@dataclass(frozen=True, eq=False)
-class EnvelopeResult:
-    """Approach 1 (Hoffmann et al. 2022, sec. 3.1): the lowest-loss run per log-compute bin."""
+class _ViaPowerLaw:
+    """Approaches 1 and 2 end in the same power laws N_opt = k_n C^a, D_opt = k_d C^b (`self.law`)."""
 
-    points: pd.DataFrame
-    """The envelope runs, one per non-empty bin (columns of the points frame + `bin`)."""
     law: PowerLawFit
-    diagnostics: tuple[str, ...] = ()
 
     @property
     def a(self) -> float:
@@ -684,6 +680,16 @@ class EnvelopeResult:
 
     def compute_optimal(self, C: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.law.compute_optimal(C)
+
+
+@dataclass(frozen=True, eq=False)
+class EnvelopeResult(_ViaPowerLaw):
+    """Approach 1 (Hoffmann et al. 2022, sec. 3.1): the lowest-loss run per log-compute bin."""
+
+    points: pd.DataFrame
+    """The envelope runs, one per non-empty bin (columns of the points frame + `bin`)."""
+    law: PowerLawFit
+    diagnostics: tuple[str, ...] = ()
 
 
 def fit_envelope(frame: pd.DataFrame, n_bins: int | None = None) -> EnvelopeResult:
@@ -719,7 +725,7 @@ EDGE_MESSAGE = "minimum at the edge of its grid"
 
 
 @dataclass(frozen=True, eq=False)
-class IsoFlopResult:
+class IsoFlopResult(_ViaPowerLaw):
     """Approach 2 (Hoffmann et al. 2022, sec. 3.2): a parabola in log N per compute budget."""
 
     points: pd.DataFrame
@@ -729,17 +735,6 @@ class IsoFlopResult:
     n_opt, d_opt, loss_opt, n_min, n_max, used (in the power-law fit), flag (why not / warning)."""
     law: PowerLawFit
     diagnostics: tuple[str, ...] = ()
-
-    @property
-    def a(self) -> float:
-        return self.law.a
-
-    @property
-    def b(self) -> float:
-        return self.law.b
-
-    def compute_optimal(self, C: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.law.compute_optimal(C)
 
 
 def budgets_of(frame: pd.DataFrame, rel_tol: float = 0.05) -> np.ndarray:
