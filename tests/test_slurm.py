@@ -129,8 +129,9 @@ def test_wait_false_returns_then_status_reads_disk_and_relaunch_submits_only_mis
     assert (sweep_status(plan)["state"] == "done").all()
 
 
-# Long enough (about 25 s of training) to be interrupted; shared with its uninterrupted local reference.
-LONG = dict(n_tokens=[1024 * 1100], shape="{n_layer = 2, d_model = 64}", seq_len=64, batch_size=16)
+# Long enough to be interrupted (3000 steps: ~48 s of training on an idle 2-core CI machine, ~60 steps/s;
+# 1100 steps once finished inside the first 15 s attempt there); shared with its uninterrupted reference.
+LONG = dict(n_tokens=[1024 * 3000], shape="{n_layer = 2, d_model = 64}", seq_len=64, batch_size=16)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +154,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, text_corpus: Path) -> It
 
 def assert_same_final_loss(run_dir: Path, reference: dict) -> None:
     got, want = read_result(run_dir), reference["get"]()
-    assert got["steps_done"] == want["steps_done"] == 1100
+    assert got["steps_done"] == want["steps_done"] == LONG["n_tokens"][0] // (LONG["batch_size"] * LONG["seq_len"])
     assert got["val_loss"] == want["val_loss"] and got["train_loss"] == want["train_loss"]
 
 
@@ -163,8 +164,9 @@ def test_real_timeout_requeues_and_resumes_with_the_same_loss(slurm: str, tmp_pa
     plan = make_plan(tmp_path, text_corpus, launch={"timeout_min": 1, "max_num_timeout": 3}, **LONG)
     run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
     assert plan.runs[0].run_id == reference["run_id"]
-    # USR2 45 s before the 1-minute limit: the first attempt trains ~10 s, then checkpoints and is requeued.
-    report = launch(plan, signal_delay_s=45, poll_s=0.5)
+    # USR2 30 s before the 1-minute limit: each attempt trains ~30 s, then checkpoints and is requeued;
+    # max_num_timeout = 3 leaves room for a machine 2.5x slower than CI's.
+    report = launch(plan, signal_delay_s=30, poll_s=0.5)
     assert report.failed == []
     status = read_json(run_dir / STATUS)
     assert status.get("checkpoint_saved") is True, f"the job was never requeued: {status}"
