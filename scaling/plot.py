@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
@@ -120,18 +121,25 @@ def plot_isoflop(frame: pd.DataFrame, isoflop: IsoFlopResult,
     ax.set_title("IsoFLOP profiles (Approach 2)")
     ax.legend(fontsize=7)
     used = curves[curves["used"]]
-    ax_n.scatter(used["budget"], used["n_opt"], color="C0", label="N_opt (parabola minima)")
-    ax_n.scatter(used["budget"], used["d_opt"], color="C1", label="D_opt")
-    c = np.logspace(np.log10(used["budget"].min()) - 0.5, np.log10(used["budget"].max()) + 0.5, 50)
-    n_fit, d_fit = isoflop.compute_optimal(c)
-    ax_n.plot(c, n_fit, color="C0", label=f"N_opt ∝ C^{isoflop.a:.3f}")
-    ax_n.plot(c, d_fit, color="C1", label=f"D_opt ∝ C^{isoflop.b:.3f}")
-    ax_n.set_xscale("log")
-    ax_n.set_yscale("log")
-    ax_n.set_xlabel("compute C (FLOPs)")
-    ax_n.set_ylabel("N_opt, D_opt")
-    ax_n.legend(fontsize=8)
+    _draw_power_laws(ax_n, isoflop, used["budget"], used["n_opt"], used["d_opt"],
+                     labels=("N_opt (parabola minima)", "D_opt"), ylabel="N_opt, D_opt")
     return _finish(fig, path)
+
+
+def _draw_power_laws(ax: Axes, result: EnvelopeResult | IsoFlopResult, C: pd.Series, N: pd.Series,
+                     D: pd.Series, labels: tuple[str, str], ylabel: str) -> None:
+    """The points behind Approach 1 or 2 and their fitted N_opt ∝ C^a, D_opt ∝ C^b, on log axes."""
+    ax.scatter(C, N, color="C0", label=labels[0])
+    ax.scatter(C, D, color="C1", label=labels[1])
+    c = np.logspace(np.log10(C.min()) - 0.5, np.log10(C.max()) + 0.5, 50)
+    n_fit, d_fit = result.compute_optimal(c)
+    ax.plot(c, n_fit, color="C0", label=f"N_opt ∝ C^{result.a:.3f}")
+    ax.plot(c, d_fit, color="C1", label=f"D_opt ∝ C^{result.b:.3f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("compute C (FLOPs)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
 
 
 def plot_envelope(frame: pd.DataFrame, envelope: EnvelopeResult,
@@ -149,17 +157,8 @@ def plot_envelope(frame: pd.DataFrame, envelope: EnvelopeResult,
     ax.set_ylabel("final loss")
     ax.set_title("Loss vs compute (Approach 1)")
     ax.legend(fontsize=8)
-    c = np.logspace(np.log10(env["flops"].min()) - 0.5, np.log10(env["flops"].max()) + 0.5, 50)
-    n_fit, d_fit = envelope.compute_optimal(c)
-    ax_n.scatter(env["flops"], env["n_params"], color="C0", label="envelope N")
-    ax_n.scatter(env["flops"], env["n_tokens"], color="C1", label="envelope D")
-    ax_n.plot(c, n_fit, color="C0", label=f"N_opt ∝ C^{envelope.a:.3f}")
-    ax_n.plot(c, d_fit, color="C1", label=f"D_opt ∝ C^{envelope.b:.3f}")
-    ax_n.set_xscale("log")
-    ax_n.set_yscale("log")
-    ax_n.set_xlabel("compute C (FLOPs)")
-    ax_n.set_ylabel("N, D")
-    ax_n.legend(fontsize=8)
+    _draw_power_laws(ax_n, envelope, env["flops"], env["n_params"], env["n_tokens"],
+                     labels=("envelope N", "envelope D"), ylabel="N, D")
     return _finish(fig, path)
 
 
