@@ -237,6 +237,7 @@ def load_results(sweep_dir: str | Path) -> pd.DataFrame:
 def export_csv(frame: pd.DataFrame, path: Path) -> Path:
     """Write the table atomically (a crash never leaves a half CSV where a good one was)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # e.g. `scaling fit SWEEP --out new/folder`
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     frame.to_csv(tmp, index=False)

@@ -104,3 +104,5 @@ def test_load_results_table(tmp_path: Path) -> None:
     assert frame.loc[1, "reason"].startswith("non-finite")
     csv = export_csv(frame, tmp_path / "runs.csv")
     assert csv.read_text().splitlines()[0].startswith("run_id,")
+    # `scaling fit SWEEP --out new/folder` writes the table into a folder that does not exist yet
+    assert export_csv(frame, tmp_path / "new" / "folder" / "runs.csv").read_text() == csv.read_text()
