@@ -122,20 +122,62 @@ def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path
 
 def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int = 0,
                  all_seeds: bool = False) -> None:
-    from scaling.fit import fit_sweep
+    """Fit, report and plot a sweep; a sweep of several architecture families gets one fit per family
+    (in out_dir/<arch>/) and a side-by-side table and figures of their compute-optimal sizes."""
+    from scaling.fit import fit_sweep, split_by_arch
     from scaling.plot import save_figures
     from scaling.results import write_json_atomic
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report = fit_sweep(frame, n_boot=n_boot, n_holdout=holdout or None, budgets=_budgets_for(frame),
-                       all_seeds=all_seeds)
+    families = split_by_arch(frame)
+    budgets = _budgets_for(frame)
+    laws = {}
+    for arch, part in families.items():
+        where = out_dir / arch if len(families) > 1 else out_dir
+        where.mkdir(parents=True, exist_ok=True)
+        report = fit_sweep(part, n_boot=n_boot, n_holdout=holdout or None, budgets=budgets,
+                           all_seeds=all_seeds)
+        print(f"\n=== architecture: {arch} ({len(part)} runs) ===" if len(families) > 1 else "")
+        print(report.to_text())
+        write_json_atomic(where / "fit.json", report.to_dict())
+        paths = save_figures(part, report, where / "plots")
+        print(f"\nfit: {where / 'fit.json'}")
+        for p in paths:
+            print(f"plot: {p}")
+        if report.law is not None:
+            laws[arch] = report.law
+    if len(families) > 1:
+        compare_families(laws, budgets, out_dir)
+
+
+def compare_families(laws: dict[str, Any], budgets: list[float], out_dir: Path) -> None:
+    """Print and save the per-family laws side by side: exponents, then compute-optimal N and D."""
+    from scaling.compare import compare_table
+    from scaling.plot import plot_compute_optimal, plot_frontiers
+    from scaling.results import export_csv
+
+    print("\n=== architectures side by side ===")
+    if len(laws) < 2:
+        print(f"only {', '.join(laws) or 'no family'} has a fitted law; nothing to compare")
+        return
+    rows = []
+    for arch, law in laws.items():
+        row = {"arch": arch}
+        for name in ("E", "A", "B", "alpha", "beta", "a", "b"):
+            value = getattr(law.params_, name)
+            band = law.interval(name) if getattr(law, "bootstrap_params_", None) is not None else None
+            row[name] = f"{value:.4g}" + (f" [{band[0]:.3g}, {band[1]:.3g}]" if band else "")
+        rows.append(row)
+    print(pd.DataFrame(rows).to_string(index=False))
+    table = compare_table(laws, budgets)
     print()
-    print(report.to_text())
-    write_json_atomic(out_dir / "fit.json", report.to_dict())
-    paths = save_figures(frame, report, out_dir / "plots")
-    print(f"\nfit: {out_dir / 'fit.json'}")
-    for p in paths:
-        print(f"plot: {p}")
+    print(_long_compare(table, list(laws)).to_string(index=False))
+    plots = out_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    print(f"\ntable: {export_csv(table, out_dir / 'compare_archs.csv')}")
+    for name, make in (("compute_optimal_by_arch.png", lambda p: plot_compute_optimal(laws, budgets, path=p)),
+                       ("frontiers_by_arch.png", lambda p: plot_frontiers(laws, budgets, path=p))):
+        make(plots / name)
+        print(f"plot: {plots / name}")
 
 
 def _budgets_for(frame: pd.DataFrame) -> list[float]:
@@ -212,18 +254,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import numpy as np
 
     from scaling.compare import compare_table, published_laws
-    from scaling.fit import ChinchillaLaw, fit_points
+    from scaling.fit import ChinchillaLaw, fit_points, split_by_arch
     from scaling.plot import plot_frontiers
     from scaling.results import export_csv
 
     laws: dict[str, object] = {}
     for source in args.sources:
         frame, where = _frame_for(source)
-        done, _ = fit_points(frame)  # best LR per point, seed mean
-        law = ChinchillaLaw().fit_frame(done)
-        if args.n_boot:
-            law.bootstrap(done["n_params"], done["n_tokens"], done["loss"], n_boot=args.n_boot)
-        laws[Path(where).name or source] = law
+        families = split_by_arch(frame)
+        for arch, part in families.items():  # one law per architecture family (see split_by_arch)
+            done, _ = fit_points(part)  # best LR per point, seed mean
+            law = ChinchillaLaw().fit_frame(done)
+            if args.n_boot:
+                law.bootstrap(done["n_params"], done["n_tokens"], done["loss"], n_boot=args.n_boot)
+            label = Path(where).name or source
+            laws[f"{label} ({arch})" if len(families) > 1 else label] = law
     laws.update(published_laws())
     budgets = np.logspace(args.min_flops, args.max_flops, args.max_flops - args.min_flops + 1)
     table = compare_table(laws, budgets)

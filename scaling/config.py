@@ -51,8 +51,9 @@ class DataConfig:
 class ModelConfig:
     """`[model]`: architecture and the depth/width rule used to resolve target parameter counts."""
 
-    arch: str = "gpt"
-    """Architecture family: "gpt" (pre-norm decoder, causal SDPA attention) or "lstm"."""
+    arch: tuple[str, ...] = ("gpt",)
+    """Architecture family: "gpt" (pre-norm decoder, causal SDPA attention) or "lstm"; a list such as
+    ["gpt", "lstm"] trains every family on the same grid, and fits and compares each one separately."""
     seq_len: int = 128
     """Context length in tokens."""
     head_dim: int = 32
@@ -94,7 +95,10 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     """Final LR of the cosine decay, as a fraction of the peak."""
     warmup_fraction: float = 0.05
-    """Linear warmup length as a fraction of the run's steps (at least one step)."""
+    """Linear warmup length as a fraction of the run's steps (at least one step), for warmup_rule = "fraction"."""
+    warmup_rule: str = "fraction"
+    """Warmup length per run: "fraction" (warmup_fraction of its steps), "params" (N tokens for a model of N
+    parameters; Porian et al. 2024) or "kaplan" (3000 steps; Kaplan et al. 2020); see scaling.hparams."""
     weight_decay: float = 0.1
     """AdamW decoupled weight decay on matrices (not on norms or biases)."""
     beta1: float = 0.9
@@ -208,6 +212,7 @@ WANDB_MODES = ("offline", "online", "disabled")
 SCHEDULES = ("cosine", "wsd")
 COOLDOWN_SHAPES = ("linear", "1-sqrt")
 LR_RULES = ("constant", "kaplan", "deepseek")
+WARMUP_RULES = ("fraction", "params", "kaplan")
 BATCH_RULES = ("constant", "deepseek")
 
 
@@ -279,6 +284,8 @@ def _coerce(hint: Any, value: Any, file: str, key: str, path: str) -> Any:
     origin = typing.get_origin(hint)
     if origin is tuple:
         (item_hint, _ellipsis) = typing.get_args(hint)
+        if isinstance(value, str) and item_hint is str:
+            value = [value]  # `arch = "gpt"` is shorthand for `arch = ["gpt"]`
         if not isinstance(value, list):
             raise ConfigError(f"{file}: {key} = {value!r}: must be a list")
         return tuple(_coerce(item_hint, v, file, f"{key}[{i}]", path) for i, v in enumerate(value))
@@ -326,7 +333,11 @@ def validate(cfg: SweepConfig) -> None:
       "no such file or folder (use \"stdlib\", a text file or folder, or a uint16 .bin file)")
     if d.source != "stdlib" and Path(d.source).is_file():
         c(Path(d.source).stat().st_size > 0, cfg, "[data].source", d.source, "is empty")
-    c(m.arch in ARCHS, cfg, "[model].arch", m.arch, f"must be one of {', '.join(ARCHS)}")
+    c(len(m.arch) > 0, cfg, "[model].arch", list(m.arch), f"give at least one of {', '.join(ARCHS)}")
+    for i, arch in enumerate(m.arch):
+        key = "[model].arch" if len(m.arch) == 1 else f"[model].arch[{i}]"
+        c(arch in ARCHS, cfg, key, arch, f"must be one of {', '.join(ARCHS)}")
+    c(len(set(m.arch)) == len(m.arch), cfg, "[model].arch", list(m.arch), "must not repeat")
     c(m.seq_len > 0, cfg, "[model].seq_len", m.seq_len, "must be > 0")
     c(m.head_dim > 0, cfg, "[model].head_dim", m.head_dim, "must be > 0")
     c(m.aspect_ratio > 0, cfg, "[model].aspect_ratio", m.aspect_ratio, "must be > 0")
@@ -378,6 +389,8 @@ def validate(cfg: SweepConfig) -> None:
     c(t.cooldown_shape in COOLDOWN_SHAPES, cfg, "[train].cooldown_shape", t.cooldown_shape,
       f"must be one of {', '.join(COOLDOWN_SHAPES)}")
     c(t.lr_rule in LR_RULES, cfg, "[train].lr_rule", t.lr_rule, f"must be one of {', '.join(LR_RULES)}")
+    c(t.warmup_rule in WARMUP_RULES, cfg, "[train].warmup_rule", t.warmup_rule,
+      f"must be one of {', '.join(WARMUP_RULES)}")
     c(t.batch_rule in BATCH_RULES, cfg, "[train].batch_rule", t.batch_rule,
       f"must be one of {', '.join(BATCH_RULES)}")
     for i, mult in enumerate(t.lr_sweep):

@@ -206,6 +206,18 @@ def mean_over_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     return out[frame.columns.tolist() + ["n_seeds"]]
 
 
+def split_by_arch(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The frame per architecture family ([model].arch), in order of first appearance.
+
+    One law per family: pooling a transformer's and an LSTM's losses into one L(N, D) would fit neither.
+    A frame without an `arch` column (a CSV of points) is one family, keyed "".
+    """
+    if "arch" not in frame.columns or frame.empty:
+        return {"": frame}
+    arch = frame["arch"].fillna("").astype(str)
+    return {name: frame.loc[arch == name].reset_index(drop=True) for name in arch.unique()}
+
+
 def fit_points(frame: pd.DataFrame, all_seeds: bool = False) -> tuple[pd.DataFrame, list[str]]:
     """The rows fits use: done runs (select_done), the best LR per point, and the seed mean unless
     `all_seeds` (then every seed is its own point)."""

@@ -1,4 +1,4 @@
-"""Per-size hyperparameter rules: peak LR and batch size as functions of N or C. Pure and torch-free.
+"""Per-size hyperparameter rules: peak LR, batch size and warmup as functions of N or C. Pure and torch-free.
 
 Untuned LR per size biases fitted exponents (Porian et al. 2024, see notes/pitfalls.md); these rules give
 a published starting point, and `[train].lr_sweep` adds multipliers around it so fits can keep the best.
@@ -15,6 +15,8 @@ KAPLAN_LR_A, KAPLAN_LR_B = 0.003239, 0.0001395
 #   eta_opt = 0.3118 * C^-0.1250,   B_opt = 0.2920 * C^0.3271 (tokens per step).
 DEEPSEEK_LR_K, DEEPSEEK_LR_EXP = 0.3118, -0.1250
 DEEPSEEK_BATCH_K, DEEPSEEK_BATCH_EXP = 0.2920, 0.3271
+# Kaplan et al. 2020, sec. 2.2 / 3: every run used "a 3000 step linear warmup" (at 2^19 tokens per step).
+KAPLAN_WARMUP_STEPS = 3000
 KAPLAN_MIN_LR = 1e-5
 """Eq. D.1 turns negative above N ~ 1e10; the rule never returns less than this."""
 
@@ -52,3 +54,21 @@ def batch_size(rule: str, base_batch_size: int, seq_len: int, flops: float) -> i
     if rule == "deepseek":
         return max(1, round(deepseek_batch_tokens(flops) / seq_len))
     raise ValueError(f"unknown batch_rule {rule!r}")
+
+
+def warmup_steps(rule: str, fraction: float, n_steps: int, n_params: float, tokens_per_step: int) -> int:
+    """Linear-warmup steps under `rule`.
+
+    "fraction": `fraction` of the run's n_steps (at least one step; 0 disables warmup).
+    "params": as many tokens as the model has parameters, N. Porian et al. 2024 (arXiv:2406.19146, sec. 3)
+        trace part of the Kaplan/Chinchilla discrepancy to Kaplan's fixed warmup, far too long for small
+        models, and shorten it to N tokens; it grows with the model rather than with the run.
+    "kaplan": Kaplan et al. 2020's fixed KAPLAN_WARMUP_STEPS, whatever the model or run (for reproducing it).
+    """
+    if rule == "fraction":
+        return max(1, round(fraction * n_steps)) if fraction > 0 else 0
+    if rule == "params":
+        return max(1, round(n_params / tokens_per_step))
+    if rule == "kaplan":
+        return KAPLAN_WARMUP_STEPS
+    raise ValueError(f"unknown warmup_rule {rule!r}")

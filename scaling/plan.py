@@ -200,29 +200,34 @@ def plan_sweep(cfg: SweepConfig) -> Plan:
 
 
 def _model_shapes(cfg: SweepConfig) -> list[ModelShape]:
+    """Every model of the sweep: per architecture family (in [model].arch order), smallest first."""
     m, g, V = cfg.model, cfg.grid, cfg.data.vocab_size
-    shapes: list[tuple[str, ModelShape]] = []
-    for i, s in enumerate(g.shapes):
-        heads = s.n_head or max(1, s.d_model // m.head_dim)
-        shapes.append((f"[grid].shapes[{i}]", ModelShape(
-            arch=m.arch, n_layer=s.n_layer, d_model=s.d_model, n_head=heads, seq_len=m.seq_len,
-            vocab_size=V, mlp_ratio=m.mlp_ratio)))
-    targets = list(g.n_params)
-    if g.design == "isoflop":
-        lo, hi = g.n_params
-        targets = list(np.geomspace(lo, hi, g.n_sizes)) if g.n_sizes > 1 else [math.sqrt(lo * hi)]
-    for i, target in enumerate(targets):
-        shape = resolve_shape(target, arch=m.arch, seq_len=m.seq_len, vocab_size=V, head_dim=m.head_dim,
-                              aspect_ratio=m.aspect_ratio, mlp_ratio=m.mlp_ratio)
-        shapes.append((f"[grid].n_params[{i}]", shape))
-    seen: dict[ModelShape, str] = {}
-    for key, shape in shapes:
-        if shape in seen:
-            raise ConfigError(
-                f"{cfg.source}: {key}: resolves to the same model as {seen[shape]} "
-                f"(L{shape.n_layer} d{shape.d_model}, {n_params(shape):,} params); space the sizes further apart")
-        seen[shape] = key
-    return sorted(seen, key=n_params)
+    out: list[ModelShape] = []
+    for arch in m.arch:
+        shapes: list[tuple[str, ModelShape]] = []
+        for i, s in enumerate(g.shapes):
+            heads = s.n_head or max(1, s.d_model // m.head_dim)
+            shapes.append((f"[grid].shapes[{i}]", ModelShape(
+                arch=arch, n_layer=s.n_layer, d_model=s.d_model, n_head=heads, seq_len=m.seq_len,
+                vocab_size=V, mlp_ratio=m.mlp_ratio)))
+        targets = list(g.n_params)
+        if g.design == "isoflop":
+            lo, hi = g.n_params
+            targets = list(np.geomspace(lo, hi, g.n_sizes)) if g.n_sizes > 1 else [math.sqrt(lo * hi)]
+        for i, target in enumerate(targets):
+            shape = resolve_shape(target, arch=arch, seq_len=m.seq_len, vocab_size=V, head_dim=m.head_dim,
+                                  aspect_ratio=m.aspect_ratio, mlp_ratio=m.mlp_ratio)
+            shapes.append((f"[grid].n_params[{i}]", shape))
+        seen: dict[ModelShape, str] = {}
+        for key, shape in shapes:
+            if shape in seen:
+                raise ConfigError(
+                    f"{cfg.source}: {key}: resolves to the same model as {seen[shape]} "
+                    f"({arch} L{shape.n_layer} d{shape.d_model}, {n_params(shape):,} params); "
+                    f"space the sizes further apart")
+            seen[shape] = key
+        out += sorted(seen, key=n_params)
+    return out
 
 
 def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budget: float, seed: int,
@@ -248,7 +253,12 @@ def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budge
     n_tok = n_steps * tokens_per_step
     total = n_params(shape)
     warmup_base = max(1, round(span[0] / tokens_per_step)) if wsd and span else n_steps
-    warmup_steps = max(1, round(t.warmup_fraction * warmup_base)) if t.warmup_fraction > 0 else 0
+    warmup_steps = hparams.warmup_steps(t.warmup_rule, t.warmup_fraction, warmup_base, total, tokens_per_step)
+    if warmup_steps >= n_steps and t.warmup_rule != "fraction":
+        raise ConfigError(
+            f"{cfg.source}: [train].warmup_rule = {t.warmup_rule!r}: gives {warmup_steps} warmup steps for "
+            f"L{shape.n_layer} d{shape.d_model} at {key} = {budget or n_tokens_target:g}, not fewer than the "
+            f"run's {n_steps} steps (it would never reach its peak LR); use \"fraction\" or raise the budget")
     cooldown_steps = max(1, round(t.cooldown_fraction * n_steps)) if wsd else 0
     if wsd and n_steps - cooldown_steps < warmup_steps:
         raise ConfigError(

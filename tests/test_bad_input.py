@@ -116,7 +116,8 @@ def all_fields() -> list[tuple[str | None, str, Any]]:
 def wrong_type(hint: Any) -> list[Any]:
     if typing.get_origin(hint) is tuple:
         (item, _) = typing.get_args(hint)
-        return ["not a list", [wrong_type(item)[0]]]
+        # a bare string is shorthand for a one-item list of strings (`arch = "gpt"`), so use a number there
+        return [7 if item is str else "not a list", [wrong_type(item)[0]]]
     if dataclasses.is_dataclass(hint):
         return ["not a table"]
     return {bool: ["yes", 1], int: ["seven", 2.5, True], float: ["x", True], str: [7, False, [1]]}[hint]

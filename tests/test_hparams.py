@@ -1,4 +1,4 @@
-"""Per-size hyperparameter rules, LR sweeps with best-LR selection, seed means, cost preview, LSTM sweeps."""
+"""Per-size hyperparameter rules, LR sweeps with best-LR selection, seed means, cost preview."""
 
 import math
 from pathlib import Path
@@ -11,6 +11,7 @@ import scaling
 from scaling import hparams
 from scaling.cli import main
 from scaling.config import load_sweep
+from scaling.errors import ConfigError
 from scaling.fit import ChinchillaLaw, fit_points, fit_sweep, keep_best_lr
 from scaling.plan import plan_sweep
 
@@ -44,6 +45,23 @@ def test_published_rules_give_their_values() -> None:
     assert hparams.deepseek_batch_tokens(1e20) == pytest.approx(0.2920 * 1e20 ** 0.3271)
     assert hparams.batch_size("deepseek", 8, 128, 1e20) == round(0.2920 * 1e20 ** 0.3271 / 128)
     assert hparams.peak_lr("constant", 3e-3, 1e6, 1e20) == 3e-3
+
+
+def test_warmup_rules(tmp_path: Path) -> None:
+    assert hparams.warmup_steps("fraction", 0.05, 200, 3e4, 2048) == 10
+    assert hparams.warmup_steps("fraction", 0.0, 200, 3e4, 2048) == 0
+    assert hparams.warmup_steps("params", 0.05, 200, 3e4, 2048) == 15  # N tokens: 30K / 2048 per step
+    assert hparams.warmup_steps("kaplan", 0.05, 200, 3e4, 2048) == 3000
+    # "params": one warmup per size, whatever the budget, longer for larger models (Porian et al. 2024)
+    plan = plan_sweep(load_sweep(sweep(tmp_path, 'warmup_rule = "params"')))
+    for r in plan.runs:
+        assert r.warmup_steps == max(1, round(r.n_params / r.tokens_per_step))
+    small, large = sorted({r.warmup_steps for r in plan.runs})
+    assert small < large
+    # a warmup longer than the run would never reach the peak LR: refused before anything runs
+    with pytest.raises(ConfigError, match=r"s\.toml: \[train\]\.warmup_rule = 'kaplan': gives 3000 warmup steps "
+                                          r"for L\d+ d\d+ at \[grid\]\.n_tokens\[0\] = 100000, .* 391 steps"):
+        plan_sweep(load_sweep(sweep(tmp_path, 'warmup_rule = "kaplan"')))
 
 
 def test_lr_rules_and_lr_sweep_in_the_plan(tmp_path: Path) -> None:
@@ -111,11 +129,3 @@ def test_measured_throughput_is_positive(tmp_path: Path) -> None:
     from scaling.throughput import measure_flops_per_s
 
     assert measure_flops_per_s(plan_sweep(load_sweep(sweep(tmp_path))), seconds=0.2) > 1e6
-
-
-def test_lstm_vs_transformer_sweeps_load_and_plan() -> None:
-    gpt = plan_sweep(load_sweep(REPO / "sweeps" / "lstm_vs_transformer_gpt.toml"))
-    lstm = plan_sweep(load_sweep(REPO / "sweeps" / "lstm_vs_transformer_lstm.toml"))
-    assert {r.shape.arch for r in gpt.runs} == {"gpt"} and {r.shape.arch for r in lstm.runs} == {"lstm"}
-    assert [r.n_tokens_target for r in gpt.runs] == [r.n_tokens_target for r in lstm.runs]
-    assert gpt.total_flops < 1e13 and lstm.total_flops < 1e13  # a couple of CPU minutes each
