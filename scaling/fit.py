@@ -602,8 +602,11 @@ class ChinchillaLaw:
 def _compute_optimal(p: LawParams, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Hoffmann et al. 2022, eq. 4: N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b,
     # G = (alpha A / (beta B))^(1 / (alpha + beta)), a = beta/(alpha+beta), b = alpha/(alpha+beta).
-    G = (p.alpha * p.A / (p.beta * p.B)) ** (1.0 / (p.alpha + p.beta))
-    return G * (C / 6.0) ** p.a, (C / 6.0) ** p.b / G
+    # An unidentified fit (A or B underflowed to 0, flagged by identifiability_warnings) gives G = 0 or inf
+    # and so N_opt, D_opt of 0 or inf: honest values, without numpy's divide-by-zero warnings on stderr.
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        G = (p.alpha * p.A / (p.beta * p.B)) ** (1.0 / (p.alpha + p.beta))
+        return G * (C / 6.0) ** p.a, (C / 6.0) ** p.b / G
 
 
 def _bootstrap_chunk(counts: np.ndarray, theta0: np.ndarray, log_n: np.ndarray,

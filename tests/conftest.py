@@ -1,10 +1,16 @@
-"""Shared fixtures: a private corpus cache per test session and a small real text corpus."""
+"""Shared fixtures: a private corpus cache per test session and a small real text corpus.
+
+Shared helpers (imported with `from conftest import ...`): `tiny_sweep` and `write_sweep`, which every test
+that plans from a sweep TOML uses to write it.
+"""
 
 from __future__ import annotations
 
+import math
 import sysconfig
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +31,54 @@ def text_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for path in sorted(stdlib.glob("*.py"))[:40]:
         (folder / path.name).write_bytes(path.read_bytes()[:20_000])
     return folder
+
+
+def toml_value(v: Any) -> str:
+    """A Python value as TOML (inline tables for dicts); enough for configs and random tests."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else ("inf" if v == math.inf else "-inf" if v == -math.inf else repr(v))
+    if isinstance(v, str):
+        # TOML basic strings: escape quote, backslash and control characters (DEL included).
+        return '"' + "".join(c if c not in '"\\' and 0x1f < ord(c) != 0x7f else f"\\u{ord(c):04x}"
+                             for c in v) + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{toml_value(str(k))} = {toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(v)
+
+
+def write_sweep(path: Path, cfg: dict[str, Any]) -> Path:
+    """Write `cfg` as a sweep TOML (top-level keys first, then one [table] per dict value); return `path`."""
+    top = [f"{toml_value(k)} = {toml_value(v)}" for k, v in cfg.items() if not isinstance(v, dict)]
+    tables = [f"[{toml_value(k)}]\n" + "\n".join(f"{toml_value(str(kk))} = {toml_value(vv)}" for kk, vv in v.items())
+              for k, v in cfg.items() if isinstance(v, dict)]
+    path.write_text("\n".join(top + tables) + "\n")
+    return path
+
+
+def tiny_sweep(name: str, corpus: Path, *, results_dir: Path | None = None,
+               **sections: dict[str, Any]) -> dict[str, Any]:
+    """A tiny real sweep as a dict of TOML tables: a 1-layer GPT (d_model 32, seq_len 32), batch 8, on `corpus`.
+
+    Each keyword is a table whose keys are set over these defaults; every sweep names its `grid={"n_tokens": ...}`.
+    """
+    defaults: dict[str, dict[str, Any]] = {
+        "data": {"source": str(corpus), "val_tokens": 2048},
+        "model": {"seq_len": 32, "head_dim": 16},
+        "grid": {"shapes": [{"n_layer": 1, "d_model": 32}]},
+        "train": {"batch_size": 8},
+    }
+    cfg: dict[str, Any] = {"name": name}
+    if results_dir is not None:
+        cfg["results_dir"] = str(results_dir)
+    for table in defaults | sections:
+        cfg[table] = defaults.get(table, {}) | sections.get(table, {})
+    return cfg
 
 
 _CASES: dict[str, int] = {}

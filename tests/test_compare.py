@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -74,3 +76,12 @@ def test_compare_table_side_by_side_with_intervals() -> None:
 def test_compare_table_rejects_objects_without_a_law() -> None:
     with pytest.raises(FitError, match="compute_optimal"):
         compare_table({"bad": pd.DataFrame()})
+
+
+def test_an_unidentified_law_gives_0_and_inf_without_numpy_warnings() -> None:
+    # A fit whose A underflowed to 0 (alpha at its bound): N_opt 0, D_opt inf, and no RuntimeWarning noise
+    law = ChinchillaLaw.from_params(E=1.0, A=0.0, B=100.0, alpha=20.0, beta=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = compare_table({"unidentified": law}, [1e15, 1e16])
+    assert (table["unidentified/n_opt"] == 0).all() and np.isinf(table["unidentified/d_opt"]).all()
