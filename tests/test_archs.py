@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import scaling
+from conftest import write_sweep
 from scaling.cli import main
 from scaling.config import load_sweep
 from scaling.errors import ConfigError
@@ -22,38 +23,29 @@ TRUE_LAWS = {"gpt": dict(E=1.0, A=60.0, B=400.0, alpha=0.40, beta=0.30),
              "lstm": dict(E=1.2, A=25.0, B=900.0, alpha=0.25, beta=0.38)}
 
 
-def sweep(tmp_path: Path, arch: str) -> Path:
-    toml = tmp_path / "s.toml"
-    toml.write_text(f"""
-name = "s"
-results_dir = "{tmp_path / 'results'}"
-[model]
-arch = {arch}
-seq_len = 32
-head_dim = 16
-[grid]
-n_params = [2.0e4, 4.0e4, 8.0e4, 1.6e5, 3.2e5]
-n_tokens = [1.0e5, 3.0e5, 1.0e6, 3.0e6, 1.0e7]
-[train]
-batch_size = 8
-""")
-    return toml
+def sweep(tmp_path: Path, arch: str | list[str]) -> Path:
+    return write_sweep(tmp_path / "s.toml", {
+        "name": "s", "results_dir": str(tmp_path / "results"),
+        "model": {"arch": arch, "seq_len": 32, "head_dim": 16},
+        "grid": {"n_params": [2.0e4, 4.0e4, 8.0e4, 1.6e5, 3.2e5], "n_tokens": [1.0e5, 3.0e5, 1.0e6, 3.0e6, 1.0e7]},
+        "train": {"batch_size": 8},
+    })
 
 
 def test_arch_is_a_name_or_a_list(tmp_path: Path) -> None:
-    assert load_sweep(sweep(tmp_path, '"lstm"')).model.arch == ("lstm",)
-    assert load_sweep(sweep(tmp_path, '["gpt", "lstm"]')).model.arch == ("gpt", "lstm")
+    assert load_sweep(sweep(tmp_path, "lstm")).model.arch == ("lstm",)
+    assert load_sweep(sweep(tmp_path, ["gpt", "lstm"])).model.arch == ("gpt", "lstm")
     with pytest.raises(ConfigError, match=r"s\.toml: \[model\]\.arch\[1\] = 'rnn': must be one of gpt, lstm"):
-        load_sweep(sweep(tmp_path, '["gpt", "rnn"]'))
+        load_sweep(sweep(tmp_path, ["gpt", "rnn"]))
     with pytest.raises(ConfigError, match=r"\[model\]\.arch = \['gpt', 'gpt'\]: must not repeat"):
-        load_sweep(sweep(tmp_path, '["gpt", "gpt"]'))
+        load_sweep(sweep(tmp_path, ["gpt", "gpt"]))
     with pytest.raises(ConfigError, match=r"\[model\]\.arch = \[\]: give at least one of gpt, lstm"):
-        load_sweep(sweep(tmp_path, "[]"))
+        load_sweep(sweep(tmp_path, []))
 
 
 def test_families_share_the_grid_and_keep_their_run_ids(tmp_path: Path) -> None:
-    both = plan_sweep(load_sweep(sweep(tmp_path, '["gpt", "lstm"]')))
-    gpt_only = plan_sweep(load_sweep(sweep(tmp_path, '"gpt"')))
+    both = plan_sweep(load_sweep(sweep(tmp_path, ["gpt", "lstm"])))
+    gpt_only = plan_sweep(load_sweep(sweep(tmp_path, "gpt")))
     by_arch = {a: [r for r in both.runs if r.shape.arch == a] for a in ("gpt", "lstm")}
     assert len(by_arch["gpt"]) == len(by_arch["lstm"]) == 25
     # adding a family leaves the other family's runs (and so their finished folders) unchanged
@@ -71,7 +63,7 @@ def test_shipped_comparison_sweep_plans_both_families() -> None:
 
 def fake_results(tmp_path: Path) -> Path:
     """The two-family sweep as finished run folders whose held-out losses follow TRUE_LAWS exactly."""
-    plan = plan_sweep(load_sweep(sweep(tmp_path, '["gpt", "lstm"]')))
+    plan = plan_sweep(load_sweep(sweep(tmp_path, ["gpt", "lstm"])))
     for run in plan.runs:
         law = ChinchillaLaw.from_params(**TRUE_LAWS[run.shape.arch])
         loss = float(law.predict(run.n_params, run.n_tokens))

@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import tiny_sweep, write_sweep
 from scaling.cli import main
 from scaling.config import ShapeConfig, SweepConfig, load_sweep
 from scaling.errors import ConfigError, FitError, ScalingError
@@ -37,42 +38,9 @@ TOP_LEVEL = [f for f in dataclasses.fields(SweepConfig) if f.name not in SECTION
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def toml_value(v: Any) -> str:
-    """A Python value as TOML (inline tables for dicts); enough for configs and random tests."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else ("inf" if v == math.inf else "-inf" if v == -math.inf else repr(v))
-    if isinstance(v, str):
-        # TOML basic strings: escape quote, backslash and control characters (DEL included).
-        return '"' + "".join(c if c not in '"\\' and 0x1f < ord(c) != 0x7f else f"\\u{ord(c):04x}"
-                             for c in v) + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{toml_value(str(k))} = {toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(v)
-
-
 def base_config(tmp_path: Path, corpus: Path) -> dict[str, Any]:
     """A valid tiny grid sweep as a dict of TOML tables."""
-    return {
-        "name": "bad", "results_dir": str(tmp_path / "results"),
-        "data": {"source": str(corpus), "val_tokens": 2048},
-        "model": {"seq_len": 32, "head_dim": 16},
-        "grid": {"shapes": [{"n_layer": 1, "d_model": 32}], "n_tokens": [2560]},
-        "train": {"batch_size": 8},
-    }
-
-
-def write_sweep(path: Path, cfg: dict[str, Any]) -> Path:
-    top = [f"{toml_value(k)} = {toml_value(v)}" for k, v in cfg.items() if not isinstance(v, dict)]
-    tables = [f"[{toml_value(k)}]\n" + "\n".join(f"{toml_value(str(kk))} = {toml_value(vv)}" for kk, vv in v.items())
-              for k, v in cfg.items() if isinstance(v, dict)]
-    path.write_text("\n".join(top + tables) + "\n")
-    return path
+    return tiny_sweep("bad", corpus, results_dir=tmp_path / "results", grid={"n_tokens": [2560]})
 
 
 def with_value(cfg: dict[str, Any], section: str | None, key: str, value: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import scaling
+from conftest import tiny_sweep, write_sweep
 from scaling.config import load_sweep
 from scaling.errors import ConfigError
 from scaling.plan import plan_sweep
@@ -56,23 +57,8 @@ print("RESULT " + json.dumps({"rank": rank, "writes": writes, "val_loss": result
 def make_run(folder: Path, corpus: Path, **fields: object) -> Path:
     """A run folder with spec.json for a 1-layer GPT, batch 8 (4 rows per rank); `fields` override the spec."""
     folder.mkdir(parents=True)
-    toml = folder / "sweep.toml"
-    toml.write_text(f"""
-name = "ddp"
-[data]
-source = "{corpus}"
-val_tokens = 2048
-[model]
-seq_len = 32
-head_dim = 16
-[grid]
-shapes = [{{n_layer = 1, d_model = 32}}]
-n_tokens = [20480]
-[train]
-batch_size = 8
-lr = 3e-3
-log_every_steps = 1
-""")
+    toml = write_sweep(folder / "sweep.toml", tiny_sweep("ddp", corpus, grid={"n_tokens": [20480]},
+                                                         train={"lr": 3e-3, "log_every_steps": 1}))
     spec = dataclasses.replace(plan_sweep(load_sweep(toml)).runs[0], **fields)
     run_dir = folder / spec.run_id
     run_dir.mkdir()
@@ -172,14 +158,14 @@ def test_interrupted_ddp_run_resumes_from_rank_0s_checkpoint(tmp_path: Path, tex
 
 
 def test_tasks_per_job_is_validated(tmp_path: Path, text_corpus: Path) -> None:
-    toml = tmp_path / "s.toml"
-    base = f'name = "v"\n[data]\nsource = "{text_corpus}"\n[grid]\nn_params = [1e5]\nn_tokens = [1e6]\n'
-    toml.write_text(base + "[train]\nbatch_size = 6\n[launch]\nbackend = \"slurm\"\ntasks_per_job = 4\n")
+    base = {"name": "v", "data": {"source": str(text_corpus)}, "grid": {"n_params": [1e5], "n_tokens": [1e6]}}
+    toml = write_sweep(tmp_path / "s.toml", base | {"train": {"batch_size": 6},
+                                                    "launch": {"backend": "slurm", "tasks_per_job": 4}})
     with pytest.raises(ConfigError, match=r"\[train\].batch_size = 6: .*4 processes"):
         load_sweep(toml)
-    toml.write_text(base + "[launch]\nbackend = \"slurm\"\ngpus_per_job = 2\ntasks_per_job = 3\n")
+    write_sweep(toml, base | {"launch": {"backend": "slurm", "gpus_per_job": 2, "tasks_per_job": 3}})
     with pytest.raises(ConfigError, match=r"\[launch\].tasks_per_job = 3: .*gpus_per_job"):
         load_sweep(toml)
-    toml.write_text(base + "[launch]\ntasks_per_job = 2\n")
+    write_sweep(toml, base | {"launch": {"tasks_per_job": 2}})
     with pytest.raises(ConfigError, match=r"\[launch\].tasks_per_job = 2: .*slurm"):
         load_sweep(toml)

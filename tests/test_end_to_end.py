@@ -12,34 +12,18 @@ import pandas as pd
 import pytest
 
 import scaling
+from conftest import tiny_sweep, write_sweep
 from scaling.cli import main
 
 REPO = Path(scaling.__file__).resolve().parent.parent
 
-SMALL = """
-name = "e2e"
-results_dir = "{results}"
-[data]
-source = "{corpus}"
-val_tokens = 4096
-[model]
-seq_len = 32
-head_dim = 16
-[grid]
-shapes = [{{n_layer = 1, d_model = 16}}, {{n_layer = 1, d_model = 32}}, {{n_layer = 2, d_model = 48}}]
-n_tokens = [2e4, 4e4, 8e4]
-[train]
-batch_size = 8
-lr = 5e-3
-[launch]
-max_parallel = 2
-timeout_min = 10
-"""
-
 
 def test_small_sweep_through_the_cli(tmp_path: Path, text_corpus: Path, capsys: pytest.CaptureFixture) -> None:
-    sweep = tmp_path / "e2e.toml"
-    sweep.write_text(SMALL.format(results=tmp_path / "results", corpus=text_corpus))
+    shapes = [{"n_layer": 1, "d_model": 16}, {"n_layer": 1, "d_model": 32}, {"n_layer": 2, "d_model": 48}]
+    sweep = write_sweep(tmp_path / "e2e.toml", tiny_sweep(
+        "e2e", text_corpus, results_dir=tmp_path / "results", data={"val_tokens": 4096},
+        grid={"shapes": shapes, "n_tokens": [2e4, 4e4, 8e4]}, train={"lr": 5e-3},
+        launch={"max_parallel": 2, "timeout_min": 10}))
 
     assert main(["plan", str(sweep)]) == 0
     out = capsys.readouterr().out

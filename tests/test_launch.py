@@ -12,6 +12,7 @@ import pytest
 from submitit.helpers import CommandFunction
 
 import scaling
+from conftest import tiny_sweep, write_sweep
 from scaling.config import load_sweep
 from scaling.errors import ConfigError
 from scaling.launch import LaunchReport, launch, parse_sbatch_extra, run_pool, sweep_status
@@ -22,32 +23,12 @@ REPO = Path(scaling.__file__).resolve().parent.parent
 
 
 def make_plan(tmp_path: Path, corpus: Path, *, n_tokens: list[int], results: str = "results",
-              train: str = "", launch: str = "") -> Plan:
+              train: dict | None = None) -> Plan:
     """A tiny real sweep (1 layer, d_model 32, seq_len 32), planned from TOML like a user's."""
-    toml = tmp_path / f"{results}.toml"
-    toml.write_text(f"""
-name = "tiny"
-results_dir = "{tmp_path / results}"
-[data]
-source = "{corpus}"
-val_tokens = 2048
-[model]
-seq_len = 32
-head_dim = 16
-[grid]
-shapes = [{{n_layer = 1, d_model = 32}}]
-n_tokens = {n_tokens}
-[train]
-batch_size = 8
-log_every_steps = 10
-{train}
-[launch]
-max_parallel = 2
-threads_per_job = 1
-timeout_min = 10
-{launch}
-""")
-    return plan_sweep(load_sweep(toml))
+    cfg = tiny_sweep("tiny", corpus, results_dir=tmp_path / results, grid={"n_tokens": n_tokens},
+                     train={"log_every_steps": 10, **(train or {})},
+                     launch={"max_parallel": 2, "threads_per_job": 1, "timeout_min": 10})
+    return plan_sweep(load_sweep(write_sweep(tmp_path / f"{results}.toml", cfg)))
 
 
 def test_launch_module_does_not_import_torch() -> None:
@@ -151,7 +132,7 @@ def test_failed_run_is_marked_with_its_log_and_others_finish(tmp_path: Path, tex
 def test_sigkilled_run_resumes_from_its_checkpoint_with_the_same_loss(tmp_path: Path,
                                                                       text_corpus: Path) -> None:
     n_tokens = [256 * 600]  # 600 steps
-    train = "checkpoint_every_s = 0.2"
+    train = {"checkpoint_every_s": 0.2}
     reference = make_plan(tmp_path, text_corpus, n_tokens=n_tokens, results="reference", train=train)
     plan = make_plan(tmp_path, text_corpus, n_tokens=n_tokens, train=train)
     run_id = plan.runs[0].run_id

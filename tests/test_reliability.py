@@ -24,6 +24,7 @@ import pytest
 import torch
 
 import scaling
+from conftest import tiny_sweep, write_sweep
 from scaling.cli import main
 from scaling.config import load_sweep
 from scaling.fit import fit_sweep, select_done
@@ -33,36 +34,17 @@ from scaling.results import (CKPT, METRICS, RESULT, SPEC, STATUS, load_results, 
                              read_result, run_state, write_json_atomic)
 
 REPO = Path(scaling.__file__).resolve().parent.parent
-STEP_TOKENS = 8 * 32  # batch_size x seq_len below
+STEP_TOKENS = 8 * 32  # batch_size x seq_len of conftest.tiny_sweep
 
 
-def write_toml(tmp_path: Path, corpus: Path, *, steps: list[int], results: str = "results", train: str = "",
-               launch_opts: str = "") -> Path:
+def write_toml(tmp_path: Path, corpus: Path, *, steps: list[int], results: str = "results",
+               train: dict | None = None) -> Path:
     """A tiny real sweep (1 layer, d_model 32, seq_len 32), one run per entry of `steps`."""
-    toml = tmp_path / f"{results}.toml"
-    toml.write_text(f"""
-name = "rel"
-results_dir = "{tmp_path / results}"
-[data]
-source = "{corpus}"
-val_tokens = 1024
-[model]
-seq_len = 32
-head_dim = 16
-[grid]
-shapes = [{{n_layer = 1, d_model = 32}}]
-n_tokens = {[s * STEP_TOKENS for s in steps]}
-[train]
-batch_size = 8
-log_every_steps = 1
-{train}
-[launch]
-max_parallel = 2
-threads_per_job = 1
-timeout_min = 10
-{launch_opts}
-""")
-    return toml
+    cfg = tiny_sweep("rel", corpus, results_dir=tmp_path / results, data={"val_tokens": 1024},
+                     grid={"n_tokens": [s * STEP_TOKENS for s in steps]},
+                     train={"log_every_steps": 1, **(train or {})},
+                     launch={"max_parallel": 2, "threads_per_job": 1, "timeout_min": 10})
+    return write_sweep(tmp_path / f"{results}.toml", cfg)
 
 
 def make_plan(tmp_path: Path, corpus: Path, **kwargs: object) -> Plan:
@@ -114,7 +96,7 @@ def ckpt_step(run_dir: Path) -> int:
 def test_kill9_of_launcher_and_job_then_relaunch_equals_an_uninterrupted_sweep(
         tmp_path: Path, text_corpus: Path, count_case: Callable) -> None:
     steps = [10, 700, 800]  # on 2 slots: the first two start, the third when the short one ends
-    train = "checkpoint_every_s = 0.1"
+    train = {"checkpoint_every_s": 0.1}
     toml = write_toml(tmp_path, text_corpus, steps=steps, train=train)
     plan = plan_sweep(load_sweep(toml))
     reference = make_plan(tmp_path, text_corpus, steps=steps, train=train, results="reference")
@@ -312,7 +294,7 @@ def test_diverged_runs_are_marked_kept_and_excluded_while_the_sweep_goes_on(
 def test_normal_training_noise_is_not_a_spike(tmp_path: Path, text_corpus: Path, count_case: Callable) -> None:
     from scaling.train import SPIKE_FACTOR
 
-    plan = make_plan(tmp_path, text_corpus, steps=[400], train="warmup_fraction = 0.0\nlr = 0.02")
+    plan = make_plan(tmp_path, text_corpus, steps=[400], train={"warmup_fraction": 0.0, "lr": 0.02})
     train_in_process(plan)
     run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
     assert read_result(run_dir)["status"] == "done"

@@ -4,7 +4,6 @@ Job arrays, chunking below MaxArraySize, a real time limit and a real partition 
 requeue the job and resume it from its checkpoint, `wait=False` + status from disk, relaunch.
 """
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import scaling
+from conftest import tiny_sweep, write_sweep
 from scaling.config import load_sweep
 from scaling.launch import launch, sweep_status
 from scaling.plan import Plan, plan_sweep
@@ -53,32 +53,15 @@ def slurm() -> Iterator[str]:
 
 
 def make_plan(tmp_path: Path, corpus: Path, *, n_tokens: list[int], results: str = "results",
-              shape: str = "{n_layer = 1, d_model = 32}", seq_len: int = 32, batch_size: int = 8,
+              shape: dict | None = None, seq_len: int = 32, batch_size: int = 8,
               launch: dict | None = None) -> Plan:
     options = {"backend": "slurm", "partition": "debug", "max_parallel": 2, "threads_per_job": 1,
                "timeout_min": 5, **(launch or {})}
-    launch_toml = "\n".join(f"{k} = {json.dumps(v)}" for k, v in options.items())  # JSON scalars are TOML
-    toml = tmp_path / f"{results}.toml"
-    toml.write_text(f"""
-name = "slurm"
-results_dir = "{tmp_path / results}"
-[data]
-source = "{corpus}"
-val_tokens = 2048
-[model]
-seq_len = {seq_len}
-head_dim = 16
-[grid]
-shapes = [{shape}]
-n_tokens = {n_tokens}
-[train]
-batch_size = {batch_size}
-log_every_steps = 10
-checkpoint_every_s = 3
-[launch]
-{launch_toml}
-""")
-    return plan_sweep(load_sweep(toml))
+    cfg = tiny_sweep("slurm", corpus, results_dir=tmp_path / results, model={"seq_len": seq_len},
+                     grid={"shapes": [shape or {"n_layer": 1, "d_model": 32}], "n_tokens": n_tokens},
+                     train={"batch_size": batch_size, "log_every_steps": 10, "checkpoint_every_s": 3},
+                     launch=options)
+    return plan_sweep(load_sweep(write_sweep(tmp_path / f"{results}.toml", cfg)))
 
 
 def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.25) -> None:
@@ -131,7 +114,7 @@ def test_wait_false_returns_then_status_reads_disk_and_relaunch_submits_only_mis
 
 # Long enough to be interrupted (3000 steps: ~48 s of training on an idle 2-core CI machine, ~60 steps/s;
 # 1100 steps once finished inside the first 15 s attempt there); shared with its uninterrupted reference.
-LONG = dict(n_tokens=[1024 * 3000], shape="{n_layer = 2, d_model = 64}", seq_len=64, batch_size=16)
+LONG = dict(n_tokens=[1024 * 3000], shape={"n_layer": 2, "d_model": 64}, seq_len=64, batch_size=16)
 
 
 @pytest.fixture(scope="module")

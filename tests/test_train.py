@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import scaling
+from conftest import tiny_sweep, write_sweep
 from scaling.config import WandbConfig, load_sweep
 from scaling.errors import LaunchError
 from scaling.plan import RunSpec, plan_sweep
@@ -22,28 +23,12 @@ REPO = Path(scaling.__file__).resolve().parent.parent
 
 
 def make_run(tmp_path: Path, corpus: Path, *, n_tokens: int = 20_000, arch: str = "gpt",
-             train: str = "", **fields: object) -> Path:
+             train: dict | None = None, **fields: object) -> Path:
     """A run folder with spec.json, planned from a TOML like a real sweep; `fields` override the spec."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    toml = tmp_path / "sweep.toml"
-    toml.write_text(f"""
-name = "t"
-[data]
-source = "{corpus}"
-val_tokens = 2048
-[model]
-arch = "{arch}"
-seq_len = 32
-head_dim = 16
-[grid]
-shapes = [{{n_layer = 1, d_model = 32}}]
-n_tokens = [{n_tokens}]
-[train]
-batch_size = 8
-lr = 3e-3
-log_every_steps = 1
-{train}
-""")
+    cfg = tiny_sweep("t", corpus, model={"arch": arch}, grid={"n_tokens": [n_tokens]},
+                     train={"lr": 3e-3, "log_every_steps": 1, **(train or {})})
+    toml = write_sweep(tmp_path / "sweep.toml", cfg)
     spec = dataclasses.replace(plan_sweep(load_sweep(toml)).runs[0], **fields)
     run_dir = tmp_path / spec.run_id
     run_dir.mkdir()
@@ -72,7 +57,7 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 60.0) -> None:
 
 
 def test_training_lowers_loss_and_writes_a_full_result(tmp_path: Path, text_corpus: Path) -> None:
-    run_dir = make_run(tmp_path, text_corpus, n_tokens=40_000, train="eval_every_steps = 50")
+    run_dir = make_run(tmp_path, text_corpus, n_tokens=40_000, train={"eval_every_steps": 50})
     result = train_run(run_dir, num_threads=1)
     losses = [loss for _, loss in train_losses(run_dir)]
     assert result["status"] == "done" and result["steps_done"] == len(losses) == 156

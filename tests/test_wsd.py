@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import tiny_sweep, write_sweep
 from scaling.config import load_sweep
 from scaling.errors import ConfigError
 from scaling.launch import launch
@@ -17,31 +18,13 @@ from scaling.wsd import TRUNKS, train_trunk
 
 
 def wsd_plan(tmp_path: Path, corpus: Path, *, n_tokens: list[int], schedule: str = "wsd",
-             shapes: str = "[{n_layer = 1, d_model = 32}]", train: str = "") -> Plan:
+             shapes: list[dict] | None = None, train: dict | None = None) -> Plan:
     """A tiny real WSD sweep (1 layer, d_model 32, seq_len 32, 256 tokens per step)."""
-    toml = tmp_path / f"{schedule}.toml"
-    toml.write_text(f"""
-name = "{schedule}"
-results_dir = "{tmp_path / 'results'}"
-[data]
-source = "{corpus}"
-val_tokens = 2048
-[model]
-seq_len = 32
-head_dim = 16
-[grid]
-shapes = {shapes}
-n_tokens = {n_tokens}
-[train]
-batch_size = 8
-log_every_steps = 5
-schedule = "{schedule}"
-{train}
-[launch]
-max_parallel = 2
-timeout_min = 10
-""")
-    return plan_sweep(load_sweep(toml))
+    grid = {"n_tokens": n_tokens} | ({"shapes": shapes} if shapes else {})
+    cfg = tiny_sweep(schedule, corpus, results_dir=tmp_path / "results", grid=grid,
+                     train={"log_every_steps": 5, "schedule": schedule, **(train or {})},
+                     launch={"max_parallel": 2, "timeout_min": 10})
+    return plan_sweep(load_sweep(write_sweep(tmp_path / f"{schedule}.toml", cfg)))
 
 
 def write_specs(plan: Plan) -> list[Path]:
@@ -55,7 +38,7 @@ def write_specs(plan: Plan) -> list[Path]:
 
 
 def test_wsd_lr_is_constant_until_the_fork_then_decays_to_min(tmp_path: Path, text_corpus: Path) -> None:
-    plan = wsd_plan(tmp_path, text_corpus, n_tokens=[2560, 5120], train='cooldown_shape = "1-sqrt"')
+    plan = wsd_plan(tmp_path, text_corpus, n_tokens=[2560, 5120], train={"cooldown_shape": "1-sqrt"})
     short, long = plan.runs
     assert (short.n_steps, short.cooldown_steps, long.n_steps, long.cooldown_steps) == (10, 2, 20, 4)
     assert short.warmup_steps == long.warmup_steps == 1  # shared trunk: one warmup per size
@@ -107,7 +90,7 @@ def test_resume_skips_finished_branches_and_reforks_a_lost_one(tmp_path: Path, t
 
 def test_flops_saved_accounting_and_one_job_per_size(tmp_path: Path, text_corpus: Path) -> None:
     n_tokens = [2560, 5120, 7680]
-    shapes = "[{n_layer = 1, d_model = 32}, {n_layer = 1, d_model = 48}]"
+    shapes = [{"n_layer": 1, "d_model": 32}, {"n_layer": 1, "d_model": 48}]
     cosine = wsd_plan(tmp_path, text_corpus, n_tokens=n_tokens, schedule="cosine", shapes=shapes)
     plan = wsd_plan(tmp_path, text_corpus, n_tokens=n_tokens, shapes=shapes)
     assert cosine.flops_saved == 0 and cosine.flops_to_train == cosine.total_flops
@@ -136,6 +119,6 @@ def test_flops_saved_accounting_and_one_job_per_size(tmp_path: Path, text_corpus
 def test_cooldown_inside_warmup_is_a_config_error(tmp_path: Path, text_corpus: Path) -> None:
     with pytest.raises(ConfigError, match="cooldown"):
         wsd_plan(tmp_path, text_corpus, n_tokens=[2560, 51200],
-                 train="warmup_fraction = 0.5\ncooldown_fraction = 0.6")
+                 train={"warmup_fraction": 0.5, "cooldown_fraction": 0.6})
     with pytest.raises(ConfigError, match="schedule"):
         wsd_plan(tmp_path, text_corpus, n_tokens=[2560], schedule="linear")
