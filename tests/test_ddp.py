@@ -169,3 +169,7 @@ def test_tasks_per_job_is_validated(tmp_path: Path, text_corpus: Path) -> None:
     write_sweep(toml, base | {"launch": {"tasks_per_job": 2}})
     with pytest.raises(ConfigError, match=r"\[launch\].tasks_per_job = 2: .*slurm"):
         load_sweep(toml)
+    # WSD trunks fork in one process: refused before any job starts, not as a failure in every job
+    write_sweep(toml, base | {"train": {"schedule": "wsd"}, "launch": {"backend": "slurm", "tasks_per_job": 2}})
+    with pytest.raises(ConfigError, match=r"\[train\].schedule = 'wsd': WSD trunks train in one process, not 2"):
+        load_sweep(toml)
