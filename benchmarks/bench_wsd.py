@@ -15,6 +15,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from scaling.config import load_sweep
 from scaling.errors import FitError
 from scaling.fit import ChinchillaLaw, fit_loss_vs_tokens, select_done
@@ -33,6 +35,8 @@ def main() -> None:
     args = parser.parse_args()
     out: dict[str, dict[str, float]] = {}
     plans = {}
+    points: dict[str, object] = {}
+    laws: dict[str, ChinchillaLaw] = {}
     for schedule in ("cosine", "wsd"):
         cfg = load_sweep(args.sweep, {"name": f"{load_sweep(args.sweep).name}-{schedule}",
                                       "train.schedule": schedule, "results_dir": args.results})
@@ -42,6 +46,9 @@ def main() -> None:
         wall = time.perf_counter() - t0
         frame = load_results(cfg.sweep_dir)
         done, notes = select_done(frame)
+        # Same (N, D) order under both schedules, so one bootstrap seed resamples the same grid points.
+        done = done.sort_values(["n_params", "n_tokens"]).reset_index(drop=True)
+        points[schedule] = done
         # Per-size L(D) = E + A / D^beta_N slices: defined even when Approach 3 is not (see below).
         slices = fit_loss_vs_tokens(done).table
         out[schedule] = {"n_runs": len(done), "flops_planned": plan.flops_to_train, "wall_s": wall,
@@ -55,9 +62,10 @@ def main() -> None:
             out[schedule].update(alpha=nan, beta=nan, a=nan, b=nan, E=nan)
             continue
         p = law.params_
+        laws[schedule] = law
         out[schedule].update(alpha=p.alpha, beta=p.beta, a=p.a, b=p.b, E=p.E)
         if args.n_boot:
-            law.bootstrap(done["n_params"], done["n_tokens"], done["loss"], n_boot=args.n_boot)
+            law.bootstrap(done["n_params"], done["n_tokens"], done["loss"], n_boot=args.n_boot, seed=0)
             for name in ("alpha", "beta"):
                 out[schedule][f"{name}_95"] = list(law.interval(name))
     for schedule, plan in plans.items():
@@ -85,6 +93,11 @@ def main() -> None:
     print(f"\nwsd - cosine: d_alpha = {d_alpha:+.4f}, d_beta = {d_beta:+.4f}, d_a = {wsd['a'] - cos['a']:+.4f}, "
           f"d_b = {wsd['b'] - cos['b']:+.4f}; FLOPs ratio {ratio:.1%} "
           f"(planned {plans['wsd'].flops_to_train / plans['cosine'].total_flops:.1%})")
+    paired = _paired_intervals(points, laws) if args.n_boot else {}
+    for name, (lo, hi, n) in paired.items():
+        print(f"  paired bootstrap ({n} resamples of the same grid points): d_{name} 95% interval "
+              f"[{lo:+.4f}, {hi:+.4f}]")
+    out["paired_95"] = {k: [lo, hi] for k, (lo, hi, _n) in paired.items()}
     ok = max(abs(d_alpha), abs(d_beta)) <= 0.03 and ratio <= 0.40
     print(f"target (|d| <= 0.03 at <= 40% FLOPs): {'met' if ok else 'NOT met'}")
     print("per-size data exponents beta_N of L(D) = E + A / D^beta_N (N: cosine, wsd, difference):")
@@ -92,6 +105,25 @@ def main() -> None:
         b_wsd = wsd["beta_per_size"][n]
         print(f"  N={float(n):9.3g}  {b_cos:.4f}  {b_wsd:.4f}  {b_wsd - b_cos:+.4f}")
     print(json.dumps(out, indent=1))
+
+
+def _paired_intervals(points: dict, laws: dict) -> dict[str, tuple[float, float, int]]:
+    """95% intervals of wsd - cosine for alpha and beta over resamples that drew the same (N, D) points.
+
+    The spread of a difference between two fits of one grid: what "within 0.03" can be told apart from.
+    """
+    cos, wsd = points.get("cosine"), points.get("wsd")
+    if set(laws) != {"cosine", "wsd"} or cos is None or wsd is None or len(cos) != len(wsd) or not (
+            (cos[["n_params", "n_tokens"]].to_numpy() == wsd[["n_params", "n_tokens"]].to_numpy()).all()):
+        print("  paired bootstrap skipped: the two schedules do not have the same finished grid points")
+        return {}
+    a, b = laws["cosine"].bootstrap_params_, laws["wsd"].bootstrap_params_
+    both = a.index.intersection(b.index)  # resamples that converged under both schedules
+    out = {}
+    for name in ("alpha", "beta"):
+        diff = (b.loc[both, name] - a.loc[both, name]).to_numpy()
+        out[name] = (float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975)), len(both))
+    return out
 
 
 if __name__ == "__main__":

@@ -529,7 +529,10 @@ class ChinchillaLaw:
         if self.n_boot_failed_:
             log.warning("%d of %d bootstrap refits did not converge; dropped",
                         self.n_boot_failed_, n_boot)
-        table = pd.DataFrame([p.to_dict() for p in ok], columns=list(PARAM_NAMES))
+        # Indexed by resample number: two laws bootstrapped with one seed on points in the same order drew
+        # the same resamples, so rows with equal index pair up (paired differences, benchmarks/bench_wsd.py).
+        table = pd.DataFrame([p.to_dict() for p in ok], columns=list(PARAM_NAMES),
+                             index=pd.Index([i for i, r in enumerate(rows) if r is not None], name="resample"))
         table["a"] = table["beta"] / (table["alpha"] + table["beta"])
         table["b"] = table["alpha"] / (table["alpha"] + table["beta"])
         self.bootstrap_params_ = table
