@@ -410,9 +410,6 @@ def validate(cfg: SweepConfig) -> None:
       "more than one process per run needs backend = \"slurm\"")
     c(la.backend != "slurm" or t.batch_size % tasks_per_job(la) == 0, cfg, "[train].batch_size", t.batch_size,
       f"must divide evenly over the run's {tasks_per_job(la)} processes ([launch].tasks_per_job/gpus_per_job)")
-    c(t.schedule != "wsd" or tasks_per_job(la) == 1, cfg, "[train].schedule", t.schedule,
-      f"WSD trunks train in one process, not {tasks_per_job(la)} ([launch].tasks_per_job/gpus_per_job); "
-      f"use schedule = \"cosine\" for multi-process runs")
     c(la.cpus_per_job >= 0, cfg, "[launch].cpus_per_job", la.cpus_per_job, "must be >= 0")
     c(la.mem_gb >= 0, cfg, "[launch].mem_gb", la.mem_gb, "must be >= 0")
     c(la.max_array_size > 1, cfg, "[launch].max_array_size", la.max_array_size, "must be > 1")

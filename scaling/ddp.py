@@ -4,7 +4,9 @@ A run is multi-process when WORLD_SIZE > 1 in its environment: set by submitit's
 `TorchDistributedEnvironment().export()` inside a Slurm job with several tasks (scaling.launch.TrainJob),
 or by hand (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT; tests/test_ddp.py). Every rank calls
 `scaling.train.train_run`; rank r trains on rows r::world of each global batch, gradients are averaged by
-DDP, and rank 0 alone writes status, metrics, checkpoints and result.json. Nothing here runs for a
+DDP, and rank 0 alone writes status, metrics, checkpoints and result.json. A WSD trunk
+(`scaling.wsd.train_trunk`) holds one process group for all its train_run calls (trunk segments and
+cooldown branches); train_run then joins that group instead of making its own. Nothing here runs for a
 single-process run.
 """
 
@@ -46,17 +48,30 @@ def env_from_os() -> DistEnv:
     return DistEnv(rank=int(os.environ["RANK"]), local_rank=int(os.environ.get("LOCAL_RANK", "0")), world=world)
 
 
-def setup(env: DistEnv, device: str) -> str:
-    """Pick this rank's device and join the process group (nccl on CUDA, gloo on CPU); returns the device."""
+def device_for(env: DistEnv, device: str) -> str:
+    """This rank's device: "auto" is CUDA if there is one, else CPU; on CUDA the GPU of its local rank."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         # One GPU per process. Each process sees all the node's GPUs (index = local rank) or, when
         # CUDA_VISIBLE_DEVICES was narrowed per task (submitit's export() does), just its own (index 0).
         index = env.local_rank % torch.cuda.device_count()
         torch.cuda.set_device(index)
         device = f"cuda:{index}"
+    return device
+
+
+def setup(env: DistEnv, device: str) -> str:
+    """Pick this rank's device and join the process group (nccl on CUDA, gloo on CPU); returns the device."""
+    device = device_for(env, device)
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", init_method="env://",
                             rank=env.rank, world_size=env.world)
     return device
+
+
+def in_group() -> bool:
+    """Whether this process has joined a process group already (a caller that owns it tears it down)."""
+    return dist.is_available() and dist.is_initialized()
 
 
 def teardown() -> None:

@@ -142,17 +142,17 @@ def train_run(run_dir: Path, *, num_threads: int | None = None, device: str = "a
 
     A run with a valid result.json is never retrained: its result is returned as is. Raises
     LaunchError if another process is training this run. With WORLD_SIZE > 1 in the environment every
-    rank calls this and they train the run together (scaling.ddp); all of them return the result.
+    rank calls this and they train the run together (scaling.ddp); all of them return rank 0's result.
+
+    stop_at_step (a WSD trunk, scaling.wsd) pauses the run there: rank 0 saves ckpt.pt, no result.json is
+    written, and every rank returns {"status": "paused", ...}.
     """
     global _ACTIVE
     t_call = time.perf_counter()
     run_dir = Path(run_dir)
     env = ddp.env_from_os()
     if env.world > 1:
-        if stop_at_step is not None:  # the WSD trunk/fork hand-over writes files from every rank
-            raise LaunchError(f"{run_dir}: stop_at_step (WSD trunks) is single-process only; "
-                              f"this process is rank {env.rank} of {env.world}")
-        return _train_run_ddp(run_dir, env, num_threads, device, t_call)
+        return _train_run_ddp(run_dir, env, num_threads, device, t_call, stop_at_step)
     done = read_result(run_dir)
     if done is not None:
         log.info("%s: already finished (%s); not retraining", run_dir.name, done["status"])
@@ -179,17 +179,20 @@ def train_run(run_dir: Path, *, num_threads: int | None = None, device: str = "a
 
 
 def _train_run_ddp(run_dir: Path, env: ddp.DistEnv, num_threads: int | None, device: str,
-                   t_call: float) -> dict[str, Any]:
-    """train_run for one rank of a multi-process run: rank 0 checks, locks and writes; all ranks train."""
+                   t_call: float, stop_at_step: int | None = None) -> dict[str, Any]:
+    """train_run for one rank of a multi-process run: rank 0 checks, locks and writes; all ranks train.
+
+    Joins the process group a caller already holds (a WSD trunk trains several runs in one), else makes
+    its own for this run.
+    """
     global _ACTIVE
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    own_group = not ddp.in_group()
     prev_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     lock = RunLock(run_dir)
     try:
-        device = ddp.setup(env, device)
+        device = ddp.setup(env, device) if own_group else ddp.device_for(env, device)
         done, locked = None, False
         if env.is_main:  # one decision for all ranks, so none trains alone or waits for a rank that left
             done = read_result(run_dir)
@@ -202,7 +205,7 @@ def _train_run_ddp(run_dir: Path, env: ddp.DistEnv, num_threads: int | None, dev
         if locked:
             raise LaunchError(f"{run_dir}: is being trained by another process (lock {lock.path} is held)")
         try:
-            result = _train(run_dir, device, t_call, env)
+            result = _train(run_dir, device, t_call, env, stop_at_step)
         except Exception as exc:
             if env.is_main:
                 write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
@@ -212,7 +215,8 @@ def _train_run_ddp(run_dir: Path, env: ddp.DistEnv, num_threads: int | None, dev
         _ACTIVE = None
         torch.set_num_threads(prev_threads)
         lock.release()
-        ddp.teardown()
+        if own_group:
+            ddp.teardown()
 
 
 def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SINGLE,
@@ -318,11 +322,12 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
             _save_checkpoint(run)
             last_ckpt = time.perf_counter()
 
-    if run.step < spec.n_steps:  # paused at stop_at_step (single process): ckpt.pt is the hand-over point
+    if run.step < spec.n_steps:  # paused at stop_at_step: rank 0's ckpt.pt is the hand-over point
         run.train_s += time.perf_counter() - t0
         run.attempt_t0, run.attempt_step0 = time.perf_counter(), run.step
         _ACTIVE = None
-        _save_checkpoint(run)
+        if env.is_main:
+            _save_checkpoint(run)
         return {"status": "paused", "step": run.step, "train_s": run.train_s}
     train_s = run.train_s + time.perf_counter() - t0
     _ACTIVE = None

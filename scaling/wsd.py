@@ -11,6 +11,11 @@ it is not a run) and is trained with the ordinary trainer, paused at each fork (
 stop_at_step). A branch starts from a copy of the trunk checkpoint at its fork step; since batches are a
 function of (seed, step) and the LR before the fork is the same, the branch is bitwise the run a fresh
 WSD schedule to D_i would have trained (tests/test_wsd.py).
+
+Multi-process (WORLD_SIZE > 1, scaling.ddp): every rank calls train_trunk, which holds one process group
+for the trunk and all its branches. Rank 0 alone reads the files that decide what to train next (a branch
+finished? forked already? did the fork succeed?) and broadcasts its answer, so every rank takes the same
+path; rank 0 alone writes (trunk spec, forks, accounting), as in train_run (tests/test_ddp.py).
 """
 
 from __future__ import annotations
@@ -20,18 +25,20 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
-from scaling import train
+from scaling import ddp, train
 from scaling.errors import LaunchError
 from scaling.plan import RunSpec
 from scaling.results import (CKPT, METRICS, RESULT, SPEC, append_metrics, read_json, read_metrics, read_result,
                              write_json_atomic, write_result)
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 TRUNKS = ".trunks"
 """Folder under the sweep folder holding one folder per trunk."""
@@ -63,9 +70,69 @@ def train_trunk(run_dir: Path, *, num_threads: int | None = None, device: str = 
     """Train the trunk of run_dir's size and every unfinished branch on it; return run_dir's result.
 
     Resumable at any point: the trunk checkpoints like any run, finished branches are skipped, and a branch
-    interrupted during its cooldown resumes from its own ckpt.pt.
+    interrupted during its cooldown resumes from its own ckpt.pt. With WORLD_SIZE > 1 every rank calls
+    this; they train together in one process group and all return rank 0's result.
     """
-    run_dir = Path(run_dir)
+    env = ddp.env_from_os()
+    if env.world == 1:
+        return _train_trunk(Path(run_dir), env, num_threads, device)
+    own_group = not ddp.in_group()
+    device = ddp.setup(env, device) if own_group else ddp.device_for(env, device)
+    try:  # one group for every train_run below: each joins it rather than making its own
+        return _train_trunk(Path(run_dir), env, num_threads, device)
+    finally:
+        if own_group:
+            ddp.teardown()
+
+
+def _train_trunk(run_dir: Path, env: ddp.DistEnv, num_threads: int | None, device: str) -> dict[str, Any]:
+    spec, branches = _on_main(env, _prepare_trunk, run_dir)
+    trunk_dir = trunk_dir_of(run_dir, spec)
+    for branch_dir, branch in branches:
+        finished, forked = _on_main(env, _branch_state, branch_dir, branch)
+        if finished:
+            continue
+        if not forked:
+            state = train.train_run(trunk_dir, num_threads=num_threads, device=device,
+                                    stop_at_step=branch.fork_step)
+            if state["status"] == "diverged":
+                _on_main(env, _write_trunk_diverged, branch_dir, branch, state)
+                continue
+            forked = _on_main(env, _fork, trunk_dir, branch_dir, branch)
+            if not forked and env.is_main:  # the trunk is already past this fork (the branch was added later)
+                log.warning("%s: trunk %s is past step %d; training this budget from scratch",
+                            branch_dir.name, spec.trunk_id, branch.fork_step)
+        train.train_run(branch_dir, num_threads=num_threads, device=device)
+        _on_main(env, _add_accounting, branch_dir, branch, from_trunk=forked)
+    result = _on_main(env, read_result, run_dir)
+    if result is None:
+        raise LaunchError(f"{run_dir}: trunk {spec.trunk_id} finished without a result for this run")
+    return result
+
+
+def _on_main(env: ddp.DistEnv, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """fn(*args, **kwargs) run by rank 0 alone (it reads or writes the sweep's files); every rank gets its value.
+
+    If it raises on rank 0, the other ranks raise LaunchError too, instead of waiting for rank 0 in the
+    next collective.
+    """
+    if env.world == 1:
+        return fn(*args, **kwargs)
+    if env.is_main:
+        try:
+            value = fn(*args, **kwargs)
+        except Exception as exc:
+            ddp.broadcast((None, f"{type(exc).__name__}: {exc}"))
+            raise
+        return ddp.broadcast((value, None))[0]
+    value, error = ddp.broadcast((None, None))
+    if error is not None:
+        raise LaunchError(f"rank 0 of {env.world} failed: {error}")
+    return value
+
+
+def _prepare_trunk(run_dir: Path) -> tuple[RunSpec, list[tuple[Path, RunSpec]]]:
+    """run_dir's spec and its trunk's branches, in fork order; writes the trunk's spec.json if missing or stale."""
     raw = read_json(run_dir / SPEC)
     if raw is None:
         raise LaunchError(f"{run_dir / SPEC}: missing or unreadable run spec")
@@ -77,27 +144,15 @@ def train_trunk(run_dir: Path, *, num_threads: int | None = None, device: str = 
     trunk_spec = trunk_spec_of(spec)
     if read_json(trunk_dir / SPEC) != json.loads(json.dumps(trunk_spec.to_dict())):
         write_json_atomic(trunk_dir / SPEC, trunk_spec.to_dict())
-    for branch_dir, branch in branches_of(run_dir, spec):
-        if read_result(branch_dir) is not None:
-            _add_accounting(branch_dir, branch)  # a crash may have come between result and accounting
-            continue
-        forked = (branch_dir / CKPT).exists()  # a cooldown interrupted earlier resumes from its own state
-        if not forked:
-            state = train.train_run(trunk_dir, num_threads=num_threads, device=device,
-                                    stop_at_step=branch.fork_step)
-            if state["status"] == "diverged":
-                _write_trunk_diverged(branch_dir, branch, state)
-                continue
-            forked = _fork(trunk_dir, branch_dir, branch)
-            if not forked:  # the trunk is already past this fork (the branch was added later)
-                log.warning("%s: trunk %s is past step %d; training this budget from scratch",
-                            branch_dir.name, spec.trunk_id, branch.fork_step)
-        train.train_run(branch_dir, num_threads=num_threads, device=device)
-        _add_accounting(branch_dir, branch, from_trunk=forked)
-    result = read_result(run_dir)
-    if result is None:
-        raise LaunchError(f"{run_dir}: trunk {spec.trunk_id} finished without a result for this run")
-    return result
+    return spec, branches_of(run_dir, spec)
+
+
+def _branch_state(branch_dir: Path, branch: RunSpec) -> tuple[bool, bool]:
+    """(finished, forked): whether the branch has its result, else whether it has its own ckpt.pt."""
+    if read_result(branch_dir) is not None:
+        _add_accounting(branch_dir, branch)  # a crash may have come between result and accounting
+        return True, False
+    return False, (branch_dir / CKPT).exists()  # a cooldown interrupted earlier resumes from its own state
 
 
 def _fork(trunk_dir: Path, branch_dir: Path, branch: RunSpec) -> bool:

@@ -1,4 +1,4 @@
-"""Multi-process data parallel on CPU (gloo): two ranks train one run like one process would.
+"""Multi-process data parallel on CPU (gloo): two ranks train one run (or a WSD trunk) like one process would.
 
 Each rank is a fresh process with the env:// variables set by hand (RANK, WORLD_SIZE, LOCAL_RANK,
 MASTER_ADDR, MASTER_PORT), as submitit's TorchDistributedEnvironment().export() sets them in a Slurm job.
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import scaling
 from conftest import tiny_sweep, write_sweep
@@ -21,23 +22,30 @@ from scaling.errors import ConfigError
 from scaling.plan import plan_sweep
 from scaling.results import CKPT, read_json, read_metrics, read_result, write_json_atomic
 from scaling.train import train_run
+from scaling.wsd import TRUNKS, train_trunk
 
 REPO = Path(scaling.__file__).resolve().parent.parent
 WORLD = 2
 
-# Runs in each rank. Ranks > 0 record every call that would write to the run folder or take its lock;
-# KILL_AT_STEP makes rank 0 die by SIGKILL right after its checkpoint at that step (a node failure).
+# Runs in each rank: train_run, or with WSD=1 wsd.train_trunk. Ranks > 0 record every call that would write
+# to a run or trunk folder or take its lock; KILL_AT_STEP makes rank 0 die by SIGKILL right after its
+# checkpoint at that step (a node failure).
 RANK_SCRIPT = """
 import json, logging, os, signal, sys, pathlib
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 import scaling.train as t
+import scaling.wsd as w
 rank, writes = int(os.environ["RANK"]), []
 if rank > 0:
-    for name in ("write_result", "write_status", "append_metrics", "_save_checkpoint", "_drop_metrics_after"):
-        def spy(*a, _name=name, _orig=getattr(t, name), **k):
+    spied = [(t, name) for name in ("write_result", "write_status", "append_metrics", "_save_checkpoint",
+                                    "_drop_metrics_after")]
+    spied += [(w, name) for name in ("write_json_atomic", "write_result", "append_metrics", "_fork",
+                                     "_add_accounting", "_write_trunk_diverged")]
+    for module, name in spied:
+        def spy(*a, _name=f"{module.__name__}.{name}", _orig=getattr(module, name), **k):
             writes.append(_name)
             return _orig(*a, **k)
-        setattr(t, name, spy)
+        setattr(module, name, spy)
     acquire = t.RunLock.acquire
     t.RunLock.acquire = lambda self: writes.append("RunLock.acquire") or acquire(self)
 kill_at = int(os.environ.get("KILL_AT_STEP", "0"))
@@ -48,7 +56,8 @@ if kill_at and rank == 0:
         if run.step >= kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
     t._save_checkpoint = save_then_die
-result = t.train_run(pathlib.Path(sys.argv[1]), num_threads=1)
+entry = w.train_trunk if os.environ.get("WSD") else t.train_run
+result = entry(pathlib.Path(sys.argv[1]), num_threads=1)
 print("RESULT " + json.dumps({"rank": rank, "writes": writes, "val_loss": result["val_loss"],
                               "pid": os.getpid()}), flush=True)
 """
@@ -169,7 +178,52 @@ def test_tasks_per_job_is_validated(tmp_path: Path, text_corpus: Path) -> None:
     write_sweep(toml, base | {"launch": {"tasks_per_job": 2}})
     with pytest.raises(ConfigError, match=r"\[launch\].tasks_per_job = 2: .*slurm"):
         load_sweep(toml)
-    # WSD trunks fork in one process: refused before any job starts, not as a failure in every job
+    # WSD trunks and their branches train with DDP too (test_wsd_trunk_and_branches_with_two_ranks_...)
     write_sweep(toml, base | {"train": {"schedule": "wsd"}, "launch": {"backend": "slurm", "tasks_per_job": 2}})
-    with pytest.raises(ConfigError, match=r"\[train\].schedule = 'wsd': WSD trunks train in one process, not 2"):
-        load_sweep(toml)
+    cfg = load_sweep(toml)
+    assert (cfg.train.schedule, cfg.launch.tasks_per_job) == ("wsd", 2)
+
+
+def wsd_branches(folder: Path, corpus: Path) -> list[Path]:
+    """A WSD sweep of one size and 3 budgets (10, 20, 30 steps): its branch folders with spec.json, as launch
+    writes them, in plan order."""
+    folder.mkdir(parents=True)
+    toml = write_sweep(folder / "wsd.toml", tiny_sweep("wsd", corpus, results_dir=folder,
+                                                       grid={"n_tokens": [2560, 5120, 7680]},
+                                                       train={"schedule": "wsd", "lr": 3e-3, "log_every_steps": 1}))
+    plan = plan_sweep(load_sweep(toml))
+    dirs = []
+    for spec in plan.runs:
+        run_dir = plan.sweep.sweep_dir / spec.run_id
+        run_dir.mkdir(parents=True)
+        write_json_atomic(run_dir / "spec.json", spec.to_dict())
+        dirs.append(run_dir)
+    return dirs
+
+
+def test_wsd_trunk_and_branches_with_two_ranks_train_like_one_process(tmp_path: Path, text_corpus: Path) -> None:
+    single = wsd_branches(tmp_path / "single", text_corpus)
+    longest = max(single, key=lambda d: read_json(d / "spec.json")["n_steps"])
+    train_trunk(longest, num_threads=1)
+    multi = wsd_branches(tmp_path / "ddp", text_corpus)
+    reports = [rank_report(p) for p in run_ranks(multi[single.index(longest)], {"WSD": "1"})]
+    assert [r["writes"] for r in reports[1:]] == [[]]  # rank 1 never wrote nor locked, in train or wsd
+    assert len({r["val_loss"] for r in reports}) == 1  # every rank returns rank 0's result
+    for one, two in zip(single, multi, strict=True):
+        want, got = read_result(one), read_result(two)
+        assert got["status"] == "done" and (got["world_size"], want["world_size"]) == (WORLD, 1)
+        # Same trunk, same forks, same batches; only the order of float reductions differs.
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-5)
+        assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-5)
+        assert {k: got[k] for k in ("steps_done", "fork_step", "flops_trunk", "flops_spent")} == \
+               {k: want[k] for k in ("steps_done", "fork_step", "flops_trunk", "flops_spent")}
+        steps = [r["step"] for r in read_metrics(two) if "train_loss" in r]
+        assert steps == list(range(1, got["steps_done"] + 1))  # trunk records to the fork, then the cooldown
+    trunk = read_json(multi[0] / "spec.json")["trunk_id"]
+    fork = read_result(multi[single.index(longest)])["fork_step"]
+    assert torch.load(multi[0].parent / TRUNKS / trunk / CKPT, weights_only=True)["step"] == fork
+
+    # Everything finished: both ranks return the result without training or writing.
+    again = [rank_report(p) for p in run_ranks(multi[single.index(longest)], {"WSD": "1"})]
+    assert [r["writes"] for r in again[1:]] == [[]]
+    assert {r["val_loss"] for r in again} == {r["val_loss"] for r in reports}
