@@ -585,8 +585,9 @@ class ChinchillaLaw:
             n_all.append(n_opt)
             d_all.append(d_opt)
         q = [(1 - level) / 2, (1 + level) / 2]
-        n_lo, n_hi = np.quantile(np.array(n_all), q, axis=0)
-        d_lo, d_hi = np.quantile(np.array(d_all), q, axis=0)
+        with np.errstate(invalid="ignore"):  # resamples of an unidentified law may give 0 / inf sizes
+            n_lo, n_hi = np.quantile(np.array(n_all), q, axis=0)
+            d_lo, d_hi = np.quantile(np.array(d_all), q, axis=0)
         return {"n_opt_lo": n_lo, "n_opt_hi": n_hi, "d_opt_lo": d_lo, "d_opt_hi": d_hi}
 
     def _bootstrap_table(self) -> pd.DataFrame:
