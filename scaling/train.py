@@ -191,6 +191,7 @@ def _train_run_ddp(run_dir: Path, env: ddp.DistEnv, num_threads: int | None, dev
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     lock = RunLock(run_dir)
+    finished = False  # every rank got here without an error: leave the group together
     try:
         device = ddp.setup(env, device) if own_group else ddp.device_for(env, device)
         done, locked = None, False
@@ -201,6 +202,7 @@ def _train_run_ddp(run_dir: Path, env: ddp.DistEnv, num_threads: int | None, dev
                 done = None if locked else read_result(run_dir)
         done, locked = ddp.broadcast((done, locked))
         if done is not None:
+            finished = True
             return done
         if locked:
             raise LaunchError(f"{run_dir}: is being trained by another process (lock {lock.path} is held)")
@@ -210,13 +212,15 @@ def _train_run_ddp(run_dir: Path, env: ddp.DistEnv, num_threads: int | None, dev
             if env.is_main:
                 write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
             raise
-        return ddp.broadcast(result)  # only rank 0 made the result (the others return None from _train)
+        result = ddp.broadcast(result)  # only rank 0 made the result (the others return None from _train)
+        finished = True
+        return result
     finally:
         _ACTIVE = None
         torch.set_num_threads(prev_threads)
         lock.release()
         if own_group:
-            ddp.teardown()
+            ddp.teardown(synchronize=finished)
 
 
 def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SINGLE,

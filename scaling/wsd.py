@@ -78,11 +78,14 @@ def train_trunk(run_dir: Path, *, num_threads: int | None = None, device: str = 
         return _train_trunk(Path(run_dir), env, num_threads, device)
     own_group = not ddp.in_group()
     device = ddp.setup(env, device) if own_group else ddp.device_for(env, device)
+    finished = False
     try:  # one group for every train_run below: each joins it rather than making its own
-        return _train_trunk(Path(run_dir), env, num_threads, device)
+        result = _train_trunk(Path(run_dir), env, num_threads, device)
+        finished = True
+        return result
     finally:
         if own_group:
-            ddp.teardown()
+            ddp.teardown(synchronize=finished)
 
 
 def _train_trunk(run_dir: Path, env: ddp.DistEnv, num_threads: int | None, device: str) -> dict[str, Any]:
