@@ -205,6 +205,9 @@ class SweepConfig:
         return Path(self.results_dir) / self.name
 
 
+# Upper bounds far past any model trained to date (~1e12 parameters, ~1e14 tokens, ~1e26 FLOPs): a value
+# above them is a typo (1e300 for 1e3), and would otherwise plan runs of absurd size or overflow the accounting.
+MAX_PARAMS, MAX_TOKENS, MAX_FLOPS = 1e13, 1e16, 1e28
 ARCHS = ("gpt", "lstm")
 DESIGNS = ("grid", "isoflop")
 BACKENDS = ("local", "slurm")
@@ -351,11 +354,11 @@ def validate(cfg: SweepConfig) -> None:
         c(s.d_model % heads == 0, cfg, f"[grid].shapes[{i}].d_model", s.d_model,
           f"must be divisible by its {heads} heads")
     for i, n in enumerate(g.n_params):
-        c(n > 0, cfg, f"[grid].n_params[{i}]", n, "must be > 0")
+        c(0 < n <= MAX_PARAMS, cfg, f"[grid].n_params[{i}]", n, f"must be in (0, {MAX_PARAMS:g}]")
     for i, n in enumerate(g.n_tokens):
-        c(n > 0, cfg, f"[grid].n_tokens[{i}]", n, "must be > 0")
+        c(0 < n <= MAX_TOKENS, cfg, f"[grid].n_tokens[{i}]", n, f"must be in (0, {MAX_TOKENS:g}]")
     for i, f in enumerate(g.flops):
-        c(f > 0, cfg, f"[grid].flops[{i}]", f, "must be > 0")
+        c(0 < f <= MAX_FLOPS, cfg, f"[grid].flops[{i}]", f, f"must be in (0, {MAX_FLOPS:g}]")
     if g.design == "grid":
         c(bool(g.shapes or g.n_params), cfg, "[grid].n_params", list(g.n_params),
           "give at least one model size (n_params or shapes)")

@@ -1,11 +1,13 @@
 """Planning: exact accounting, grid and IsoFLOP designs, deterministic run ids."""
 
+import re
 from pathlib import Path
 
 import pytest
 
 from scaling.accounting import ModelShape, flops_per_token, n_params, resolve_shape
 from scaling.config import load_sweep
+from scaling.errors import ConfigError
 from scaling.plan import RunSpec, plan_sweep
 
 GRID = """
@@ -96,3 +98,13 @@ def test_chinchilla_flops_counting_by_hand() -> None:
     assert flops_per_token(s) == 3 * forward
     # and it is close to 6N for the non-embedding part plus attention and embedding matmuls
     assert flops_per_token(s) > 6 * n_params(s, non_embedding=True)
+
+
+@pytest.mark.parametrize("key, value, limit", [("n_tokens", 1e300, "1e+16"), ("n_params", 1e30, "1e+13")])
+def test_absurd_sizes_are_refused_before_planning(tmp_path: Path, key: str, value: float, limit: str) -> None:
+    # 1e30 parameters used to resolve silently to the 4096-layer cap (8e14); 1e300 tokens planned 1e306 FLOPs
+    grid = {"n_params": [1e5], "n_tokens": [1e6]} | {key: [value]}
+    toml = tmp_path / "s.toml"
+    toml.write_text(f"[grid]\nn_params = {grid['n_params']}\nn_tokens = {grid['n_tokens']}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"s.toml: [grid].{key}[0] = {value:g}: must be in (0, {limit}]")):
+        load_sweep(toml)
