@@ -201,33 +201,36 @@ def plan_sweep(cfg: SweepConfig) -> Plan:
 
 def _model_shapes(cfg: SweepConfig) -> list[ModelShape]:
     """Every model of the sweep: per architecture family (in [model].arch order), smallest first."""
+    return [shape for arch in cfg.model.arch for shape in _family_shapes(cfg, arch)]
+
+
+def _family_shapes(cfg: SweepConfig, arch: str) -> list[ModelShape]:
+    """One family's models from [grid].shapes and [grid].n_params, smallest first; two that resolve to
+    one model are refused (the sweep would train it twice under two names)."""
     m, g, V = cfg.model, cfg.grid, cfg.data.vocab_size
-    out: list[ModelShape] = []
-    for arch in m.arch:
-        shapes: list[tuple[str, ModelShape]] = []
-        for i, s in enumerate(g.shapes):
-            heads = s.n_head or max(1, s.d_model // m.head_dim)
-            shapes.append((f"[grid].shapes[{i}]", ModelShape(
-                arch=arch, n_layer=s.n_layer, d_model=s.d_model, n_head=heads, seq_len=m.seq_len,
-                vocab_size=V, mlp_ratio=m.mlp_ratio)))
-        targets = list(g.n_params)
-        if g.design == "isoflop":
-            lo, hi = g.n_params
-            targets = list(np.geomspace(lo, hi, g.n_sizes)) if g.n_sizes > 1 else [math.sqrt(lo * hi)]
-        for i, target in enumerate(targets):
-            shape = resolve_shape(target, arch=arch, seq_len=m.seq_len, vocab_size=V, head_dim=m.head_dim,
-                                  aspect_ratio=m.aspect_ratio, mlp_ratio=m.mlp_ratio)
-            shapes.append((f"[grid].n_params[{i}]", shape))
-        seen: dict[ModelShape, str] = {}
-        for key, shape in shapes:
-            if shape in seen:
-                raise ConfigError(
-                    f"{cfg.source}: {key}: resolves to the same model as {seen[shape]} "
-                    f"({arch} L{shape.n_layer} d{shape.d_model}, {n_params(shape):,} params); "
-                    f"space the sizes further apart")
-            seen[shape] = key
-        out += sorted(seen, key=n_params)
-    return out
+    shapes: list[tuple[str, ModelShape]] = []
+    for i, s in enumerate(g.shapes):
+        heads = s.n_head or max(1, s.d_model // m.head_dim)
+        shapes.append((f"[grid].shapes[{i}]", ModelShape(
+            arch=arch, n_layer=s.n_layer, d_model=s.d_model, n_head=heads, seq_len=m.seq_len,
+            vocab_size=V, mlp_ratio=m.mlp_ratio)))
+    targets = list(g.n_params)
+    if g.design == "isoflop":
+        lo, hi = g.n_params
+        targets = list(np.geomspace(lo, hi, g.n_sizes)) if g.n_sizes > 1 else [math.sqrt(lo * hi)]
+    for i, target in enumerate(targets):
+        shape = resolve_shape(target, arch=arch, seq_len=m.seq_len, vocab_size=V, head_dim=m.head_dim,
+                              aspect_ratio=m.aspect_ratio, mlp_ratio=m.mlp_ratio)
+        shapes.append((f"[grid].n_params[{i}]", shape))
+    seen: dict[ModelShape, str] = {}
+    for key, shape in shapes:
+        if shape in seen:
+            raise ConfigError(
+                f"{cfg.source}: {key}: resolves to the same model as {seen[shape]} "
+                f"({arch} L{shape.n_layer} d{shape.d_model}, {n_params(shape):,} params); "
+                f"space the sizes further apart")
+        seen[shape] = key
+    return sorted(seen, key=n_params)
 
 
 def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budget: float, seed: int,
