@@ -170,7 +170,7 @@ class Plan:
 
 
 def plan_sweep(cfg: SweepConfig) -> Plan:
-    """All runs of a sweep, in a stable order (size, then budget, then seed)."""
+    """All runs of a sweep, in a stable order (family, size, budget, LR multiplier, seed)."""
     shapes = _model_shapes(cfg)
     points: list[tuple[ModelShape, float, float, str]] = []  # shape, n_tokens_target, budget, key
     if cfg.grid.design == "grid":
