@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +70,21 @@ def setup(env: DistEnv, device: str) -> str:
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", init_method="env://",
                             rank=env.rank, world_size=env.world)
     return device
+
+
+@contextmanager
+def process_group(env: DistEnv, device: str) -> Iterator[str]:
+    """This rank's device, inside the run's process group: the one a caller already holds (a WSD trunk
+    trains several runs in one), else a group made here and left on exit, together on a normal exit."""
+    own = not in_group()
+    device = setup(env, device) if own else device_for(env, device)
+    finished = False  # every rank got through the body without an error: leave the group together
+    try:
+        yield device
+        finished = True
+    finally:
+        if own:
+            teardown(synchronize=finished)
 
 
 def in_group() -> bool:

@@ -186,41 +186,34 @@ def _train_run_ddp(run_dir: Path, env: ddp.DistEnv, num_threads: int | None, dev
     its own for this run.
     """
     global _ACTIVE
-    own_group = not ddp.in_group()
     prev_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     lock = RunLock(run_dir)
-    finished = False  # every rank got here without an error: leave the group together
     try:
-        device = ddp.setup(env, device) if own_group else ddp.device_for(env, device)
-        done, locked = None, False
-        if env.is_main:  # one decision for all ranks, so none trains alone or waits for a rank that left
-            done = read_result(run_dir)
-            if done is None:
-                locked = not lock.acquire()
-                done = None if locked else read_result(run_dir)
-        done, locked = ddp.broadcast((done, locked))
-        if done is not None:
-            finished = True
-            return done
-        if locked:
-            raise LaunchError(f"{run_dir}: is being trained by another process (lock {lock.path} is held)")
-        try:
-            result = _train(run_dir, device, t_call, env, stop_at_step)
-        except Exception as exc:
-            if env.is_main:
-                write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
-            raise
-        result = ddp.broadcast(result)  # only rank 0 made the result (the others return None from _train)
-        finished = True
-        return result
+        with ddp.process_group(env, device) as device:
+            done, locked = None, False
+            if env.is_main:  # one decision for all ranks, so none trains alone or waits for a rank that left
+                done = read_result(run_dir)
+                if done is None:
+                    locked = not lock.acquire()
+                    done = None if locked else read_result(run_dir)
+            done, locked = ddp.broadcast((done, locked))
+            if done is not None:
+                return done
+            if locked:
+                raise LaunchError(f"{run_dir}: is being trained by another process (lock {lock.path} is held)")
+            try:
+                result = _train(run_dir, device, t_call, env, stop_at_step)
+            except Exception as exc:
+                if env.is_main:
+                    write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
+                raise
+            return ddp.broadcast(result)  # only rank 0 made the result (the others return None from _train)
     finally:
         _ACTIVE = None
         torch.set_num_threads(prev_threads)
         lock.release()
-        if own_group:
-            ddp.teardown(synchronize=finished)
 
 
 def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SINGLE,

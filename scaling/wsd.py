@@ -76,16 +76,8 @@ def train_trunk(run_dir: Path, *, num_threads: int | None = None, device: str = 
     env = ddp.env_from_os()
     if env.world == 1:
         return _train_trunk(Path(run_dir), env, num_threads, device)
-    own_group = not ddp.in_group()
-    device = ddp.setup(env, device) if own_group else ddp.device_for(env, device)
-    finished = False
-    try:  # one group for every train_run below: each joins it rather than making its own
-        result = _train_trunk(Path(run_dir), env, num_threads, device)
-        finished = True
-        return result
-    finally:
-        if own_group:
-            ddp.teardown(synchronize=finished)
+    with ddp.process_group(env, device) as device:  # one group for every train_run below: each joins it
+        return _train_trunk(Path(run_dir), env, num_threads, device)
 
 
 def _train_trunk(run_dir: Path, env: ddp.DistEnv, num_threads: int | None, device: str) -> dict[str, Any]:
