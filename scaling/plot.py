@@ -144,14 +144,20 @@ def _draw_power_laws(ax: Axes, result: EnvelopeResult | IsoFlopResult, C: pd.Ser
 
 def plot_envelope(frame: pd.DataFrame, envelope: EnvelopeResult,
                   path: str | Path | None = None) -> Figure:
-    """Left: loss vs compute, all runs grey, envelope runs red and joined. Right: envelope N and D
-    vs C with the fitted power laws (Approach 1)."""
+    """Left: loss vs compute, all runs grey, each size's fitted loss curve thin, their minimum-loss
+    envelope red. Right: the envelope's N and D vs C with the fitted power laws (Approach 1)."""
     done, _ = select_done(frame)
     env = envelope.points
     fig = Figure(figsize=(12, 5))
     ax, ax_n = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     ax.scatter(done["flops"], done["loss"], color="0.6", s=12, label="runs")
-    ax.plot(env["flops"], env["loss"], color="C3", marker="o", lw=1.2, label="minimum-loss envelope")
+    k = float(np.median(done["flops"] / (done["n_params"] * done["n_tokens"])))
+    for i, (size, curve) in enumerate(sorted(envelope.curves.items())):
+        d_lo, d_hi = envelope.token_ranges[size]
+        d = np.geomspace(d_lo, d_hi, 40)
+        ax.plot(k * size * d, curve.predict(d), color="0.75", lw=0.8,
+                label="fitted L(D) per size" if i == 0 else None)
+    ax.plot(env["flops"], env["loss"], color="C3", lw=1.6, label="minimum-loss envelope")
     ax.set_xscale("log")
     ax.set_xlabel("compute C (FLOPs)")
     ax.set_ylabel("final loss")

@@ -233,13 +233,31 @@ def test_isoflop_explicit_budget_column_and_too_few_budgets() -> None:
         fit_isoflop(frame.iloc[:5])
 
 
-def test_envelope_exponents_on_compute_optimal_runs() -> None:
-    # Runs at the optimum plus dominated ones (same C, 4x off the optimal size).
-    good = isoflop_frame(TRUE, np.logspace(18, 22, 9), [1.0])
-    bad = isoflop_frame(TRUE, np.logspace(18, 22, 9), [0.25, 4.0])
-    env = fit_envelope(pd.concat([good, bad], ignore_index=True), n_bins=9)
-    assert len(env.points) == 9
-    assert env.a == pytest.approx(TRUE.a_, abs=1e-6) and env.b == pytest.approx(TRUE.b_, abs=1e-6)
+BESIROGLU_LAW = ChinchillaLaw.from_params(**BESIROGLU)
+
+
+@pytest.mark.parametrize("n_range, d_range", [((4e7, 1.6e10), (1e9, 4e11)), ((1e7, 1e10), (1e9, 1e12))])
+def test_envelope_is_unbiased_on_a_noiseless_grid(n_range: tuple, d_range: tuple) -> None:
+    # The lowest final loss per compute bin gave a = 0.449 here (true 0.513): the envelope of per-size
+    # L(D) curves, refined continuously in N, must come back within 0.01 (it does to ~1e-4).
+    frame = grid_frame(BESIROGLU_LAW, np.geomspace(*n_range, 8), np.geomspace(*d_range, 8), noise=0.0, seed=0)
+    env = fit_envelope(frame)
+    assert env.a == pytest.approx(BESIROGLU_LAW.a_, abs=0.002)
+    assert env.b == pytest.approx(BESIROGLU_LAW.b_, abs=0.002)
+    assert len(env.curves) == 8 and len(env.points) >= 50
+    n_opt, _ = BESIROGLU_LAW.compute_optimal(env.points["flops"].to_numpy())
+    assert np.allclose(env.points["n_params"], n_opt, rtol=0.02)
+
+
+def test_envelope_refuses_designs_without_per_size_curves() -> None:
+    # An IsoFLOP design has one run per size and budget: no size has a loss curve over D.
+    frame = isoflop_frame(TRUE, np.logspace(18, 22, 9), [0.25, 1.0, 4.0])
+    with pytest.raises(FitError, match=r"needs >= 3 model sizes with >= 4 token budgets"):
+        fit_envelope(frame)
+    # Sizes that never bracket the optimum (all far too small for every budget) are refused too.
+    small = grid_frame(TRUE, np.geomspace(1e6, 4e6, 4), np.geomspace(1e11, 1e12, 5), noise=0.0, seed=0)
+    with pytest.raises(FitError, match=r"too few sizes bracket the compute-optimal size"):
+        fit_envelope(small)
 
 
 def test_kaplan_slices_recover_exponents() -> None:
@@ -333,11 +351,12 @@ def test_fit_sweep_report_on_isoflop_design() -> None:
                              "loss": np.nan, "status": "diverged"}
     report = fit_sweep(frame, n_boot=50, seed=0, budgets=[1e20, 1e22])
     assert report.n_runs == 29 and report.n_done == 28
-    assert report.law is not None and report.isoflop is not None and report.envelope is not None
-    assert report.holdout is not None
+    assert report.law is not None and report.isoflop is not None and report.holdout is not None
+    assert report.envelope is None  # an IsoFLOP design has no per-size loss curves: refused, with the reason
     assert report.isoflop.a == pytest.approx(TRUE.a_, abs=0.03)
     text = report.to_text()
-    for needle in ("alpha", "beta", "tokens/param", "Approach 2", "Approach 1", "bad", "holdout"):
+    for needle in ("alpha", "beta", "tokens/param", "Approach 2", "bad", "holdout",
+                   "Approach 1 not fitted: Approach 1 needs >= 3 model sizes"):
         assert needle in text
     data = json.loads(json.dumps(report.to_dict()))
     assert data["approach3"]["intervals"]["alpha"][0] < data["approach3"]["params"]["alpha"]
@@ -353,3 +372,55 @@ def test_fit_sweep_with_too_few_runs_reports_instead_of_raising() -> None:
     assert any("Approach 3 not fitted" in d and ">= 5 done runs" in d for d in report.diagnostics)
     assert "Approach 3: not fitted" in report.to_text()
     json.dumps(report.to_dict())
+
+
+# ---------------------------------------------------------------------------------------------
+# Honest intervals: multi-start bootstrap, identification, outliers
+# ---------------------------------------------------------------------------------------------
+
+TINY_N, TINY_D = np.geomspace(2.5e4, 2.6e5, 4), np.geomspace(2.5e5, 4e6, 5)
+"""The default sweep's design: far above the floor of Besiroglu et al.'s law (loss ~20x E)."""
+
+
+def test_bootstrap_interval_of_a_collapsed_floor_does_not_collapse() -> None:
+    # On a tiny-like design E often collapses to ~0. Refits only from that estimate never move E (its
+    # gradient vanishes), so its interval had zero width; refits from several starts must spread it.
+    frame = grid_frame(BESIROGLU_LAW, TINY_N, TINY_D, noise=0.01, seed=3)
+    law = ChinchillaLaw().fit(frame["n_params"], frame["n_tokens"], frame["loss"])
+    starts = law.bootstrap_starts(float(frame["loss"].min()))
+    assert len(starts) >= 4 and np.allclose(starts[0], law.theta_)
+    law.bootstrap(frame["n_params"], frame["n_tokens"], frame["loss"], n_boot=60, seed=0)
+    lo, hi = law.interval("E")
+    assert lo <= BESIROGLU["E"] <= hi
+    assert hi > 10 * max(lo, 1e-3)
+
+
+def test_unidentified_parameters_are_named_with_what_would_pin_them() -> None:
+    frame = grid_frame(BESIROGLU_LAW, TINY_N, TINY_D, noise=0.01, seed=3)
+    report = fit_sweep(frame, n_boot=60, seed=0)
+    assert report.identification["E"]  # far above the floor: E cannot be pinned
+    assert "longer token budgets" in report.identification["E"]
+    text = report.to_text()
+    assert "E not identified" in text and "NOT IDENTIFIED" in text
+    assert "N_opt at the sweep's largest compute" in text
+    data = json.loads(json.dumps(report.to_dict()))
+    assert "E" in data["approach3"]["not_identified"]
+    # A well-spread grid identifies everything: no parameter is flagged.
+    wide = grid_frame(BESIROGLU_LAW, np.geomspace(7e7, 1.6e10, 8), np.geomspace(5e9, 5e11, 8), noise=0.01, seed=0)
+    report = fit_sweep(wide, n_boot=60, seed=0)
+    assert not any(report.identification.values()), report.identification
+    assert report.optimum is not None and report.optimum["identified"]
+    assert report.optimum["n_opt_lo"] <= float(BESIROGLU_LAW.compute_optimal(report.optimum["flops"])[0]) \
+        <= report.optimum["n_opt_hi"]
+
+
+def test_outlying_runs_are_listed_by_run_id() -> None:
+    frame = grid_frame(BESIROGLU_LAW, np.geomspace(7e7, 1.6e10, 8), np.geomspace(5e9, 5e11, 8), noise=0.01, seed=1)
+    frame.loc[[9, 40], "loss"] *= 1.25  # two runs 25% off (e.g. a bad LR), 62 good ones with 1% noise
+    report = fit_sweep(frame, n_boot=0)
+    assert report.outliers is not None and sorted(report.outliers["run_id"]) == ["r40", "r9"]
+    assert report.outliers["rel_error"].between(0.2, 0.3).all()
+    assert any("2 outlying run(s)" in d and "r9" in d and "r40" in d for d in report.diagnostics)
+    clean = fit_sweep(grid_frame(BESIROGLU_LAW, np.geomspace(7e7, 1.6e10, 8), np.geomspace(5e9, 5e11, 8),
+                                 noise=0.01, seed=1), n_boot=0)
+    assert clean.outliers is not None and clean.outliers.empty

@@ -74,11 +74,16 @@ def test_isoflop_parabolas_and_minima(frame: pd.DataFrame) -> None:
     assert len(ax_n.lines) == 2  # N_opt and D_opt power laws
 
 
-def test_envelope_highlighted(frame: pd.DataFrame) -> None:
-    env = fit_envelope(frame, n_bins=3)
-    fig = plot_envelope(frame, env)
+def test_envelope_highlighted() -> None:
+    N, D = (x.ravel() for x in np.meshgrid(np.geomspace(1e8, 1e10, 5), np.geomspace(1e9, 1e12, 6)))
+    grid = pd.DataFrame({"n_params": N, "n_tokens": D, "flops": 6 * N * D, "loss": TRUE.predict(N, D),
+                         "status": "done"})
+    env = fit_envelope(grid)
+    fig = plot_envelope(grid, env)
     ax = fig.axes[0]
-    assert len(ax.lines) == 1 and len(ax.lines[0].get_xdata()) == len(env.points) == 3
+    # one fitted L(D) curve per size (as loss vs compute), then the envelope itself
+    assert len(ax.lines) == len(env.curves) + 1 == 6
+    assert len(ax.lines[-1].get_xdata()) == len(env.points)
     assert len(scatters(ax)) == 1
 
 
