@@ -126,9 +126,12 @@ class DataConstrainedLaw:
 
 
 def _checked(D: float | np.ndarray, U: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    D, U = np.asarray(D, dtype=float), np.asarray(U, dtype=float)
-    if not (np.all(np.isfinite(U)) and np.all(U > 0)):
-        raise FitError(f"unique tokens U = {U}: must be finite and > 0")
-    if np.any(U > D):  # the original asserts this too: more unique tokens than seen is no data budget
-        raise FitError(f"unique tokens U = {U} > tokens D = {D}: U must be <= D")
+    """D and U as arrays; a FitError naming the first impossible value (as the original's assert U <= D)."""
+    D, U = np.broadcast_arrays(np.asarray(D, dtype=float), np.asarray(U, dtype=float))
+    bad = ~(np.isfinite(U) & (U > 0))
+    if bad.any():
+        raise FitError(f"unique tokens U = {U[bad].flat[0]:.4g}: must be finite and > 0")
+    bad = U > D  # more unique tokens than tokens seen is no data budget
+    if bad.any():
+        raise FitError(f"unique tokens U = {U[bad].flat[0]:.4g} > tokens D = {D[bad].flat[0]:.4g}: U must be <= D")
     return D, U
