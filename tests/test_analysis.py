@@ -141,3 +141,11 @@ def test_data_constrained_repeats_and_excess_parameters_decay() -> None:
 def test_data_constrained_rejects_impossible_budgets(U: float, D: float, match: str) -> None:
     with pytest.raises(FitError, match=match):
         DataConstrainedLaw().predict(1e9, D, U)
+
+
+def test_every_reproduction_is_documented() -> None:
+    readme = (ANALYSIS.parent / "README.md").read_text().split("## Reproductions")[1].split("\n## ")[0]
+    listing = (ANALYSIS / "README.md").read_text()
+    for path in sorted(ANALYSIS.glob("*.py")):
+        assert f"python analysis/{path.name}" in readme, path.name
+        assert f"`{path.name}`" in listing, path.name
