@@ -149,3 +149,10 @@ def test_every_reproduction_is_documented() -> None:
     for path in sorted(ANALYSIS.glob("*.py")):
         assert f"python analysis/{path.name}" in readme, path.name
         assert f"`{path.name}`" in listing, path.name
+
+
+def test_reproductions_do_not_import_torch() -> None:
+    code = ("import runpy, sys; import scaling.laws; "
+            + "; ".join(f"runpy.run_path({str(p)!r})" for p in sorted(ANALYSIS.glob("*.py")))
+            + "; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
