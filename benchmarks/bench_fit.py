@@ -1,9 +1,10 @@
 """Time the full Approach 3 fit (starting grid included) and 1,000 bootstrap refits on ~250 points.
 
-Target: < 30 s on a 2-core machine. Data: the Chinchilla reference runs when available
-(../shared/reference), else 250 synthetic runs from Besiroglu et al.'s law with 2% noise.
+Target: < 30 s on a 2-core machine. Data: the Chinchilla reference runs kept in the project
+(analysis/data/svg_extracted_data.csv, 245 runs; provenance in analysis/README.md), or with --synthetic
+250 runs drawn from Besiroglu et al.'s law with 2% noise.
 
-    python benchmarks/bench_fit.py [--n-boot 1000] [--repeat 3]
+    python benchmarks/bench_fit.py [--n-boot 1000] [--repeat 3] [--synthetic]
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import numpy as np
 
 from scaling.fit import ChinchillaLaw, read_points_csv
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "svg_extracted_data.csv"
+REFERENCE = Path(__file__).resolve().parents[1] / "analysis" / "data" / "svg_extracted_data.csv"
 
 
-def load_points() -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
-    if REFERENCE.exists():
+def load_points(synthetic: bool = False) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    if not synthetic:
         frame = read_points_csv(REFERENCE)
         return (f"reference ({len(frame)} runs)", frame["n_params"].to_numpy(),
                 frame["n_tokens"].to_numpy(), frame["loss"].to_numpy())
@@ -35,8 +36,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--synthetic", action="store_true", help="250 synthetic runs instead of the reference data")
     args = parser.parse_args()
-    name, N, D, L = load_points()
+    name, N, D, L = load_points(args.synthetic)
     print(f"data: {name}")
     totals = []
     for i in range(args.repeat):

@@ -2,7 +2,9 @@
 
 Every law here has `compute_optimal(C) -> (N_opt, D_opt)` with C in FLOPs and N in parameters,
 like `scaling.fit.ChinchillaLaw` and the Approach 1/2 results, so tables and plots treat fitted
-and published laws alike. Values are copied from the papers (see /work/shared/reference/README.md).
+and published laws alike. Values are copied from the papers, cited where defined
+(the Chinchilla and Besiroglu et al. fits side by side: analysis/README.md).
+The data-constrained law of Muennighoff et al. 2023 needs unique tokens too: scaling.laws.
 """
 
 from __future__ import annotations

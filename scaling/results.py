@@ -6,7 +6,7 @@ Layout of results/<sweep>/<run_id>/:
     metrics.jsonl  one JSON object per logged step (append-only; a torn last line is ignored)
     result.json    the final result; its presence with a valid status means the run is finished
     ckpt.pt        the latest checkpoint (torch.save to a temp file, then os.replace)
-    logs/          submitit stdout/stderr of each attempt
+    (the submitit logs of each attempt are in <sweep>/.submitit/<launch>/; status.json names them)
 The table is always derived from these files, never stored as the source of truth. Nothing here imports
 torch, and nothing here unpickles anything.
 """

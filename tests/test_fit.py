@@ -26,13 +26,12 @@ from scaling.fit import (
     select_done,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "svg_extracted_data.csv"
-needs_reference = pytest.mark.skipif(
-    not REFERENCE.exists(), reason=f"reference data not found at {REFERENCE} (../shared/reference)")
+# Epoch AI's extraction of Chinchilla's runs, kept in the project (provenance: analysis/README.md).
+REFERENCE = Path(__file__).resolve().parents[1] / "analysis" / "data" / "svg_extracted_data.csv"
 
 # Besiroglu et al. 2024 (arXiv 2404.10102), refit of the extracted Chinchilla data.
 BESIROGLU = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
-# Hoffmann's grid + L-BFGS with plain summed Huber on the same 240 runs (reference README).
+# Hoffmann's grid + L-BFGS with plain summed Huber on the same 240 runs (analysis/README.md).
 GRID_CHECK = {"E": 1.817, "A": 477.8, "B": 2143.9, "alpha": 0.3473, "beta": 0.3672}
 
 
@@ -74,7 +73,6 @@ TRUE = ChinchillaLaw.from_params(E=1.7, A=400.0, B=2000.0, alpha=0.34, beta=0.36
 # Reference reproduction
 # ---------------------------------------------------------------------------------------------
 
-@needs_reference
 def test_reference_fit_reproduces_besiroglu() -> None:
     frame = reference_240()
     assert len(frame) == 240
@@ -92,7 +90,6 @@ def test_reference_fit_reproduces_besiroglu() -> None:
     assert law.E_ == p.E and law.alpha_ == p.alpha
 
 
-@needs_reference
 @pytest.mark.slow
 def test_prefiltered_starts_find_the_full_grid_optimum() -> None:
     frame = reference_240()
@@ -105,7 +102,6 @@ def test_prefiltered_starts_find_the_full_grid_optimum() -> None:
         assert getattr(fast.params_, name) == pytest.approx(getattr(full.params_, name), rel=1e-4)
 
 
-@needs_reference
 def test_reference_bootstrap_matches_published_intervals() -> None:
     frame = reference_240()
     law = ChinchillaLaw().bootstrap(frame["n_params"], frame["n_tokens"], frame["loss"],
@@ -119,7 +115,6 @@ def test_reference_bootstrap_matches_published_intervals() -> None:
     assert lo == pytest.approx(0.331, abs=0.015) and hi == pytest.approx(0.415, abs=0.02)
 
 
-@needs_reference
 def test_read_reference_format_derives_tokens() -> None:
     frame = read_points_csv(REFERENCE)
     assert len(frame) == 245
