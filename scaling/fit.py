@@ -510,8 +510,8 @@ class ChinchillaLaw:
         """Refit on `n_boot` resamples of the runs (with replacement); sets `bootstrap_params_`.
 
         Fits first if not fitted. Each resample is refitted from several starts and keeps its best
-        optimum (`bootstrap_starts`): the point estimate, the fit's other distinct local optima, and the
-        point estimate with the floor E moved to 30%, 60% and 90% of the lowest loss. Starting from the
+        optimum (`bootstrap_starts`): the point estimate and the estimate with the floor E moved to a
+        fraction of the lowest loss, plus the fit's other local optima where the estimate is doubtful. Starting from the
         estimate alone (as Besiroglu et al. 2024 do on well-spread data) fails where small sweeps live:
         when E has collapsed to ~0 its gradient vanishes, no resample moves it, and E's interval has zero
         width (measured: 4 of 20 simulated tiny designs excluded the true E). Resamples whose refits
@@ -544,11 +544,22 @@ class ChinchillaLaw:
         return self
 
     def bootstrap_starts(self, min_loss: float) -> np.ndarray:
-        """Starting points of every bootstrap refit, shape (k, 5); see `bootstrap`."""
+        """Starting points of every bootstrap refit, shape (k, 5); see `bootstrap`.
+
+        Always the point estimate and the estimate with E at half the lowest loss. Where the estimate is
+        itself doubtful (E below half the lowest loss, or a parameter on the search box) also the fit's
+        next BOOT_OTHER_OPTIMA distinct local optima and E at each of BOOT_E_FRACTIONS of the lowest loss.
+        A well-identified interior optimum (Chinchilla's data) so costs two refits per resample, not six.
+        """
         self._check_fitted()
+        on_box = any(abs(t - lo) < _BOX_EPS or abs(t - hi) < _BOX_EPS
+                     for t, (lo, hi) in zip(self.theta_, _THETA_BOUNDS))
+        doubtful = self.E_ < 0.5 * min_loss or on_box
         starts = [self.theta_]
-        starts += [theta for theta in getattr(self, "local_optima_", [])[1:BOOT_OTHER_OPTIMA + 1]]
-        for fraction in BOOT_E_FRACTIONS:
+        fractions = (0.5, *BOOT_E_FRACTIONS) if doubtful else (0.5,)
+        if doubtful:
+            starts += list(getattr(self, "local_optima_", [])[1:BOOT_OTHER_OPTIMA + 1])
+        for fraction in fractions:
             theta = np.array(self.theta_, dtype=float)
             theta[2] = math.log(fraction * min_loss)
             starts.append(theta)
@@ -629,8 +640,9 @@ def _compute_optimal(p: LawParams, C: np.ndarray) -> tuple[np.ndarray, np.ndarra
         return G * (C / 6.0) ** p.a, (C / 6.0) ** p.b / G
 
 
-BOOT_E_FRACTIONS = (0.3, 0.6, 0.9)
-"""Bootstrap refits also start with E at these fractions of the lowest loss (see ChinchillaLaw.bootstrap)."""
+BOOT_E_FRACTIONS = (0.25, 0.75)
+"""Where the estimate is doubtful, bootstrap refits also start with E at these fractions of the lowest loss
+(besides half of it, always; see ChinchillaLaw.bootstrap_starts)."""
 BOOT_OTHER_OPTIMA = 2
 """...and from this many of the point fit's other distinct local optima (next best first)."""
 
@@ -645,8 +657,12 @@ def _distinct_rows(thetas: np.ndarray, tol: float = 1e-3) -> np.ndarray:
 
 
 def _distinct_optima(optima: list[tuple[float, np.ndarray]], keep: int = 8) -> list[np.ndarray]:
-    """The best `keep` distinct optimizer end points, best first (optima sorted by objective)."""
-    kept = _distinct_rows(np.array([theta for _, theta in optima]))
+    """The best `keep` distinct optimizer end points, best first (optima sorted by objective).
+
+    End points within 0.05 of each other in every coordinate of theta (5% in A, B, E; 0.05 in the
+    exponents) are one optimum reached from different starts, not a second mode worth refitting from.
+    """
+    kept = _distinct_rows(np.array([theta for _, theta in optima]), tol=0.05)
     return [np.array(theta) for theta in kept[:keep]]
 
 
