@@ -181,6 +181,7 @@ def _load_bin(path: Path, cfg: DataConfig) -> Corpus:
                                 f"[data].vocab_size = {cfg.vocab_size}")
             digest.update(chunk.tobytes())
         meta = {"fingerprint": digest.hexdigest()[:16]}
+        meta_path.parent.mkdir(parents=True, exist_ok=True)  # a .bin may be the first corpus ever loaded
         _write_atomic(meta_path, json.dumps(meta).encode())
     n_val = int(len(tokens) * cfg.val_fraction)
     return Corpus(train=tokens[: len(tokens) - n_val], val=tokens[len(tokens) - n_val:],
