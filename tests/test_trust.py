@@ -39,6 +39,10 @@ def sweep_file(tmp_path: Path, corpus: Path, **sections: dict) -> Path:
     return write_sweep(tmp_path / "s.toml", cfg)
 
 
+def losses(run_dir: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["train_loss"]) for r in read_metrics(run_dir) if "train_loss" in r]
+
+
 def fingerprint(run_dir: Path) -> str:
     return read_result(run_dir)["corpus"]["fingerprint"]
 
@@ -68,7 +72,7 @@ def test_fit_of_an_edited_sweep_uses_only_its_planned_runs(tmp_path: Path, text_
     sweep_file(tmp_path, text_corpus, grid={"n_tokens": BUDGETS[:1]}, train={"batch_size": 8, "lr": 3e-3})
     assert main(["run", str(toml), "--n-boot", "0"]) == 0
     out = capsys.readouterr().out
-    assert "0 submitted" in out and "not in this sweep's plan: 3 run folder(s)" in out
+    assert "0 submitted" in out and "not in this sweep's plan: 1 run folder(s)" in out, out
     assert "(1 runs)" in out
     table = pd.read_csv(tmp_path / "results" / "s" / "runs.csv")
     assert len(table) == 1 and table["n_tokens"].tolist() == [BUDGETS[0]]
@@ -142,7 +146,8 @@ def test_checkpoint_made_on_an_earlier_corpus_is_not_resumed(tmp_path: Path, tex
                                                              caplog: pytest.LogCaptureFixture,
                                                              count_case: Callable) -> None:
     corpus = small_corpus(tmp_path, text_corpus)
-    spec = plan_sweep(load_sweep(sweep_file(tmp_path, corpus, grid={"n_tokens": BUDGETS[1:]}))).runs[0]
+    toml = sweep_file(tmp_path, corpus, grid={"n_tokens": BUDGETS[1:]}, train={"log_every_steps": 1})
+    spec = plan_sweep(load_sweep(toml)).runs[0]
     run_dir = tmp_path / spec.run_id
     run_dir.mkdir()
     write_json_atomic(run_dir / "spec.json", spec.to_dict())
@@ -154,7 +159,12 @@ def test_checkpoint_made_on_an_earlier_corpus_is_not_resumed(tmp_path: Path, tex
     result = train_run(run_dir, num_threads=1)
     assert "trained on corpus" in caplog.text and list(run_dir.glob(f"{CKPT}.bad-*"))
     assert result["corpus"]["fingerprint"] == load_corpus(spec.data).fingerprint
-    assert [r["step"] for r in read_metrics(run_dir) if "train_loss" in r][0] == 1  # from scratch
+    # trained from scratch on the new corpus: the same curve as a run that never saw the old one
+    fresh = tmp_path / "fresh" / spec.run_id
+    fresh.mkdir(parents=True)
+    write_json_atomic(fresh / "spec.json", spec.to_dict())
+    assert train_run(fresh, num_threads=1)["val_loss"] == result["val_loss"]
+    assert losses(fresh) == losses(run_dir) and len(losses(run_dir)) == spec.n_steps
     count_case("data-change")
 
 
