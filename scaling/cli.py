@@ -105,17 +105,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.no_wait:
         print(f"submitted; follow with: scaling status {args.sweep}")
         return 0
-    elsewhere = _running_elsewhere(plan)
-    if elsewhere:
-        # Another launcher (or an orphaned job) holds these runs' locks: this launch did not finish the sweep.
-        print(f"sweep NOT finished after {time.time() - start:.0f} s: {len(elsewhere)} of {len(plan.runs)} runs "
-              f"still training elsewhere (lock held): {_describe(elsewhere)}; the fit below is partial, "
-              f"rerun `scaling fit {args.sweep}` when they finish")
+    unfinished = _wait_for_runs_elsewhere(plan, report.failed)
+    if unfinished:
+        print(f"sweep NOT finished after {time.time() - start:.0f} s: {len(unfinished)} of {len(plan.runs)} runs "
+              f"were being trained elsewhere and have no result: {_describe(unfinished)}; the fit below is partial "
+              f"(rerun `scaling run {args.sweep}` to train them)")
     else:
         print(f"sweep finished in {time.time() - start:.0f} s")
     if not args.no_fit:
         analyze(cfg.sweep_dir, n_boot=args.n_boot, plan=plan)
-    return 0 if not report.failed and not elsewhere else 1
+    return 0 if not report.failed and not unfinished else 1
+
+
+def _wait_for_runs_elsewhere(plan: Plan, failed: list[str], poll_s: float = 1.0) -> list[str]:
+    """Wait while another launcher (or an orphaned job) holds a planned run's lock, so that "finished" and
+    the fit cover the whole sweep. Returns the planned runs that still have no final result and did not fail
+    in this launch: another process had them and stopped (died, was cancelled) before finishing."""
+    from scaling.results import read_result
+
+    elsewhere = _running_elsewhere(plan)
+    if elsewhere:
+        print(f"waiting for {len(elsewhere)} run(s) being trained elsewhere (their lock is held by another "
+              f"launch or job): {_describe(elsewhere)}", flush=True)
+    while _running_elsewhere(plan):
+        time.sleep(poll_s)
+    sweep_dir = Path(plan.sweep.sweep_dir)
+    return [r.run_id for r in plan.runs if r.run_id not in set(failed) and read_result(sweep_dir / r.run_id) is None]
 
 
 def _retire_stale_data(plan: Plan, fingerprint: str) -> None:

@@ -3,7 +3,12 @@ still training elsewhere is not called finished; names stay inside results_dir; 
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import scaling
 from conftest import tiny_sweep, write_sweep
 from scaling.cli import main
 from scaling.compare import source_labels
@@ -22,6 +28,7 @@ from scaling.plan import plan_sweep
 from scaling.results import CKPT, RunLock, read_json, read_metrics, read_result, write_json_atomic
 from scaling.train import train_run
 
+REPO = Path(scaling.__file__).resolve().parent.parent
 BUDGETS = [2560, 5120]  # 10 and 20 steps of 8 x 32 tokens
 
 
@@ -85,19 +92,48 @@ def test_fit_of_an_edited_sweep_uses_only_its_planned_runs(tmp_path: Path, text_
     count_case("stale-runs")
 
 
-def test_a_run_trained_elsewhere_makes_the_sweep_partial(tmp_path: Path, text_corpus: Path,
-                                                         capsys: pytest.CaptureFixture,
-                                                         count_case: Callable) -> None:
+def test_run_waits_for_a_run_another_launcher_trains(tmp_path: Path, text_corpus: Path,
+                                                     capsys: pytest.CaptureFixture, count_case: Callable) -> None:
+    toml = sweep_file(tmp_path, text_corpus, grid={"n_tokens": [500 * 256]})
+    long = plan_sweep(load_sweep(toml)).runs[0]
+    busy = tmp_path / "results" / "s" / long.run_id
+    busy.mkdir(parents=True)
+    write_json_atomic(busy / "spec.json", long.to_dict())
+    # another launcher's job, training the sweep's one run (500 steps) in its own process
+    other = subprocess.Popen([sys.executable, "-m", "scaling.cli", "train", str(busy), "--threads", "1"],
+                             env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not RunLock(busy).is_held_elsewhere():
+        assert other.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    assert main(["run", str(toml), "--n-boot", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "0 submitted" in out and "1 running elsewhere" in out
+    assert "waiting for 1 run(s) being trained elsewhere" in out and "sweep finished" in out
+    assert other.wait(timeout=60) == 0
+    table = pd.read_csv(tmp_path / "results" / "s" / "runs.csv")
+    assert table["status"].tolist() == ["done"]  # the table and fit waited for it
+    count_case("stale-runs")
+
+
+def test_run_trained_elsewhere_without_a_result_makes_the_sweep_partial(tmp_path: Path, text_corpus: Path,
+                                                                        capsys: pytest.CaptureFixture,
+                                                                        count_case: Callable) -> None:
     toml = sweep_file(tmp_path, text_corpus, grid={"n_tokens": BUDGETS})
     busy = tmp_path / "results" / "s" / plan_sweep(load_sweep(toml)).runs[1].run_id
     busy.mkdir(parents=True)
-    with RunLock(busy) as other_launcher:  # another launcher (or an orphaned job) trains this run
-        assert other_launcher.acquire()
+    other_launcher = RunLock(busy)
+    assert other_launcher.acquire()
+    stopped = threading.Timer(1.0, other_launcher.release)  # it stops (killed, cancelled) before finishing
+    stopped.start()
+    try:
         assert main(["run", str(toml), "--n-boot", "0"]) == 1
+    finally:
+        stopped.cancel()
+        other_launcher.release()
     out = capsys.readouterr().out
-    assert "1 running elsewhere" in out
-    assert "sweep NOT finished" in out and busy.name in out and "partial" in out
-    assert "sweep finished" not in out
+    assert "sweep NOT finished" in out and busy.name in out
+    assert "partial" in out and "sweep finished" not in out
     count_case("stale-runs")
 
 
