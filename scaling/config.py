@@ -44,7 +44,7 @@ class DataConfig:
     val_tokens: int = 32768
     """Held-out tokens every run is evaluated on at the end (a fixed, seeded set of windows)."""
     vocab_size: int = 256
-    """Vocabulary size: 256 for byte-level text; set it for a .bin file (all ids must be below it)."""
+    """Vocabulary size: must be 256 for byte-level text; set it for a .bin file (all ids must be below it)."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class ModelConfig:
     """Width of one attention head; d_model is a multiple of it when resolved from n_params."""
     aspect_ratio: float = 32.0
     """Depth/width rule for targets: d_model ~= aspect_ratio * n_layer (Kaplan et al. 2020 found loss
-    insensitive to the ratio over a wide range; see resolve_shape)."""
+    insensitive to the ratio over a wide range; see resolve_shape). Must be in [1, 1000]."""
     mlp_ratio: int = 4
     """MLP hidden width as a multiple of d_model."""
 
@@ -188,7 +188,8 @@ class SweepConfig:
     """A whole sweep: the top-level keys plus one section per table."""
 
     name: str
-    """Sweep name (default: the file name without .toml); results go to <results_dir>/<name>/."""
+    """Sweep name (default: the file name without .toml); results go to <results_dir>/<name>/. One folder
+    name: letters, digits, '-', '_', '.', not starting with '.'."""
     results_dir: str = "results"
     """Root folder of results, relative to the current directory unless absolute."""
     data: DataConfig = field(default_factory=DataConfig)
