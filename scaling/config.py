@@ -385,7 +385,8 @@ def validate(cfg: SweepConfig) -> None:
           "isoflop needs [min, max] total parameters to space sizes between")
         c(g.n_params[0] < g.n_params[1] if len(g.n_params) == 2 else True, cfg, "[grid].n_params",
           list(g.n_params), "must be [min, max] with min < max")
-        c(g.n_sizes >= 1, cfg, "[grid].n_sizes", g.n_sizes, "must be >= 1")
+        # the planner resolves every size before it can refuse duplicates: 1e9 would plan for hours
+        c(1 <= g.n_sizes <= 1000, cfg, "[grid].n_sizes", g.n_sizes, "must be in [1, 1000]")
         c(not g.n_tokens, cfg, "[grid].n_tokens", list(g.n_tokens), "not used with design = \"isoflop\"")
         c(not g.shapes, cfg, "[grid].shapes", "...", "not used with design = \"isoflop\" (give n_params)")
     c(t.batch_size > 0, cfg, "[train].batch_size", t.batch_size, "must be > 0")

@@ -276,6 +276,8 @@ def test_arch_column_must_be_a_safe_folder(tmp_path: Path, capsys: pytest.Captur
      r"\[grid\].n_params\[0\]: plans gpt L12500 d400000 with 2.4e\+16 parameters"),
     ({"grid": {"design": "isoflop", "shapes": [], "n_params": [1e4, 1e5], "flops": [1e28], "n_sizes": 2}},
      r"\[grid\].flops\[0\]: plans gpt L1 d16 with .* tokens, more than the cap of 1e\+16"),
+    ({"grid": {"design": "isoflop", "shapes": [], "n_params": [1e4, 1e5], "flops": [1e12], "n_sizes": 10**4}},
+     r"\[grid\].n_sizes = 10000: must be in \[1, 1000\]"),
     ({"data": {"vocab_size": 100}}, r"\[data\].vocab_size = 100: must be 256 for byte-level text"),
     ({"data": {"vocab_size": 1000}}, r"\[data\].vocab_size = 1000: must be 256 for byte-level text"),
     ({"data": {"source": "stdlib", "vocab_size": 128}}, r"\[data\].vocab_size = 128: must be 256"),
