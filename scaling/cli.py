@@ -306,6 +306,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(table.to_string(index=False))
     counts = table["state"].value_counts().to_dict()
     print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    sweep_dir, planned = Path(cfg.sweep_dir), set(table["run_id"])
+    others = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and (p / "spec.json").is_file()
+                    and p.name not in planned) if sweep_dir.is_dir() else []
+    if others:  # folders of an earlier version of the sweep file: fits leave them out (see _only_planned)
+        print(f"not in this sweep's plan: {len(others)} run folder(s) in {sweep_dir}/: {_describe(others)}")
     return 0
 
 

@@ -73,6 +73,9 @@ def test_fit_of_an_edited_sweep_uses_only_its_planned_runs(tmp_path: Path, text_
     assert "FitError" in captured.err and "0 usable run(s) of 0" in captured.err
     assert main(["fit", str(toml), "--n-boot", "0", "--all-runs"]) == 0
     assert "every run folder" in capsys.readouterr().out
+    assert main(["status", str(toml)]) == 0
+    out = capsys.readouterr().out
+    assert "pending: 2" in out and "not in this sweep's plan: 2 run folder(s)" in out
     count_case("stale-runs")
 
     # back to lr 3e-3 with one budget removed: `run` trains nothing and its fit and table hold one run
