@@ -345,12 +345,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from scaling.compare import compare_table, published_laws, source_labels
     from scaling.fit import ChinchillaLaw, fit_points, split_by_arch
     from scaling.plot import plot_frontiers
+    from scaling.provenance import check_one_corpus
     from scaling.results import export_csv
 
     laws: dict[str, object] = {}
     published = published_laws()
-    from scaling.provenance import check_one_corpus
-
     frames = [_frame_for(source) for source in args.sources]
     for source, (frame, _) in zip(args.sources, frames):
         for note in check_one_corpus(frame, source, allow_mixed=args.allow_mixed_data):
