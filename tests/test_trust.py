@@ -207,6 +207,26 @@ def test_checkpoint_made_on_an_earlier_corpus_is_not_resumed(tmp_path: Path, tex
     count_case("data-change")
 
 
+def test_wsd_trunk_of_an_earlier_corpus_is_not_reused(tmp_path: Path, text_corpus: Path,
+                                                       capsys: pytest.CaptureFixture, count_case: Callable) -> None:
+    corpus = small_corpus(tmp_path, text_corpus)
+    wsd = {"grid": {"n_tokens": BUDGETS}, "train": {"batch_size": 8, "schedule": "wsd"}}
+    toml = sweep_file(tmp_path, corpus, **wsd)
+    assert main(["run", str(toml), "--no-fit"]) == 0
+    edited = sorted(corpus.iterdir())[0]
+    edited.write_bytes(edited.read_bytes() + b"\n# edited in place\n" * 200)
+    assert main(["run", str(toml), "--no-fit"]) == 0
+    assert "data changed: 2 finished run(s)" in capsys.readouterr().out
+    # the same sweep trained once, on the new corpus only: the relaunch must match it run for run
+    fresh = write_sweep(tmp_path / "fresh.toml", tiny_sweep("s", corpus, results_dir=tmp_path / "fresh", **wsd))
+    assert main(["run", str(fresh), "--no-fit"]) == 0
+    for spec in plan_sweep(load_sweep(toml)).runs:
+        again, once = (read_result(tmp_path / d / "s" / spec.run_id) for d in ("results", "fresh"))
+        assert again["corpus"]["fingerprint"] == once["corpus"]["fingerprint"]
+        assert again["val_loss"] == once["val_loss"]  # the old trunk checkpoint was not resumed
+    count_case("data-change")
+
+
 # ------------------------------------------------------------------------------------------ compare labels
 
 
