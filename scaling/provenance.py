@@ -24,9 +24,11 @@ STALE_PREFIX = "stale-data-"
 def planned_rows(frame: pd.DataFrame, plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """(rows of the plan's runs, rows of the other run folders, planned run ids with no folder yet)."""
     ids = [r.run_id for r in plan.runs]
-    have = frame["run_id"].astype(str) if "run_id" in frame.columns else pd.Series([], dtype=str)
+    have = (frame["run_id"].astype(str) if "run_id" in frame.columns
+            else pd.Series([""] * len(frame), index=frame.index, dtype=str))  # no ids: nothing matches the plan
     mine = have.isin(set(ids)).to_numpy()
-    missing = [i for i in ids if i not in set(have)]
+    present = set(have)
+    missing = [i for i in ids if i not in present]
     return frame.loc[mine].reset_index(drop=True), frame.loc[~mine].reset_index(drop=True), missing
 
 
