@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from scaling.config import SweepConfig, load_sweep
+from scaling.config import SweepConfig, is_safe_component, load_sweep
 from scaling.errors import ConfigError, FitError, ScalingError
 from scaling.plan import Plan, plan_sweep
 
@@ -96,7 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from scaling.data import load_corpus  # imports torch
 
         # A missing, empty or too-short corpus fails here in one line, not in every job; jobs reuse the cache.
-        load_corpus(cfg.data, seq_len=cfg.model.seq_len)
+        corpus = load_corpus(cfg.data, seq_len=cfg.model.seq_len)
+        _retire_stale_data(plan, corpus.fingerprint)
     print_plan(plan)
     start = time.time()
     report = launch(plan, wait=not args.no_wait)
@@ -104,20 +105,88 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.no_wait:
         print(f"submitted; follow with: scaling status {args.sweep}")
         return 0
-    print(f"sweep finished in {time.time() - start:.0f} s")
+    unfinished = _wait_for_runs_elsewhere(plan, report.failed)
+    if unfinished:
+        print(f"sweep NOT finished after {time.time() - start:.0f} s: {len(unfinished)} of {len(plan.runs)} runs "
+              f"were being trained elsewhere and have no result: {_describe(unfinished)}; the fit below is partial "
+              f"(rerun `scaling run {args.sweep}` to train them)")
+    else:
+        print(f"sweep finished in {time.time() - start:.0f} s")
     if not args.no_fit:
-        analyze(cfg.sweep_dir, n_boot=args.n_boot)
-    return 0 if not report.failed else 1
+        analyze(cfg.sweep_dir, n_boot=args.n_boot, plan=plan)
+    return 0 if not report.failed and not unfinished else 1
 
 
-def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path | None = None) -> None:
-    """Table + fits + figures for a finished (or partly finished) sweep folder."""
+def _wait_for_runs_elsewhere(plan: Plan, failed: list[str], poll_s: float = 1.0) -> list[str]:
+    """Wait while another launcher (or an orphaned job) holds a planned run's lock, so that "finished" and
+    the fit cover the whole sweep. Returns the planned runs that still have no final result and did not fail
+    in this launch: another process had them and stopped (died, was cancelled) before finishing."""
+    from scaling.results import read_result
+
+    elsewhere = _running_elsewhere(plan)
+    if elsewhere:
+        print(f"waiting for {len(elsewhere)} run(s) being trained elsewhere (their lock is held by another "
+              f"launch or job): {_describe(elsewhere)}", flush=True)
+    while _running_elsewhere(plan):
+        time.sleep(poll_s)
+    sweep_dir = Path(plan.sweep.sweep_dir)
+    return [r.run_id for r in plan.runs if r.run_id not in set(failed) and read_result(sweep_dir / r.run_id) is None]
+
+
+def _retire_stale_data(plan: Plan, fingerprint: str) -> None:
+    """Planned runs finished on an earlier version of the corpus (edited in place) are set aside and retrained."""
+    from scaling.provenance import retire_stale, stale_data_runs
+
+    stale = stale_data_runs(plan, fingerprint)
+    for run_id, recorded in stale:
+        retire_stale(Path(plan.sweep.sweep_dir) / run_id, recorded)
+    if stale:
+        old = sorted({fp for _, fp in stale})
+        print(f"data changed: {len(stale)} finished run(s) were trained on corpus {', '.join(old)}, the corpus "
+              f"is now {fingerprint}; retraining them (old results kept in each run's stale-data-*/): "
+              f"{_describe([r for r, _ in stale])}")
+
+
+def _running_elsewhere(plan: Plan) -> list[str]:
+    """Planned runs without a final result whose lock another process holds (another launch is training them)."""
+    from scaling.results import RunLock, read_result
+
+    sweep_dir = Path(plan.sweep.sweep_dir)
+    return [r.run_id for r in plan.runs if (sweep_dir / r.run_id).is_dir()
+            and read_result(sweep_dir / r.run_id) is None and RunLock(sweep_dir / r.run_id).is_held_elsewhere()]
+
+
+def _describe(ids: list[str], n: int = 3) -> str:
+    return ", ".join(ids[:n]) + (f", ... ({len(ids)} in all)" if len(ids) > n else "")
+
+
+def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path | None = None,
+            plan: Plan | None = None) -> None:
+    """Table + fits + figures for a finished (or partly finished) sweep folder; with `plan`, of its runs only."""
+    from scaling.provenance import check_one_corpus
     from scaling.results import export_csv, load_results
 
     frame = load_results(sweep_dir)
+    if plan is not None:
+        frame = _only_planned(frame, plan, str(plan.sweep.source or sweep_dir))
+    for note in check_one_corpus(frame, sweep_dir):
+        print(note)
     csv = export_csv(frame, Path(sweep_dir) / "runs.csv")
     print(f"\nresults table: {csv} ({len(frame)} runs)")
     fit_and_plot(frame, out_dir or Path(sweep_dir), n_boot=n_boot, holdout=holdout)
+
+
+def _only_planned(frame: pd.DataFrame, plan: Plan, sweep: str) -> pd.DataFrame:
+    """The rows of the plan's runs; says how many run folders of the sweep folder the plan no longer has."""
+    from scaling.provenance import planned_rows
+
+    mine, others, missing = planned_rows(frame, plan)
+    if len(others):
+        print(f"not in this sweep's plan: {len(others)} run folder(s) in {plan.sweep.sweep_dir}/ (left out; "
+              f"`scaling fit {sweep} --all-runs` includes them): {_describe(others['run_id'].astype(str).tolist())}")
+    if missing:
+        print(f"planned but not started: {len(missing)} run(s): {_describe(missing)}")
+    return mine
 
 
 def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int = 0,
@@ -132,6 +201,9 @@ def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int =
     budgets = _budgets_for(frame)
     laws = {}
     for arch, part in families.items():
+        if len(families) > 1 and not is_safe_component(arch):  # from spec.json or a CSV: a folder name here
+            raise ConfigError(f"{out_dir}: column 'arch' = {arch!r}: must be one folder name (letters, digits, "
+                              f"'-', '_', '.', not starting with '.') to hold its family's fit")
         where = out_dir / arch if len(families) > 1 else out_dir
         where.mkdir(parents=True, exist_ok=True)
         report = fit_sweep(part, n_boot=n_boot, n_holdout=holdout or None, budgets=budgets,
@@ -194,24 +266,33 @@ def _budgets_for(frame: pd.DataFrame) -> list[float]:
     return [float(c) for c in np.logspace(lo, hi, int(hi - lo) + 1)]
 
 
-def _frame_for(source: str) -> tuple[pd.DataFrame, Path]:
-    """A points frame from a sweep TOML, a results folder or a CSV; and where outputs go."""
+def _frame_for(source: str, all_runs: bool = False) -> tuple[pd.DataFrame, Path]:
+    """A points frame from a sweep TOML (its planned runs, or every run folder with `all_runs`), a results
+    folder or a CSV (no plan: every run folder or row); and where outputs go."""
     from scaling.fit import read_points_csv
     from scaling.results import load_results
 
     path = Path(source)
-    if path.suffix == ".toml":
-        sweep_dir = load_sweep(path).sweep_dir
+    if path.suffix.lower() == ".toml":
+        cfg = load_sweep(path)
+        sweep_dir = cfg.sweep_dir
         if not sweep_dir.is_dir():
             raise ConfigError(f"{path}: no results yet in {sweep_dir}/ (run: scaling run {path})")
-        return load_results(sweep_dir), sweep_dir
+        frame = load_results(sweep_dir)
+        if all_runs:
+            print(f"--all-runs: every run folder in {sweep_dir}/, planned by {path} or not ({len(frame)})")
+            return frame, sweep_dir
+        return _only_planned(frame, plan_sweep(cfg), str(path)), sweep_dir
     if path.is_dir():
         frame = load_results(path)
         if frame.empty:
             raise ConfigError(f"{path}: no run folders with spec.json in this folder")
+        print(f"{path}: a results folder has no sweep plan: every run folder in it is used ({len(frame)})")
         return frame, path
-    if path.suffix == ".csv" and path.is_file():
-        return read_points_csv(path), path.with_suffix("")
+    if path.suffix.lower() == ".csv" and path.is_file():
+        frame = read_points_csv(path)
+        print(f"{path}: a CSV has no sweep plan: every row is used ({len(frame)})")
+        return frame, path.with_suffix("")
     raise ConfigError(f"{source}: not a sweep .toml, a results folder or a .csv file")
 
 
@@ -225,19 +306,27 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(table.to_string(index=False))
     counts = table["state"].value_counts().to_dict()
     print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    sweep_dir, planned = Path(cfg.sweep_dir), set(table["run_id"])
+    others = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and (p / "spec.json").is_file()
+                    and p.name not in planned) if sweep_dir.is_dir() else []
+    if others:  # folders of an earlier version of the sweep file: fits leave them out (see _only_planned)
+        print(f"not in this sweep's plan: {len(others)} run folder(s) in {sweep_dir}/: {_describe(others)}")
     return 0
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from scaling.fit import select_done
+    from scaling.provenance import check_one_corpus
 
-    frame, out = _frame_for(args.source)
+    frame, out = _frame_for(args.source, all_runs=args.all_runs)
+    for note in check_one_corpus(frame, args.source, allow_mixed=args.allow_mixed_data):
+        print(note)
     done, excluded = select_done(frame)
     if len(done) < 2:  # no law can be fitted; fail in one line instead of writing an empty report
         raise FitError(f"{args.source}: {len(done)} usable run(s) of {len(frame)}; a fit needs at least 2"
                        + (f" ({excluded[0]}{', ...' if len(excluded) > 1 else ''})" if excluded else ""))
     out = Path(args.out) if args.out else out
-    if Path(args.source).suffix == ".toml" or Path(args.source).is_dir():
+    if Path(args.source).suffix.lower() == ".toml" or Path(args.source).is_dir():
         from scaling.results import export_csv
 
         print(f"results table: {export_csv(frame, out / 'runs.csv')}")
@@ -253,23 +342,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Fit each source (Approach 3 + bootstrap) and tabulate compute-optimal sizes beside published laws."""
     import numpy as np
 
-    from scaling.compare import compare_table, published_laws
+    from scaling.compare import compare_table, published_laws, source_labels
     from scaling.fit import ChinchillaLaw, fit_points, split_by_arch
     from scaling.plot import plot_frontiers
+    from scaling.provenance import check_one_corpus
     from scaling.results import export_csv
 
     laws: dict[str, object] = {}
-    for source in args.sources:
-        frame, where = _frame_for(source)
+    published = published_laws()
+    frames = [_frame_for(source) for source in args.sources]
+    for source, (frame, _) in zip(args.sources, frames):
+        for note in check_one_corpus(frame, source, allow_mixed=args.allow_mixed_data):
+            print(note)
+    # A/runs.csv and B/runs.csv are both "runs": distinct labels, or one law would replace the other.
+    labels = source_labels([where for _, where in frames], taken=published)
+    for (frame, where), label in zip(frames, labels):
         families = split_by_arch(frame)
         for arch, part in families.items():  # one law per architecture family (see split_by_arch)
             done, _ = fit_points(part)  # best LR per point, seed mean
             law = ChinchillaLaw().fit_frame(done)
             if args.n_boot:
                 law.bootstrap(done["n_params"], done["n_tokens"], done["loss"], n_boot=args.n_boot)
-            label = Path(where).name or source
             laws[f"{label} ({arch})" if len(families) > 1 else label] = law
-    laws.update(published_laws())
+    laws.update(published)
     budgets = np.logspace(args.min_flops, args.max_flops, args.max_flops - args.min_flops + 1)
     table = compare_table(laws, budgets)
     print(_long_compare(table, list(laws)).to_string(index=False))
@@ -346,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", help="output folder (default: the sweep folder or beside the CSV)")
         p.add_argument("--all-seeds", action="store_true",
                        help="fit every seed as its own point (default: the mean loss over seeds per point)")
+        p.add_argument("--all-runs", action="store_true",
+                       help="for a sweep .toml: every run folder of its results folder, also those its "
+                            "current plan does not have (default: the planned runs)")
+        p.add_argument("--allow-mixed-data", action="store_true",
+                       help="fit runs trained on different versions of the corpus together (default: refuse)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("compare", help="compute-optimal N, D per budget: sweeps, CSVs and published laws")
@@ -354,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-flops", type=int, default=15, help="smallest budget, as a power of ten")
     p.add_argument("--max-flops", type=int, default=25, help="largest budget, as a power of ten")
     p.add_argument("--out", help="folder for the comparison table and frontier plot")
+    p.add_argument("--allow-mixed-data", action="store_true",
+                   help="fit runs trained on different versions of the corpus together (default: refuse)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("train", help="(internal) train one run folder; what each job runs")

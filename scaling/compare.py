@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -113,4 +114,25 @@ def compare_table(laws: Mapping[str, object],
         table = compute_optimal_table(law_of(obj), budgets, level)
         for col in table.columns.drop("flops"):
             out[f"{label}/{col}"] = table[col].to_numpy()
+    return out
+
+
+def source_labels(paths: Iterable[str | Path], taken: Iterable[str] = ()) -> list[str]:
+    """One distinct label per source path: its name ("runs" for A/runs.csv), then the parent folder for names
+    that collide ("A/runs", "B/runs"), then a counter ("runs #2"); never a label in `taken` (published laws).
+
+    Labels key the law table and plot legends, so two sources labelled alike would silently keep one law.
+    """
+    paths = [Path(p) for p in paths]
+    taken = set(taken)
+    names = [p.name or str(p) for p in paths]
+    labels = [("/".join(x for x in (p.parent.name, p.name) if x) or str(p))
+              if names.count(name) > 1 or name in taken else name for p, name in zip(paths, names)]
+    out: list[str] = []
+    for label in labels:
+        unique, n = label, 1
+        while unique in out or unique in taken:
+            n += 1
+            unique = f"{label} #{n}"
+        out.append(unique)
     return out

@@ -44,7 +44,7 @@ class DataConfig:
     val_tokens: int = 32768
     """Held-out tokens every run is evaluated on at the end (a fixed, seeded set of windows)."""
     vocab_size: int = 256
-    """Vocabulary size: 256 for byte-level text; set it for a .bin file (all ids must be below it)."""
+    """Vocabulary size: must be 256 for byte-level text; set it for a .bin file (all ids must be below it)."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class ModelConfig:
     """Width of one attention head; d_model is a multiple of it when resolved from n_params."""
     aspect_ratio: float = 32.0
     """Depth/width rule for targets: d_model ~= aspect_ratio * n_layer (Kaplan et al. 2020 found loss
-    insensitive to the ratio over a wide range; see resolve_shape)."""
+    insensitive to the ratio over a wide range; see resolve_shape). Must be in [1, 1000]."""
     mlp_ratio: int = 4
     """MLP hidden width as a multiple of d_model."""
 
@@ -188,7 +188,8 @@ class SweepConfig:
     """A whole sweep: the top-level keys plus one section per table."""
 
     name: str
-    """Sweep name (default: the file name without .toml); results go to <results_dir>/<name>/."""
+    """Sweep name (default: the file name without .toml); results go to <results_dir>/<name>/. One folder
+    name: letters, digits, '-', '_', '.', not starting with '.'."""
     results_dir: str = "results"
     """Root folder of results, relative to the current directory unless absolute."""
     data: DataConfig = field(default_factory=DataConfig)
@@ -208,6 +209,11 @@ class SweepConfig:
 # Upper bounds far past any model trained to date (~1e12 parameters, ~1e14 tokens, ~1e26 FLOPs): a value
 # above them is a typo (1e300 for 1e3), and would otherwise plan runs of absurd size or overflow the accounting.
 MAX_PARAMS, MAX_TOKENS, MAX_FLOPS = 1e13, 1e16, 1e28
+# d_model / n_layer of published models spans ~10 to ~400 (Kaplan et al. 2020, fig. 5; GPT-3 175B: 128);
+# below 1 a model is deeper than it is wide (1e-10 planned 5e14 parameters for a 3e4 target).
+ASPECT_RATIO_RANGE = (1.0, 1000.0)
+BYTE_VOCAB = 256
+"""Vocabulary of byte-level text sources (stdlib, text files and folders)."""
 ARCHS = ("gpt", "lstm")
 DESIGNS = ("grid", "isoflop")
 BACKENDS = ("local", "slurm")
@@ -326,12 +332,20 @@ def _check(ok: bool, cfg: SweepConfig, key: str, value: Any, rule: str) -> None:
 def validate(cfg: SweepConfig) -> None:
     """Range and consistency checks that need more than one field's type."""
     c = _check
-    c(bool(cfg.name) and all(ch.isalnum() or ch in "-_." for ch in cfg.name), cfg, "name", cfg.name,
-      "must be non-empty and use only letters, digits, '-', '_', '.'")
+    # The name is a folder under results_dir: "." or ".." (also from a file named `..toml`) would put runs,
+    # tables and plots in results_dir itself or outside it.
+    c(is_safe_component(cfg.name), cfg, "name", cfg.name,
+      "must be one folder name: letters, digits, '-', '_', '.', not starting with '.'"
+      + (f" (from the file name {Path(cfg.source).name})" if cfg.source and cfg.name == Path(cfg.source).stem
+         else ""))
     d, m, g, t, la, w = cfg.data, cfg.model, cfg.grid, cfg.train, cfg.launch, cfg.wandb
     c(0 < d.val_fraction < 0.5, cfg, "[data].val_fraction", d.val_fraction, "must be in (0, 0.5)")
     c(d.val_tokens > 0, cfg, "[data].val_tokens", d.val_tokens, "must be > 0")
     c(2 <= d.vocab_size <= 65536, cfg, "[data].vocab_size", d.vocab_size, "must be in [2, 65536]")
+    # Text sources are byte-level: ids 0..255. A smaller vocabulary loads, then every run fails on an
+    # embedding IndexError; a larger one silently adds unused parameters to every model.
+    c(is_token_file(d.source) or d.vocab_size == BYTE_VOCAB, cfg, "[data].vocab_size", d.vocab_size,
+      f"must be {BYTE_VOCAB} for byte-level text (source {d.source!r}); other sizes need a uint16 .bin file")
     c(d.source == "stdlib" or Path(d.source).exists(), cfg, "[data].source", d.source,
       "no such file or folder (use \"stdlib\", a text file or folder, or a uint16 .bin file)")
     if d.source != "stdlib" and Path(d.source).is_file():
@@ -343,7 +357,8 @@ def validate(cfg: SweepConfig) -> None:
     c(len(set(m.arch)) == len(m.arch), cfg, "[model].arch", list(m.arch), "must not repeat")
     c(m.seq_len > 0, cfg, "[model].seq_len", m.seq_len, "must be > 0")
     c(m.head_dim > 0, cfg, "[model].head_dim", m.head_dim, "must be > 0")
-    c(m.aspect_ratio > 0, cfg, "[model].aspect_ratio", m.aspect_ratio, "must be > 0")
+    c(ASPECT_RATIO_RANGE[0] <= m.aspect_ratio <= ASPECT_RATIO_RANGE[1], cfg, "[model].aspect_ratio",
+      m.aspect_ratio, f"must be in [{ASPECT_RATIO_RANGE[0]:g}, {ASPECT_RATIO_RANGE[1]:g}] (d_model per layer)")
     c(m.mlp_ratio > 0, cfg, "[model].mlp_ratio", m.mlp_ratio, "must be > 0")
     c(g.design in DESIGNS, cfg, "[grid].design", g.design, f"must be one of {', '.join(DESIGNS)}")
     for i, s in enumerate(g.shapes):
@@ -370,7 +385,8 @@ def validate(cfg: SweepConfig) -> None:
           "isoflop needs [min, max] total parameters to space sizes between")
         c(g.n_params[0] < g.n_params[1] if len(g.n_params) == 2 else True, cfg, "[grid].n_params",
           list(g.n_params), "must be [min, max] with min < max")
-        c(g.n_sizes >= 1, cfg, "[grid].n_sizes", g.n_sizes, "must be >= 1")
+        # the planner resolves every size before it can refuse duplicates: 1e9 would plan for hours
+        c(1 <= g.n_sizes <= 1000, cfg, "[grid].n_sizes", g.n_sizes, "must be in [1, 1000]")
         c(not g.n_tokens, cfg, "[grid].n_tokens", list(g.n_tokens), "not used with design = \"isoflop\"")
         c(not g.shapes, cfg, "[grid].shapes", "...", "not used with design = \"isoflop\" (give n_params)")
     c(t.batch_size > 0, cfg, "[train].batch_size", t.batch_size, "must be > 0")
@@ -418,6 +434,18 @@ def validate(cfg: SweepConfig) -> None:
     c(la.max_array_size > 1, cfg, "[launch].max_array_size", la.max_array_size, "must be > 1")
     c(la.est_flops_per_s > 0, cfg, "[launch].est_flops_per_s", la.est_flops_per_s, "must be > 0")
     c(w.mode in WANDB_MODES, cfg, "[wandb].mode", w.mode, f"must be one of {', '.join(WANDB_MODES)}")
+
+
+def is_safe_component(name: str) -> bool:
+    """Whether `name` is one path component that stays inside its parent: non-empty, only letters, digits,
+    '-', '_', '.', and not starting with '.' (so never "." or "..", and never a hidden folder)."""
+    return (isinstance(name, str) and bool(name) and not name.startswith(".")
+            and all(ch.isalnum() or ch in "-_." for ch in name))
+
+
+def is_token_file(source: str) -> bool:
+    """Whether a [data].source names a pre-tokenized uint16 file (`.bin`, any case); else it is byte-level text."""
+    return source != "stdlib" and Path(source).suffix.lower() == ".bin"
 
 
 def tasks_per_job(launch: LaunchConfig) -> int:

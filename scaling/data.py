@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scaling.config import DataConfig
+from scaling.config import BYTE_VOCAB, DataConfig, is_token_file
 from scaling.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,9 @@ def load_corpus(data_cfg: DataConfig, seq_len: int | None = None) -> Corpus:
     With seq_len given, each split must hold at least one (seq_len + 1)-token window.
     """
     source = data_cfg.source
+    if not is_token_file(source) and data_cfg.vocab_size != BYTE_VOCAB:  # byte ids >= vocab_size: IndexError
+        raise DataError(f"{source}: [data].vocab_size = {data_cfg.vocab_size}: must be {BYTE_VOCAB} for "
+                        f"byte-level text")
     if source == "stdlib":
         root = Path(sysconfig.get_paths()["stdlib"])
         files = _list_files(root, suffix=".py")
@@ -79,12 +82,17 @@ def load_corpus(data_cfg: DataConfig, seq_len: int | None = None) -> Corpus:
         path = Path(source).expanduser()
         if not path.exists():
             raise DataError(f"{path}: data source not found (give \"stdlib\", a text file or folder, or a .bin)")
-        if path.is_file() and path.suffix == ".bin":
+        if path.is_file() and is_token_file(str(path)):  # `.bin` in any case: a `.BIN` is no text file
             corpus = _load_bin(path, data_cfg)
         elif path.is_file():
             corpus = _load_text(path.parent, [path.name], data_cfg, label=str(path))
         else:
-            corpus = _load_text(path, _list_files(path), data_cfg, label=str(path))
+            files = _list_files(path)
+            tokens = [f for f in files if is_token_file(f)]
+            if tokens:  # its uint16 ids would be read as bytes, mixed with the text
+                raise DataError(f"{path}: folder of text files holds {len(tokens)} token file(s) such as "
+                                f"{tokens[0]}; give one .bin file as [data].source, or move it out")
+            corpus = _load_text(path, files, data_cfg, label=str(path))
     if seq_len is not None:
         for name, split in (("train", corpus.train), ("validation", corpus.val)):
             if len(split) < seq_len + 1:
@@ -173,6 +181,7 @@ def _load_bin(path: Path, cfg: DataConfig) -> Corpus:
                                 f"[data].vocab_size = {cfg.vocab_size}")
             digest.update(chunk.tobytes())
         meta = {"fingerprint": digest.hexdigest()[:16]}
+        meta_path.parent.mkdir(parents=True, exist_ok=True)  # a .bin may be the first corpus ever loaded
         _write_atomic(meta_path, json.dumps(meta).encode())
     n_val = int(len(tokens) * cfg.val_fraction)
     return Corpus(train=tokens[: len(tokens) - n_val], val=tokens[len(tokens) - n_val:],

@@ -18,7 +18,7 @@ import pandas as pd
 
 from scaling.accounting import ModelShape, flops_per_token, n_params, resolve_shape
 from scaling import hparams
-from scaling.config import DataConfig, SweepConfig, WandbConfig
+from scaling.config import MAX_FLOPS, MAX_PARAMS, MAX_TOKENS, DataConfig, SweepConfig, WandbConfig
 from scaling.errors import ConfigError
 
 
@@ -222,6 +222,8 @@ def _family_shapes(cfg: SweepConfig, arch: str) -> list[ModelShape]:
         shape = resolve_shape(target, arch=arch, seq_len=m.seq_len, vocab_size=V, head_dim=m.head_dim,
                               aspect_ratio=m.aspect_ratio, mlp_ratio=m.mlp_ratio)
         shapes.append((f"[grid].n_params[{i}]", shape))
+    for key, shape in shapes:  # the config caps hold for what is planned, not only for what was typed
+        _check_cap(cfg, key, shape, "parameters", n_params(shape), MAX_PARAMS)
     seen: dict[ModelShape, str] = {}
     for key, shape in shapes:
         if shape in seen:
@@ -231,6 +233,14 @@ def _family_shapes(cfg: SweepConfig, arch: str) -> list[ModelShape]:
                 f"space the sizes further apart")
         seen[shape] = key
     return sorted(seen, key=n_params)
+
+
+def _check_cap(cfg: SweepConfig, key: str, shape: ModelShape, what: str, value: float, cap: float) -> None:
+    """ConfigError naming the config key when a planned run exceeds a config cap (an explicit shape, or a
+    target resolved under [model].aspect_ratio / head_dim, can plan far more than the typed values)."""
+    if value > cap:
+        raise ConfigError(f"{cfg.source}: {key}: plans {shape.arch} L{shape.n_layer} d{shape.d_model} with "
+                          f"{float(value):.3g} {what}, more than the cap of {cap:g} (see [model] and [grid])")
 
 
 def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budget: float, seed: int,
@@ -255,6 +265,8 @@ def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budge
             f"({tokens_per_step} tokens = batch_size x seq_len)")
     n_tok = n_steps * tokens_per_step
     total = n_params(shape)
+    _check_cap(cfg, key, shape, "tokens", n_tok, MAX_TOKENS)
+    _check_cap(cfg, key, shape, "FLOPs", fpt * n_tok, MAX_FLOPS)
     warmup_base = max(1, round(span[0] / tokens_per_step)) if wsd and span else n_steps
     warmup_steps = hparams.warmup_steps(t.warmup_rule, t.warmup_fraction, warmup_base, total, tokens_per_step)
     if warmup_steps >= n_steps and t.warmup_rule != "fraction":

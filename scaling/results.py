@@ -226,6 +226,7 @@ def load_results(sweep_dir: str | Path) -> pd.DataFrame:
             "steps_done": result.get("steps_done"), "wall_s": result.get("wall_s"),
             "tokens_per_s": result.get("tokens_per_s"), "git_sha": result.get("git_sha"),
             "torch_version": result.get("torch_version"),
+            "data_fingerprint": (result.get("corpus") or {}).get("fingerprint"),
             "reason": result.get("reason") or (status.get("error") if state == "failed" else None),
             "log": status.get("log"), "run_dir": str(run_dir),
         }

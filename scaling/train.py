@@ -63,6 +63,8 @@ class _ActiveRun:
     """Training seconds of earlier attempts (up to their checkpoint)."""
     attempt_t0: float = 0.0
     attempt_step0: int = 0
+    data_fingerprint: str = ""
+    """Fingerprint of the corpus this attempt trains on; a checkpoint made on another corpus is not resumed."""
     in_update: bool = False
     """True from optimizer.step() until the step's metrics record is written: a checkpoint taken then
     would not match the weights or would lack its step's record."""
@@ -93,6 +95,7 @@ def _save_checkpoint(run: _ActiveRun) -> None:
         "losses": list(run.losses[:step]),
         "train_s": run.train_s + (time.perf_counter() - run.attempt_t0 if step > run.attempt_step0 else 0.0),
         "spec_hash": run.spec_hash,
+        "data_fingerprint": run.data_fingerprint,
         "torch_rng": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -236,7 +239,8 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
     model, optimizer = _build(spec, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda else nullcontext()
 
-    run = _ActiveRun(run_dir=run_dir, spec_hash=spec_hash(spec), model=model, optimizer=optimizer, step=0)
+    run = _ActiveRun(run_dir=run_dir, spec_hash=spec_hash(spec), model=model, optimizer=optimizer, step=0,
+                     data_fingerprint=corpus.fingerprint)
     if env.is_main:
         _resume(run, spec, device)
     if env.world > 1:
@@ -372,6 +376,10 @@ def _resume(run: _ActiveRun, spec: RunSpec, device: str) -> None:
         if state.get("spec_hash") != run.spec_hash:
             raise ValueError(f"it was made for a different spec (hash {state.get('spec_hash')}, "
                              f"this spec {run.spec_hash})")
+        if state.get("data_fingerprint", run.data_fingerprint) != run.data_fingerprint:
+            # The corpus was edited in place (same path, same spec): its weights saw other data.
+            raise ValueError(f"it was trained on corpus {state['data_fingerprint']}, the corpus is now "
+                             f"{run.data_fingerprint}")
         run.model.load_state_dict(state["model"])
         run.optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
