@@ -1169,7 +1169,7 @@ class FitReport:
             if self.optimum is not None and "n_opt_lo" in self.optimum:
                 o = self.optimum
                 verdict = "identified" if o["identified"] else f"NOT IDENTIFIED (> {N_OPT_MAX_FACTOR:g}x)"
-                lines.append(f"  N_opt at the sweep's largest compute {o['flops']:.3g} FLOPs: {o['n_opt']:.3g} "
+                lines.append(f"  N_opt at the sweep's largest compute (C = 6ND = {o['flops']:.3g}): {o['n_opt']:.3g} "
                              f"[{o['n_opt_lo']:.3g}, {o['n_opt_hi']:.3g}], {o['factor']:.3g}x: {verdict}")
             table = compute_optimal_table(self.law, self.budgets, self.level)
             lines.append("")
@@ -1427,10 +1427,12 @@ def fit_sweep(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     if fitted is not None:
         identified = identification(fitted, done, level)
         diagnostics.extend(f"{name} not identified: {why}" for name, why in identified.items() if why)
-        optimum = optimum_at(fitted, float(done["flops"].max()), level)
+        # compute_optimal counts C = 6ND (Hoffmann et al. eq. 4), so the sweep's largest compute is taken
+        # in the same units (exact FLOPs of tiny models run ~1.5x above 6ND: embeddings and attention).
+        optimum = optimum_at(fitted, float((6.0 * done["n_params"] * done["n_tokens"]).max()), level)
         if not optimum.get("identified", True):
             diagnostics.append(
-                f"N_opt at the sweep's largest compute ({optimum['flops']:.3g} FLOPs) is not identified: its "
+                f"N_opt at the sweep's largest compute (C = 6ND = {optimum['flops']:.3g}) is not identified: its "
                 f"{level:.0%} band [{optimum['n_opt_lo']:.3g}, {optimum['n_opt_hi']:.3g}] spans "
                 f"{optimum['factor']:.3g}x (> {N_OPT_MAX_FACTOR:g}x); add sizes on both sides of {optimum['n_opt']:.3g} "
                 f"at that compute (an IsoFLOP design centred there)")
