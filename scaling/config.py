@@ -69,7 +69,7 @@ class ModelConfig:
 class PriorConfig:
     """`[grid.prior]`: the law that centres each IsoFLOP budget's window on its predicted N_opt(C).
 
-    Give exactly one of: `law` (a published law), `pilot` (earlier runs, fitted at plan time), or all five of
+    Give exactly one of: `law` (a published law), `pilot` (earlier runs, fitted at plan time), or
     E, A, B, alpha, beta (a law you state, e.g. copied from an earlier fit's report)."""
 
     law: str = ""
@@ -79,9 +79,10 @@ class PriorConfig:
     """A results folder or points CSV (relative to the sweep file), fitted with Approach 3 when the sweep is
     planned (deterministic: same runs, same centres)."""
     E: float = 0.0
-    """Stated law L(N, D) = E + A / N^alpha + B / D^beta: irreducible loss (0 = not stated)."""
+    """Stated law L(N, D) = E + A / N^alpha + B / D^beta: the irreducible loss (>= 0; it does not move
+    N_opt(C), so an Approach 3 fit that cannot identify it, E ~ 0, still makes a prior)."""
     A: float = 0.0
-    """Stated law: the parameter term's coefficient."""
+    """Stated law: the parameter term's coefficient (> 0; 0 = no stated law)."""
     B: float = 0.0
     """Stated law: the data term's coefficient."""
     alpha: float = 0.0
@@ -104,13 +105,15 @@ class GridConfig:
     [grid.prior]), each trained for D = C / flops_per_token(N); "grid+isoflop": both, a run planned by both
     trained once. Centred windows keep Approach 2 unbiased: one fixed size range for every budget puts the
     optimum off-centre toward the ends of the range, and the parabola's error then grows with the budget,
-    biasing the fitted exponent a (0.487 instead of 0.513 on noiseless data from Besiroglu et al.'s law)."""
+    biasing the fitted exponent a (0.44-0.49 instead of 0.513 on noiseless data from Besiroglu et al. 2024's
+    law at 1e18-1e22 FLOPs; 0.513 with centred windows)."""
     shapes: tuple[ShapeConfig, ...] = ()
     """Explicit shapes, e.g. [{n_layer = 2, d_model = 64}]. Either this or n_params (or both)."""
     n_params: tuple[float, ...] = ()
-    """Grid: target total parameter counts, resolved to shapes by the depth/width rule. "isoflop": optional
-    [min, max] limits; a budget whose window does not fit inside them is refused (narrow `window`, move the
-    budget, or widen the limits) rather than clipped, since a clipped window is off-centre again."""
+    """"grid" (and the grid part of "grid+isoflop"): target total parameter counts, resolved to shapes by the
+    depth/width rule. "isoflop": optional [min, max] limits on the planned sizes; a budget whose window does
+    not fit inside them is refused (narrow `window`, move the budget, or widen the limits) rather than
+    clipped, since a clipped window is off-centre again."""
     n_tokens: tuple[float, ...] = ()
     """Token budgets for design = "grid"."""
     flops: tuple[float, ...] = ()
@@ -119,7 +122,9 @@ class GridConfig:
     """Model sizes per compute budget in the IsoFLOP designs (>= 3: a parabola needs 3 points)."""
     window: float = 16.0
     """IsoFLOP designs: each budget's sizes span N_opt / sqrt(window) .. N_opt * sqrt(window), log-spaced
-    (16: a factor 4 either side of the prior's optimum; resolved to the nearest available shapes)."""
+    (16: a factor 4 either side of the prior's optimum). Shapes are discrete, so of the windows shifted by
+    up to half a size step the planner takes the one where Approach 2 on the prior's own losses lands
+    nearest its N_opt, and refuses a design that would still move a by more than 0.005."""
     prior: PriorConfig = field(default_factory=PriorConfig)
     """The law whose N_opt(C) centres the IsoFLOP windows (see [grid.prior])."""
 
@@ -487,10 +492,11 @@ def _validate_prior(cfg: SweepConfig) -> None:
         raise ConfigError(f"{cfg.source or '<config>'}: [grid.prior]: gives {' and '.join(given)}; give exactly "
                           f"one of {choices}")
     if p.stated:
-        for name in ("E", "A", "B", "alpha", "beta"):
+        _check(p.E >= 0, cfg, "[grid.prior].E", p.E, "must be >= 0 (the irreducible loss)")
+        for name in ("A", "B", "alpha", "beta"):
             value = getattr(p, name)
             _check(value > 0, cfg, f"[grid.prior].{name}", value,
-                   "must be > 0 (a stated prior law needs all of E, A, B, alpha, beta)")
+                   "must be > 0 (a stated prior law needs A, B, alpha, beta; they set N_opt(C))")
     if p.law:
         from scaling.compare import published_laws  # SciPy-backed, needed only for IsoFLOP designs
 

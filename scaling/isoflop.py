@@ -86,16 +86,15 @@ def candidate_shapes(arch: str, seq_len: int, vocab_size: int, head_dim: int, as
                      mlp_ratio: int) -> tuple[ModelShape, ...]:
     """Every shape the depth/width rule allows (the ones resolve_shape chooses from), smallest first:
     d_model a multiple of head_dim, n_layer = d_model / aspect_ratio rounded down or up (at least 1)."""
-    shapes = set()
+    shapes: set[ModelShape] = set()
     for multiple in range(1, 4097):
         d = multiple * head_dim
-        for n_layer in {max(1, math.floor(d / aspect_ratio)), max(1, math.ceil(d / aspect_ratio))}:
-            shapes.add(ModelShape(arch=arch, n_layer=n_layer, d_model=d, n_head=multiple, seq_len=seq_len,
-                                  vocab_size=vocab_size, mlp_ratio=mlp_ratio))
-        if n_params(ModelShape(arch=arch, n_layer=max(1, math.floor(d / aspect_ratio)), d_model=d,
-                               n_head=multiple, seq_len=seq_len, vocab_size=vocab_size,
-                               mlp_ratio=mlp_ratio)) > 10 * MAX_PARAMS:
-            break
+        row = [ModelShape(arch=arch, n_layer=n_layer, d_model=d, n_head=multiple, seq_len=seq_len,
+                          vocab_size=vocab_size, mlp_ratio=mlp_ratio)
+               for n_layer in {max(1, math.floor(d / aspect_ratio)), max(1, math.ceil(d / aspect_ratio))}]
+        shapes.update(row)
+        if min(n_params(s) for s in row) > 10 * MAX_PARAMS:
+            break  # far past any size a sweep may ask for
     return tuple(sorted(shapes, key=lambda s: (n_params(s), s.n_layer)))
 
 
@@ -229,6 +228,7 @@ def plan_window(cfg: SweepConfig, arch: str, budget: float, key: str, prior: Pri
         if len(set(picked)) < len(picked):
             continue
         miss = abs(_approach2_minimum(prior.law, budget, picked) - math.log(centre))
+        miss = 0.0 if math.isnan(miss) else miss  # a law without losses: the unshifted window
         if best is None or (miss, abs(shift)) < best[:2]:
             best = (miss, abs(shift), picked)
     if best is None:

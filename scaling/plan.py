@@ -161,7 +161,7 @@ class Plan:
             "flops": r.flops, "flops_6nd": r.flops_6nd, "tokens_per_param": r.n_tokens / r.n_params,
             "n_steps": r.n_steps, "lr": r.lr, "seed": r.seed, "est_s": r.flops / est,
             "batch_size": r.batch_size, "schedule": r.schedule, "cooldown_steps": r.cooldown_steps,
-            "trunk_id": r.trunk_id,
+            "trunk_id": r.trunk_id, "flops_budget": r.flops_budget, "isoflop_centre": r.isoflop_centre,
         } for r in self.runs])
 
     @property
