@@ -753,7 +753,8 @@ class IsoFlopResult(_ViaPowerLaw):
     curves: pd.DataFrame
     """One row per budget: budget, n_points, c0, c1, c2 (loss = c0 + c1 x + c2 x^2, x = ln N),
     n_opt, d_opt, loss_opt, n_min, n_max, shift (the minimum's offset from the window's centre in ln N,
-    in half-widths), used (in the power-law fit), flag (why not / warning)."""
+    in half-widths), planned_centre (the prior's N_opt the plan centred the window on, from the runs'
+    `isoflop_centre`; nan if not planned so), used (in the power-law fit), flag (why not / warning)."""
     law: PowerLawFit
     diagnostics: tuple[str, ...] = ()
 
@@ -772,6 +773,15 @@ def is_isoflop_design(frame: pd.DataFrame, rel_tol: float = 0.05, min_points: in
         return False
     counts = pd.Series(budgets_of(done, rel_tol)).value_counts()
     return int((counts >= min_points).sum()) >= 2
+
+
+def _planned_centre(group: pd.DataFrame) -> float:
+    """The IsoFLOP centre the planner recorded in these runs' specs (nan for designs without one)."""
+    if "isoflop_centre" not in group.columns:
+        return math.nan
+    centres = pd.to_numeric(group["isoflop_centre"], errors="coerce")
+    centres = centres[centres > 0]
+    return float(centres.median()) if len(centres) else math.nan
 
 
 def fit_isoflop(frame: pd.DataFrame, rel_tol: float = 0.05, min_points: int = 3,
@@ -803,7 +813,8 @@ def fit_isoflop(frame: pd.DataFrame, rel_tol: float = 0.05, min_points: int = 3,
         x_min, x_max = float(x.min()), float(x.max())
         flops_per_nd = float(np.median(group["flops"] / (group["n_params"] * group["n_tokens"])))
         row = {"budget": float(budget), "n_points": n, "c0": c0, "c1": c1, "c2": c2,
-               "n_min": math.exp(x_min), "n_max": math.exp(x_max), "shift": np.nan, "used": True, "flag": ""}
+               "n_min": math.exp(x_min), "n_max": math.exp(x_max), "shift": np.nan,
+               "planned_centre": _planned_centre(group), "used": True, "flag": ""}
         if c2 <= 0:
             row.update(n_opt=np.nan, d_opt=np.nan, loss_opt=np.nan, used=False,
                        flag="parabola opens downward (no minimum)")
@@ -827,7 +838,9 @@ def fit_isoflop(frame: pd.DataFrame, rel_tol: float = 0.05, min_points: int = 3,
                         f"{OFF_CENTRE_MESSAGE}: parabola minimum N={math.exp(x_opt):.3g} is "
                         f"{abs(row['shift']):.2f} half-widths (x{math.exp(abs(x_opt - x_mid)):.3g}) "
                         f"{'above' if x_opt > x_mid else 'below'} the window centre {math.exp(x_mid):.3g}; "
-                        f"re-centre the window (see [grid].prior, [grid].window)")
+                        f"re-centre the window (see [grid].prior, [grid].window)"
+                        + (f"; the plan centred it on the prior's N_opt {row['planned_centre']:.3g}"
+                           if math.isfinite(row["planned_centre"]) else ""))
             row["flag"] = "; ".join(flags)
         if row["flag"]:
             verdict = "excluded from the power law" if not row["used"] else "kept"
@@ -839,7 +852,7 @@ def fit_isoflop(frame: pd.DataFrame, rel_tol: float = 0.05, min_points: int = 3,
         diagnostics.append(f"skipped {len(skipped)} budget(s) with < {min_points} runs or distinct N "
                            f"(a curve needs >= {min_points}): {shown}")
     columns = ["budget", "n_points", "c0", "c1", "c2", "n_opt", "d_opt", "loss_opt",
-               "n_min", "n_max", "shift", "used", "flag"]
+               "n_min", "n_max", "shift", "planned_centre", "used", "flag"]
     curves = pd.DataFrame(rows, columns=columns)
     used = curves[curves["used"]]
     if len(used) < 2:

@@ -25,6 +25,10 @@ from scaling.config import MAX_PARAMS, SweepConfig
 from scaling.errors import ConfigError, ScalingError
 
 
+A_TOLERANCE = 0.005
+"""The most a design may bias Approach 2's exponent a on its prior's own noiseless losses."""
+
+
 @dataclass(frozen=True)
 class Prior:
     """The law that centres the windows, and where it came from (printed by `scaling plan`)."""
@@ -181,80 +185,115 @@ def centre_of(law: object, budget: float, line: tuple[np.ndarray, np.ndarray]) -
     return math.exp((lo + hi) / 2)
 
 
-def _approach2_minimum(law: object, budget: float, shapes: tuple[ModelShape, ...]) -> float:
-    """ln N at the minimum of Approach 2's parabola through the law's losses at these shapes, each trained
-    for D = budget / flops_per_token (nan for a law without predict, or a parabola with no minimum)."""
+def _parabola_minimum(law: object, budget: float, log_n: np.ndarray, flops_per_tok: np.ndarray) -> float:
+    """ln N at the minimum of Approach 2's parabola through the law's losses at sizes exp(log_n), each
+    trained for D = budget / flops_per_tok (nan for a law without predict, or a parabola with no minimum)."""
     if not hasattr(law, "predict"):
         return math.nan
-    x = np.log([n_params(s) for s in shapes])
-    loss = law.predict(np.exp(x), np.array([budget / flops_per_token(s) for s in shapes]))  # type: ignore
-    c2, c1, _c0 = np.polyfit(x, np.asarray(loss, dtype=float), 2)
+    loss = np.asarray(law.predict(np.exp(log_n), budget / flops_per_tok), dtype=float)  # type: ignore
+    c2, c1, _c0 = np.polyfit(log_n, loss, 2)
     return float(-c1 / (2 * c2)) if c2 > 0 else math.nan
 
 
-def plan_window(cfg: SweepConfig, arch: str, budget: float, key: str, prior: Prior) -> Window:
-    """The n_sizes shapes of one budget: log-spaced targets over the window around the prior's N_opt,
-    each the nearest available shape. Refused in one line when the window leaves the available shapes or
-    the [grid].n_params limits, or when two targets resolve to one shape (the window is too narrow for
-    the shape steps at this size)."""
+def _shapes_minimum(law: object, budget: float, shapes: tuple[ModelShape, ...]) -> float:
+    return _parabola_minimum(law, budget, np.log([n_params(s) for s in shapes]),
+                             np.array([flops_per_token(s) for s in shapes], dtype=float))
+
+
+def _choose(options: list[list[tuple[float, float, tuple[ModelShape, ...]]]], log_c: np.ndarray,
+            ideal_misses: list[float]) -> list[tuple[float, float, tuple[ModelShape, ...]]]:
+    """One option (miss, |shift|, shapes) per budget: the least-shifted windows whose misses are the same
+    at every budget to within what moves a by A_TOLERANCE / 2, i.e. whose misses vs ln C have a slope
+    below that. Tries a common miss to aim for from the ideal windows' mean across the range of misses."""
+    misses = [o[0] for opts in options for o in opts]
+    if not all(math.isfinite(v) for v in misses):  # a law without losses: the unshifted windows
+        return [min(opts, key=lambda o: o[1]) for opts in options]
+    aims = [float(np.mean(ideal_misses))] + list(np.linspace(min(misses), max(misses), 201))
+    best: tuple[tuple[bool, float, float], list] | None = None
+    for aim in aims:
+        pick = [min(opts, key=lambda o: (abs(o[0] - aim), o[1])) for opts in options]
+        slope = abs(float(np.polyfit(log_c, [o[0] for o in pick], 1)[0])) if len(set(log_c)) > 1 else 0.0
+        score = (slope > A_TOLERANCE / 2, float(np.mean([o[1] for o in pick])), slope)
+        if best is None or score < best[0]:
+            best = (score, pick)
+    assert best is not None
+    return best[1]
+
+
+def plan_windows(cfg: SweepConfig, arch: str, prior: Prior) -> list[Window]:
+    """Each budget's n_sizes shapes for one family: log-spaced targets over the window around the prior's
+    N_opt. Refused in one line when a window leaves the available shapes or the [grid].n_params limits,
+    or when two targets resolve to one shape (the window is too narrow for the shape steps at this size).
+
+    Shapes are discrete (d_model steps by head_dim, n_layer rounds), so the nearest shapes to the targets
+    sit unevenly around the centre, and flops_per_token / N drifts along the line at the tiny scale; both
+    move the parabola's minimum by amounts that differ between budgets, which biases a (by 0.01-0.06 at
+    1e4 parameters). A parabola through a centred window misses the optimum by an amount that is the same
+    at every budget where the loss curves are self-similar (flops_per_token ~ 6N), and that does not bias a.
+    So where the prior predicts losses, Approach 2 is run on its own noiseless losses for the shapes
+    nearest the targets, with each window shifted by up to half a size step, and the least-shifted windows
+    whose misses agree across the budgets are planned (see _choose; check_design refuses the design if
+    they still move a by more than A_TOLERANCE).
+    """
     m, g, src = cfg.model, cfg.grid, cfg.source or "<config>"
     shapes = candidate_shapes(arch, m.seq_len, cfg.data.vocab_size, m.head_dim, m.aspect_ratio, m.mlp_ratio)
-    centre = centre_of(prior.law, budget, _line(arch, m.seq_len, cfg.data.vocab_size, m.head_dim,
-                                                m.aspect_ratio, m.mlp_ratio))
-    where = f"{src}: {key} = {budget:g}"
-    if not (math.isfinite(centre) and 0 < centre <= MAX_PARAMS):
-        raise ConfigError(f"{where}: the prior ({prior.source}) gives N_opt = {centre:.3g}, not a model size "
-                          f"in (0, {MAX_PARAMS:g}]")
-    half = math.sqrt(g.window)
-    lo, hi = centre / half, centre * half
-    targets = np.exp(np.linspace(math.log(lo), math.log(hi), g.n_sizes))
+    line = _line(arch, m.seq_len, cfg.data.vocab_size, m.head_dim, m.aspect_ratio, m.mlp_ratio)
     log_sizes = np.log([n_params(s) for s in shapes])
     step = g.window ** (1.0 / (g.n_sizes - 1))
-    smallest = shapes[0]
-    if lo < n_params(smallest) / math.sqrt(step):
-        raise ConfigError(
-            f"{where}: its window {lo:.3g} .. {hi:.3g} around N_opt {centre:.3g} ({arch}) starts below the "
-            f"smallest {arch} model (L{smallest.n_layer} d{smallest.d_model}, {n_params(smallest):,} params); "
-            f"raise the budget, narrow [grid].window or lower [model].head_dim")
-    # Shapes are discrete (d_model steps by head_dim, n_layer rounds), so the nearest shapes to the targets
-    # sit unevenly around the centre, and flops_per_token / N changes along the line; both move the
-    # parabola's minimum by amounts that differ between budgets and bias a (by 0.01-0.06 at the 1e4-param
-    # scale). So, where the prior predicts losses, Approach 2 is run on the prior's own noiseless losses
-    # for the candidate windows shifted by up to half a size step, and the one whose parabola minimum is
-    # nearest the prior's N_opt is planned: the design's own bias is then ~0 at every budget.
-    best: tuple[float, float, tuple[ModelShape, ...]] | None = None
-    for shift in np.linspace(-0.5, 0.5, 41) * math.log(step):
-        picked = tuple(shapes[int(np.argmin(np.abs(log_sizes - math.log(t) - shift)))] for t in targets)
-        if len(set(picked)) < len(picked):
-            continue
-        miss = abs(_approach2_minimum(prior.law, budget, picked) - math.log(centre))
-        miss = 0.0 if math.isnan(miss) else miss  # a law without losses: the unshifted window
-        if best is None or (miss, abs(shift)) < best[:2]:
-            best = (miss, abs(shift), picked)
-    if best is None:
-        picked = tuple(shapes[int(np.argmin(np.abs(log_sizes - math.log(t))))] for t in targets)
-        dup = next(s for s in picked if picked.count(s) > 1)
-        raise ConfigError(
-            f"{where}: two of its {g.n_sizes} sizes in {lo:.3g} .. {hi:.3g} ({arch}) resolve to one model "
-            f"(L{dup.n_layer} d{dup.d_model}, {n_params(dup):,} params; d_model steps by head_dim "
-            f"{m.head_dim}); widen [grid].window, lower [grid].n_sizes or [model].head_dim")
-    picked = best[2]
-    predicted = _approach2_minimum(prior.law, budget, picked)
-    window = Window(arch=arch, budget=budget, centre=centre, lo=lo, hi=hi, shapes=picked,
-                    approach2=math.exp(predicted) if math.isfinite(predicted) else math.nan)
-    if g.design == "isoflop" and len(g.n_params) == 2:
-        n_lo, n_hi = g.n_params
-        sizes = window.sizes
-        if sizes[0] < n_lo or sizes[-1] > n_hi:
+    offsets = np.linspace(-0.5, 0.5, g.n_sizes) * math.log(g.window)  # the targets around ln N_opt
+    centres, ideal_misses = [], []
+    for i, budget in enumerate(g.flops):
+        where = f"{src}: [grid].flops[{i}] = {budget:g}"
+        centre = centre_of(prior.law, budget, line)
+        if not (math.isfinite(centre) and 0 < centre <= MAX_PARAMS):
+            raise ConfigError(f"{where}: the prior ({prior.source}) gives N_opt = {centre:.3g}, not a model "
+                              f"size in (0, {MAX_PARAMS:g}]")
+        lo, hi, smallest = centre / math.sqrt(g.window), centre * math.sqrt(g.window), shapes[0]
+        if lo < n_params(smallest) / math.sqrt(step):
             raise ConfigError(
-                f"{where}: its window {sizes[0]:.3g} .. {sizes[-1]:.3g} around N_opt {centre:.3g} ({arch}) "
-                f"does not fit inside [grid].n_params = [{n_lo:g}, {n_hi:g}]; narrow [grid].window, move "
-                f"the budget or widen the limits")
-    return window
-
-
-A_TOLERANCE = 0.005
-"""The most a design may bias Approach 2's exponent a on its prior's own noiseless losses."""
+                f"{where}: its window {lo:.3g} .. {hi:.3g} around N_opt {centre:.3g} ({arch}) starts below "
+                f"the smallest {arch} model (L{smallest.n_layer} d{smallest.d_model}, {n_params(smallest):,} "
+                f"params); raise the budget, narrow [grid].window or lower [model].head_dim")
+        x = math.log(centre) + offsets
+        ideal = _parabola_minimum(prior.law, budget, x, np.exp(x + np.interp(x, *line)))
+        centres.append(centre)
+        ideal_misses.append(ideal - math.log(centre))
+    # Every distinct shape set of each budget's shifted windows, with its miss (ln N of Approach 2's
+    # minimum minus ln N_opt) on the prior's losses.
+    options: list[list[tuple[float, float, tuple[ModelShape, ...]]]] = []
+    for i, (budget, centre) in enumerate(zip(g.flops, centres)):
+        found: dict[tuple[ModelShape, ...], tuple[float, float, tuple[ModelShape, ...]]] = {}
+        for shift in np.linspace(-0.5, 0.5, 41) * math.log(step):
+            picked = tuple(shapes[int(np.argmin(np.abs(log_sizes - t)))] for t in math.log(centre) + offsets + shift)
+            if len(set(picked)) == len(picked) and (picked not in found or abs(shift) < found[picked][1]):
+                found[picked] = (_shapes_minimum(prior.law, budget, picked) - math.log(centre), abs(shift), picked)
+        if not found:
+            lo, hi = centre / math.sqrt(g.window), centre * math.sqrt(g.window)
+            picked = tuple(shapes[int(np.argmin(np.abs(log_sizes - t)))] for t in math.log(centre) + offsets)
+            dup = next(s for s in picked if picked.count(s) > 1)
+            raise ConfigError(
+                f"{src}: [grid].flops[{i}] = {budget:g}: two of its {g.n_sizes} sizes in {lo:.3g} .. {hi:.3g} "
+                f"({arch}) resolve to one model (L{dup.n_layer} d{dup.d_model}, {n_params(dup):,} params; "
+                f"d_model steps by head_dim {m.head_dim}); widen [grid].window, lower [grid].n_sizes or "
+                f"[model].head_dim")
+        options.append(list(found.values()))
+    chosen = _choose(options, np.log(np.asarray(g.flops, dtype=float)), ideal_misses)
+    windows = []
+    for i, (budget, centre, (_miss, _shift, picked)) in enumerate(zip(g.flops, centres, chosen)):
+        predicted = _shapes_minimum(prior.law, budget, picked)
+        window = Window(arch=arch, budget=budget, centre=centre, lo=centre / math.sqrt(g.window),
+                        hi=centre * math.sqrt(g.window), shapes=picked,
+                        approach2=math.exp(predicted) if math.isfinite(predicted) else math.nan)
+        if g.design == "isoflop" and len(g.n_params) == 2:
+            n_lo, n_hi = g.n_params
+            sizes = window.sizes
+            if sizes[0] < n_lo or sizes[-1] > n_hi:
+                raise ConfigError(
+                    f"{src}: [grid].flops[{i}] = {budget:g}: its window {sizes[0]:.3g} .. {sizes[-1]:.3g} around "
+                    f"N_opt {centre:.3g} ({arch}) does not fit inside [grid].n_params = [{n_lo:g}, {n_hi:g}]; "
+                    f"narrow [grid].window, move the budget or widen the limits")
+        windows.append(window)
+    return windows
 
 
 def design_exponents(windows: tuple[Window, ...] | list[Window]) -> dict[str, tuple[float, float]]:

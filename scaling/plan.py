@@ -18,7 +18,7 @@ from scaling.accounting import ModelShape, flops_per_token, n_params, resolve_sh
 from scaling import hparams
 from scaling.config import DataConfig, SweepConfig, WandbConfig
 from scaling.errors import ConfigError
-from scaling.isoflop import Window, check_design, design_exponents, plan_window, resolve_prior
+from scaling.isoflop import Window, check_design, design_exponents, plan_windows, resolve_prior
 
 
 @dataclass(frozen=True)
@@ -202,9 +202,10 @@ def plan_sweep(cfg: SweepConfig) -> Plan:
     windows: list[Window] = []
     prior = resolve_prior(cfg) if g.design in ("isoflop", "grid+isoflop") else None
     if prior is not None:
+        per_arch = {arch: plan_windows(cfg, arch, prior) for arch in cfg.model.arch}
         for i, budget in enumerate(g.flops):
             for arch in cfg.model.arch:
-                window = plan_window(cfg, arch, budget, f"[grid].flops[{i}]", prior)
+                window = per_arch[arch][i]
                 windows.append(window)
                 for shape in window.shapes:
                     points.append((shape, budget / flops_per_token(shape), budget, f"[grid].flops[{i}]",

@@ -246,6 +246,11 @@ def test_isoflop_flags_a_minimum_off_the_centre_of_its_window() -> None:
     assert re.fullmatch(r"budget 1e\+21 FLOPs: minimum off the centre of its window: parabola minimum "
                         r"N=\S+ is 0\.6\d half-widths \(x3\.\d+\) below the window centre \S+; re-centre the "
                         r"window \(see \[grid\]\.prior, \[grid\]\.window\) \(kept\)", line), line
+    assert np.isnan(result.curves["planned_centre"]).all()  # no plan recorded a centre for these points
+    # a results table carries the centre each run was planned around, and the diagnostic names it
+    frame["isoflop_centre"] = np.where(frame["flops"] == budgets[3], 3.2e9, 0.0)
+    [line] = [d for d in fit_isoflop(frame).diagnostics if OFF_CENTRE_MESSAGE in d]
+    assert line.endswith("; the plan centred it on the prior's N_opt 3.2e+09 (kept)")
     # the threshold is a parameter
     assert not any(OFF_CENTRE_MESSAGE in d for d in fit_isoflop(frame, off_centre=0.7).diagnostics)
 

@@ -282,3 +282,10 @@ def test_a_pilot_too_small_to_fit_is_refused_in_one_line(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match=re.escape(f"{path}: [grid.prior].pilot = '{tmp_path / 'pilot.csv'}': "
                                                     "cannot fit a prior law: Approach 3 needs >= 5 done runs")):
         plan_sweep(load_sweep(path))
+
+
+def test_checkpoints_of_grid_runs_stay_valid_with_the_isoflop_centre_field(tmp_path: Path) -> None:
+    from scaling.train import spec_hash  # imports torch
+
+    # The hash main wrote into checkpoints before the field existed: an interrupted run still resumes.
+    assert spec_hash(plan_of(tmp_path, GRID).runs[0]) == "1d0114ebc78e8942"
