@@ -74,6 +74,16 @@ def test_isoflop_parabolas_and_minima(frame: pd.DataFrame) -> None:
     assert len(ax_n.lines) == 2  # N_opt and D_opt power laws
 
 
+def test_isoflop_plot_marks_the_planned_centres(frame: pd.DataFrame) -> None:
+    # Runs planned by a centred IsoFLOP design carry the prior's N_opt they were centred on.
+    planned = frame.assign(isoflop_centre=[float(TRUE.compute_optimal(f)[0]) if f >= 1e18 else 0.0
+                                           for f in frame["flops"]])
+    ax = plot_isoflop(planned, fit_isoflop(planned)).axes[0]
+    assert len(ax.lines) == 3 + 1 + 1  # + one line of planned-centre ticks
+    ticks = ax.lines[-1]
+    assert sorted(ticks.get_xdata()) == pytest.approx([float(TRUE.compute_optimal(c)[0]) for c in (1e18, 1e19, 1e20)])
+
+
 def test_envelope_highlighted(frame: pd.DataFrame) -> None:
     env = fit_envelope(frame, n_bins=3)
     fig = plot_envelope(frame, env)
