@@ -123,8 +123,9 @@ class GridConfig:
     window: float = 16.0
     """IsoFLOP designs: each budget's sizes span N_opt / sqrt(window) .. N_opt * sqrt(window), log-spaced
     (16: a factor 4 either side of the prior's optimum). Shapes are discrete, so of the windows shifted by
-    up to half a size step the planner takes the one where Approach 2 on the prior's own losses lands
-    nearest its N_opt, and refuses a design that would still move a by more than 0.005."""
+    up to half a size step the planner takes the least-shifted ones where Approach 2 on the prior's own
+    losses misses N_opt by the same factor at every budget (a common factor leaves a unbiased), and
+    refuses a design that would still move a by more than 0.005."""
     prior: PriorConfig = field(default_factory=PriorConfig)
     """The law whose N_opt(C) centres the IsoFLOP windows (see [grid.prior])."""
 
@@ -478,13 +479,13 @@ def validate(cfg: SweepConfig) -> None:
 
 
 def _validate_prior(cfg: SweepConfig) -> None:
-    """[grid.prior]: exactly one source of the law, and a stated law's parameters all > 0. (Names are looked
-    up and pilots fitted when the sweep is planned: scaling.prior.)"""
+    """[grid.prior]: exactly one source of the law, a known law name, an existing pilot, and a stated law's
+    A, B, alpha, beta > 0 and E >= 0. (Pilots are fitted when the sweep is planned: scaling.isoflop.)"""
     p = cfg.grid.prior
     given = [k for k, on in (("law", bool(p.law)), ("pilot", bool(p.pilot)), ("E, A, B, alpha, beta", p.stated))
              if on]
     choices = ("law = \"Besiroglu 2024\" (a published law), pilot = \"results/<sweep>\" (earlier runs, fitted "
-               "at plan time), or all of E, A, B, alpha, beta")
+               "at plan time), or a law's E, A, B, alpha, beta")
     if not given:
         raise ConfigError(f"{cfg.source or '<config>'}: [grid.prior]: missing; an IsoFLOP design centres each "
                           f"budget's window on a prior law's N_opt(C): give {choices}")
