@@ -289,3 +289,14 @@ def test_checkpoints_of_grid_runs_stay_valid_with_the_isoflop_centre_field(tmp_p
 
     # The hash main wrote into checkpoints before the field existed: an interrupted run still resumes.
     assert spec_hash(plan_of(tmp_path, GRID).runs[0]) == "1d0114ebc78e8942"
+
+
+def test_each_family_gets_its_own_centred_windows(tmp_path: Path) -> None:
+    text = isoflop_toml([1e18, 1e20], 'law = "Besiroglu 2024"').replace("head_dim = 32", 'head_dim = 32\narch = ["gpt", "lstm"]')
+    plan = plan_of(tmp_path, text)
+    assert [(w.arch, w.budget) for w in plan.windows] == [("gpt", 1e18), ("lstm", 1e18), ("gpt", 1e20), ("lstm", 1e20)]
+    law = ChinchillaLaw.from_params(**BESIROGLU)
+    for arch in ("gpt", "lstm"):
+        runs = [r for r in plan.runs if r.shape.arch == arch]
+        result = fit_isoflop(noiseless_points(plan, law).iloc[[plan.runs.index(r) for r in runs]])
+        assert abs(result.a - law.a_) < 0.005
