@@ -292,7 +292,8 @@ def test_checkpoints_of_grid_runs_stay_valid_with_the_isoflop_centre_field(tmp_p
 
 
 def test_each_family_gets_its_own_centred_windows(tmp_path: Path) -> None:
-    text = isoflop_toml([1e18, 1e20], 'law = "Besiroglu 2024"').replace("head_dim = 32", 'head_dim = 32\narch = ["gpt", "lstm"]')
+    text = isoflop_toml([1e18, 1e20], 'law = "Besiroglu 2024"')
+    text = text.replace("head_dim = 32", 'head_dim = 32\narch = ["gpt", "lstm"]')
     plan = plan_of(tmp_path, text)
     assert [(w.arch, w.budget) for w in plan.windows] == [("gpt", 1e18), ("lstm", 1e18), ("gpt", 1e20), ("lstm", 1e20)]
     law = ChinchillaLaw.from_params(**BESIROGLU)
