@@ -63,6 +63,8 @@ def print_plan(plan: Plan, flops_per_s: float | None = None) -> None:
     with pd.option_context("display.max_rows", 500, "display.width", 200,
                            "display.float_format", _fmt):
         print(shown.to_string(index=False))
+    if plan.windows:
+        print("\n" + "\n".join(plan.describe_windows()))
     parallel = max(1, min(cfg.launch.max_parallel, len(plan.runs)))
     est_total = plan.flops_to_train / rate  # WSD branches share their trunk: count it once
     if plan.flops_saved > 0:

@@ -66,22 +66,68 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class PriorConfig:
+    """`[grid.prior]`: the law that centres each IsoFLOP budget's window on its predicted N_opt(C).
+
+    Give exactly one of: `law` (a published law), `pilot` (earlier runs, fitted at plan time), or
+    E, A, B, alpha, beta (a law you state, e.g. copied from an earlier fit's report)."""
+
+    law: str = ""
+    """A published law by name: "Besiroglu 2024", "Chinchilla 2022 (Approach 3, TeX)", ... (the labels of
+    scaling.compare.published_laws())."""
+    pilot: str = ""
+    """A results folder or points CSV (relative to the sweep file), fitted with Approach 3 when the sweep is
+    planned (deterministic: same runs, same centres)."""
+    E: float = 0.0
+    """Stated law L(N, D) = E + A / N^alpha + B / D^beta: the irreducible loss (>= 0; it does not move
+    N_opt(C), so an Approach 3 fit that cannot identify it, E ~ 0, still makes a prior)."""
+    A: float = 0.0
+    """Stated law: the parameter term's coefficient (> 0; 0 = no stated law)."""
+    B: float = 0.0
+    """Stated law: the data term's coefficient."""
+    alpha: float = 0.0
+    """Stated law: the parameter exponent."""
+    beta: float = 0.0
+    """Stated law: the data exponent."""
+
+    @property
+    def stated(self) -> bool:
+        return any(v != 0 for v in (self.E, self.A, self.B, self.alpha, self.beta))
+
+
+@dataclass(frozen=True)
 class GridConfig:
     """`[grid]`: which (model size, token budget) points to train."""
 
     design: str = "grid"
     """"grid": every size x every n_tokens; "isoflop": for each budget in `flops`, n_sizes sizes spaced
-    in log N between min(n_params) and max(n_params), each trained for D = C / flops_per_token(N)."""
+    in log N over a window of `window` (max/min) centred on the prior's N_opt(C) for that budget (see
+    [grid.prior]), each trained for D = C / flops_per_token(N); "grid+isoflop": both, a run planned by both
+    trained once. Centred windows keep Approach 2 unbiased: one fixed size range for every budget puts the
+    optimum off-centre toward the ends of the range, and the parabola's error then grows with the budget,
+    biasing the fitted exponent a (0.44-0.49 instead of 0.513 on noiseless data from Besiroglu et al. 2024's
+    law at 1e18-1e22 FLOPs; 0.513 with centred windows)."""
     shapes: tuple[ShapeConfig, ...] = ()
     """Explicit shapes, e.g. [{n_layer = 2, d_model = 64}]. Either this or n_params (or both)."""
     n_params: tuple[float, ...] = ()
-    """Target total parameter counts, resolved to shapes by the depth/width rule."""
+    """"grid" (and the grid part of "grid+isoflop"): target total parameter counts, resolved to shapes by the
+    depth/width rule. "isoflop": optional [min, max] limits on the planned sizes; a budget whose window does
+    not fit inside them is refused (narrow `window`, move the budget, or widen the limits) rather than
+    clipped, since a clipped window is off-centre again."""
     n_tokens: tuple[float, ...] = ()
     """Token budgets for design = "grid"."""
     flops: tuple[float, ...] = ()
-    """Compute budgets (FLOPs) for design = "isoflop"."""
+    """Compute budgets (FLOPs, Chinchilla counting) for the IsoFLOP designs."""
     n_sizes: int = 5
-    """Model sizes per compute budget for design = "isoflop"."""
+    """Model sizes per compute budget in the IsoFLOP designs (>= 3: a parabola needs 3 points)."""
+    window: float = 16.0
+    """IsoFLOP designs: each budget's sizes span N_opt / sqrt(window) .. N_opt * sqrt(window), log-spaced
+    (16: a factor 4 either side of the prior's optimum). Shapes are discrete, so of the windows shifted by
+    up to half a size step the planner takes the least-shifted ones where Approach 2 on the prior's own
+    losses misses N_opt by the same factor at every budget (a common factor leaves a unbiased), and
+    refuses a design that would still move a by more than 0.005."""
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    """The law whose N_opt(C) centres the IsoFLOP windows (see [grid.prior])."""
 
 
 @dataclass(frozen=True)
@@ -215,7 +261,7 @@ ASPECT_RATIO_RANGE = (1.0, 1000.0)
 BYTE_VOCAB = 256
 """Vocabulary of byte-level text sources (stdlib, text files and folders)."""
 ARCHS = ("gpt", "lstm")
-DESIGNS = ("grid", "isoflop")
+DESIGNS = ("grid", "isoflop", "grid+isoflop")
 BACKENDS = ("local", "slurm")
 WANDB_MODES = ("offline", "online", "disabled")
 SCHEDULES = ("cosine", "wsd")
@@ -253,6 +299,12 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Swe
         corpus = Path(cfg.data.source).expanduser()
         corpus = corpus if corpus.is_absolute() else (path.parent / corpus)
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=str(corpus.resolve())))
+    if cfg.grid.prior.pilot:
+        # Like the corpus: a pilot path is relative to the sweep file.
+        pilot = Path(cfg.grid.prior.pilot).expanduser()
+        pilot = pilot if pilot.is_absolute() else (path.parent / pilot)
+        prior = dataclasses.replace(cfg.grid.prior, pilot=str(pilot.resolve()))
+        cfg = dataclasses.replace(cfg, grid=dataclasses.replace(cfg.grid, prior=prior))
     validate(cfg)
     return cfg
 
@@ -374,21 +426,28 @@ def validate(cfg: SweepConfig) -> None:
         c(0 < n <= MAX_TOKENS, cfg, f"[grid].n_tokens[{i}]", n, f"must be in (0, {MAX_TOKENS:g}]")
     for i, f in enumerate(g.flops):
         c(0 < f <= MAX_FLOPS, cfg, f"[grid].flops[{i}]", f, f"must be in (0, {MAX_FLOPS:g}]")
-    if g.design == "grid":
+    grid_part, iso_part = g.design in ("grid", "grid+isoflop"), g.design in ("isoflop", "grid+isoflop")
+    if grid_part:
         c(bool(g.shapes or g.n_params), cfg, "[grid].n_params", list(g.n_params),
           "give at least one model size (n_params or shapes)")
         c(bool(g.n_tokens), cfg, "[grid].n_tokens", list(g.n_tokens), "give at least one token budget")
-        c(not g.flops, cfg, "[grid].flops", list(g.flops), "only used with design = \"isoflop\"")
     else:
-        c(bool(g.flops), cfg, "[grid].flops", list(g.flops), "give at least one compute budget")
-        c(len(g.n_params) == 2, cfg, "[grid].n_params", list(g.n_params),
-          "isoflop needs [min, max] total parameters to space sizes between")
+        c(not g.n_tokens, cfg, "[grid].n_tokens", list(g.n_tokens), "not used with design = \"isoflop\"")
+        c(not g.shapes, cfg, "[grid].shapes", "...", "not used with design = \"isoflop\" (sizes come from "
+          "the window around each budget's N_opt)")
+        c(len(g.n_params) in (0, 2), cfg, "[grid].n_params", list(g.n_params),
+          "isoflop takes optional [min, max] limits on the planned sizes")
         c(g.n_params[0] < g.n_params[1] if len(g.n_params) == 2 else True, cfg, "[grid].n_params",
           list(g.n_params), "must be [min, max] with min < max")
+    c(g.window > 1, cfg, "[grid].window", g.window, "must be > 1 (the ratio of a window's largest to smallest size)")
+    if not iso_part:
+        c(not g.flops, cfg, "[grid].flops", list(g.flops), "only used with design = \"isoflop\" or \"grid+isoflop\"")
+    else:
+        c(bool(g.flops), cfg, "[grid].flops", list(g.flops), "give at least one compute budget")
         # the planner resolves every size before it can refuse duplicates: 1e9 would plan for hours
-        c(1 <= g.n_sizes <= 1000, cfg, "[grid].n_sizes", g.n_sizes, "must be in [1, 1000]")
-        c(not g.n_tokens, cfg, "[grid].n_tokens", list(g.n_tokens), "not used with design = \"isoflop\"")
-        c(not g.shapes, cfg, "[grid].shapes", "...", "not used with design = \"isoflop\" (give n_params)")
+        c(3 <= g.n_sizes <= 1000, cfg, "[grid].n_sizes", g.n_sizes,
+          "must be in [3, 1000] (a parabola per budget needs 3 sizes)")
+        _validate_prior(cfg)
     c(t.batch_size > 0, cfg, "[train].batch_size", t.batch_size, "must be > 0")
     c(0 < t.lr < 1, cfg, "[train].lr", t.lr, "must be in (0, 1)")
     c(0 <= t.min_lr_ratio <= 1, cfg, "[train].min_lr_ratio", t.min_lr_ratio, "must be in [0, 1]")
@@ -448,6 +507,37 @@ def is_token_file(source: str) -> bool:
     return source != "stdlib" and Path(source).suffix.lower() == ".bin"
 
 
+def _validate_prior(cfg: SweepConfig) -> None:
+    """[grid.prior]: exactly one source of the law, a known law name, an existing pilot, and a stated law's
+    A, B, alpha, beta > 0 and E >= 0. (Pilots are fitted when the sweep is planned: scaling.isoflop.)"""
+    p = cfg.grid.prior
+    given = [k for k, on in (("law", bool(p.law)), ("pilot", bool(p.pilot)), ("E, A, B, alpha, beta", p.stated))
+             if on]
+    choices = ("law = \"Besiroglu 2024\" (a published law), pilot = \"results/<sweep>\" (earlier runs, fitted "
+               "at plan time), or a law's E, A, B, alpha, beta")
+    if not given:
+        raise ConfigError(f"{cfg.source or '<config>'}: [grid.prior]: missing; an IsoFLOP design centres each "
+                          f"budget's window on a prior law's N_opt(C): give {choices}")
+    if len(given) > 1:
+        raise ConfigError(f"{cfg.source or '<config>'}: [grid.prior]: gives {' and '.join(given)}; give exactly "
+                          f"one of {choices}")
+    if p.stated:
+        _check(p.E >= 0, cfg, "[grid.prior].E", p.E, "must be >= 0 (the irreducible loss)")
+        for name in ("A", "B", "alpha", "beta"):
+            value = getattr(p, name)
+            _check(value > 0, cfg, f"[grid.prior].{name}", value,
+                   "must be > 0 (a stated prior law needs A, B, alpha, beta; they set N_opt(C))")
+    if p.law:
+        from scaling.compare import published_laws  # SciPy-backed, needed only for IsoFLOP designs
+
+        names = list(published_laws())
+        _check(p.law in names, cfg, "[grid.prior].law", p.law,
+               f"unknown law (published laws: {', '.join(repr(n) for n in names)})")
+    if p.pilot:
+        _check(Path(p.pilot).exists(), cfg, "[grid.prior].pilot", p.pilot,
+               "no such results folder or points CSV (relative paths are relative to the sweep file)")
+
+
 def tasks_per_job(launch: LaunchConfig) -> int:
     """Processes that train one run together: tasks_per_job, else one per GPU, else 1."""
     return launch.tasks_per_job or max(1, launch.gpus_per_job)
@@ -462,7 +552,7 @@ def config_reference() -> str:
     sections = [("(top level)", SweepConfig)] + [
         (f"[{f.name}]", f.default_factory) for f in dataclasses.fields(SweepConfig)
         if f.default_factory is not dataclasses.MISSING
-    ] + [("[[grid.shapes]] items", ShapeConfig)]
+    ] + [("[grid.prior]", PriorConfig), ("[[grid.shapes]] items", ShapeConfig)]
     for title, cls in sections:
         docs: dict[str, str] = {}
         body = ast.parse(inspect.getsource(cls)).body[0].body

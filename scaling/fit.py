@@ -855,6 +855,7 @@ def fit_envelope(frame: pd.DataFrame, n_compute: int = 200, rel_tol: float = 0.0
 # --------------------------------------------------------------------------------------------------
 
 EDGE_MESSAGE = "minimum at the edge of its grid"
+OFF_CENTRE_MESSAGE = "minimum off the centre of its window"
 
 
 @dataclass(frozen=True, eq=False)
@@ -865,7 +866,9 @@ class IsoFlopResult(_ViaPowerLaw):
     """The done runs with a `budget` column (each run's compute budget)."""
     curves: pd.DataFrame
     """One row per budget: budget, n_points, c0, c1, c2 (loss = c0 + c1 x + c2 x^2, x = ln N),
-    n_opt, d_opt, loss_opt, n_min, n_max, used (in the power-law fit), flag (why not / warning)."""
+    n_opt, d_opt, loss_opt, n_min, n_max, shift (the minimum's offset from the window's centre in ln N,
+    in half-widths), planned_centre (the prior's N_opt the plan centred the window on, from the runs'
+    `isoflop_centre`; nan if not planned so), used (in the power-law fit), flag (why not / warning)."""
     law: PowerLawFit
     diagnostics: tuple[str, ...] = ()
 
@@ -886,7 +889,17 @@ def is_isoflop_design(frame: pd.DataFrame, rel_tol: float = 0.05, min_points: in
     return int((counts >= min_points).sum()) >= 2
 
 
-def fit_isoflop(frame: pd.DataFrame, rel_tol: float = 0.05, min_points: int = 3) -> IsoFlopResult:
+def _planned_centre(group: pd.DataFrame) -> float:
+    """The IsoFLOP centre the planner recorded in these runs' specs (nan for designs without one)."""
+    if "isoflop_centre" not in group.columns:
+        return math.nan
+    centres = pd.to_numeric(group["isoflop_centre"], errors="coerce")
+    centres = centres[centres > 0]
+    return float(centres.median()) if len(centres) else math.nan
+
+
+def fit_isoflop(frame: pd.DataFrame, rel_tol: float = 0.05, min_points: int = 3,
+                off_centre: float = 0.5) -> IsoFlopResult:
     """Approach 2: per budget, fit loss = c0 + c1 ln N + c2 (ln N)^2, take its minimum N_opt,
     D_opt = C / (k N_opt) with k = the runs' flops / (N D) (6 for C = 6ND); then fit
     N_opt = k_n C^a and D_opt = k_d C^b over the budgets.
@@ -894,7 +907,9 @@ def fit_isoflop(frame: pd.DataFrame, rel_tol: float = 0.05, min_points: int = 3)
     Curves with fewer than min_points runs are skipped; a parabola opening downward, or with its
     minimum outside the sampled N range, is flagged and left out of the power law; a curve whose
     lowest measured loss is at its smallest or largest N is flagged but kept (pitfalls.md:
-    off-centre grids bias Approach 2).
+    off-centre grids bias Approach 2). So is a curve whose parabola minimum lies inside the sampled range
+    but more than `off_centre` half-widths (in ln N) from its centre: the parabola's error grows with the
+    offset, so such a budget's N_opt is biased even before it reaches the edge.
     """
     done, diagnostics = select_done(frame)
     done = done.assign(budget=budgets_of(done, rel_tol))
@@ -912,7 +927,8 @@ def fit_isoflop(frame: pd.DataFrame, rel_tol: float = 0.05, min_points: int = 3)
         x_min, x_max = float(x.min()), float(x.max())
         flops_per_nd = float(np.median(group["flops"] / (group["n_params"] * group["n_tokens"])))
         row = {"budget": float(budget), "n_points": n, "c0": c0, "c1": c1, "c2": c2,
-               "n_min": math.exp(x_min), "n_max": math.exp(x_max), "used": True, "flag": ""}
+               "n_min": math.exp(x_min), "n_max": math.exp(x_max), "shift": np.nan,
+               "planned_centre": _planned_centre(group), "used": True, "flag": ""}
         if c2 <= 0:
             row.update(n_opt=np.nan, d_opt=np.nan, loss_opt=np.nan, used=False,
                        flag="parabola opens downward (no minimum)")
@@ -920,12 +936,26 @@ def fit_isoflop(frame: pd.DataFrame, rel_tol: float = 0.05, min_points: int = 3)
             x_opt = -c1 / (2.0 * c2)
             row.update(n_opt=math.exp(x_opt), d_opt=budget / (flops_per_nd * math.exp(x_opt)),
                        loss_opt=float(c0 + c1 * x_opt + c2 * x_opt ** 2))
+            x_mid, half = (x_min + x_max) / 2, (x_max - x_min) / 2
+            row["shift"] = (x_opt - x_mid) / half
+            flags = []
             if not x_min < x_opt < x_max:
-                row.update(used=False, flag=f"{EDGE_MESSAGE}: parabola minimum N={math.exp(x_opt):.3g} "
-                                            f"outside sampled [{math.exp(x_min):.3g}, {math.exp(x_max):.3g}]")
-            elif int(np.argmin(y)) in (0, n - 1):
-                row.update(flag=f"{EDGE_MESSAGE}: lowest loss at N={math.exp(x[np.argmin(y)]):.3g}, "
-                                f"an end of the sampled N range")
+                row.update(used=False)
+                flags.append(f"{EDGE_MESSAGE}: parabola minimum N={math.exp(x_opt):.3g} "
+                             f"outside sampled [{math.exp(x_min):.3g}, {math.exp(x_max):.3g}]")
+            else:
+                if int(np.argmin(y)) in (0, n - 1):
+                    flags.append(f"{EDGE_MESSAGE}: lowest loss at N={math.exp(x[np.argmin(y)]):.3g}, "
+                                 f"an end of the sampled N range")
+                if abs(row["shift"]) > off_centre:
+                    flags.append(
+                        f"{OFF_CENTRE_MESSAGE}: parabola minimum N={math.exp(x_opt):.3g} is "
+                        f"{abs(row['shift']):.2f} half-widths (x{math.exp(abs(x_opt - x_mid)):.3g}) "
+                        f"{'above' if x_opt > x_mid else 'below'} the window centre {math.exp(x_mid):.3g}; "
+                        f"re-centre the window (see [grid].prior, [grid].window)"
+                        + (f"; the plan centred it on the prior's N_opt {row['planned_centre']:.3g}"
+                           if math.isfinite(row["planned_centre"]) else ""))
+            row["flag"] = "; ".join(flags)
         if row["flag"]:
             verdict = "excluded from the power law" if not row["used"] else "kept"
             diagnostics.append(f"{name}: {row['flag']} ({verdict})")
@@ -936,7 +966,7 @@ def fit_isoflop(frame: pd.DataFrame, rel_tol: float = 0.05, min_points: int = 3)
         diagnostics.append(f"skipped {len(skipped)} budget(s) with < {min_points} runs or distinct N "
                            f"(a curve needs >= {min_points}): {shown}")
     columns = ["budget", "n_points", "c0", "c1", "c2", "n_opt", "d_opt", "loss_opt",
-               "n_min", "n_max", "used", "flag"]
+               "n_min", "n_max", "shift", "planned_centre", "used", "flag"]
     curves = pd.DataFrame(rows, columns=columns)
     used = curves[curves["used"]]
     if len(used) < 2:

@@ -9,17 +9,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from scaling.accounting import ModelShape, flops_per_token, n_params, resolve_shape
 from scaling import hparams
 from scaling.config import MAX_FLOPS, MAX_PARAMS, MAX_TOKENS, DataConfig, SweepConfig, WandbConfig
 from scaling.errors import ConfigError
+from scaling.isoflop import Window, check_design, design_exponents, plan_windows, resolve_prior
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,8 @@ class RunSpec:
     """WSD: runs sharing a trunk_id share every step before their cooldown; one job trains them all."""
     lr_mult: float = 1.0
     """The [train].lr_sweep multiplier applied to the rule's LR (1.0 without a sweep)."""
+    isoflop_centre: float = 0.0
+    """IsoFLOP designs: the prior law's N_opt for this run's budget, the centre of its window (0 for grid runs)."""
 
     @property
     def fork_step(self) -> int:
@@ -95,10 +96,14 @@ class RunSpec:
 _NOT_IN_ID = {"run_id", "sweep", "eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb",
               "trunk_id"}
 # Fields added after run ids existed: left out of the id at their default so older runs keep their folders.
-_ID_DEFAULTS = {"schedule": "cosine", "cooldown_steps": 0, "cooldown_shape": "linear", "lr_mult": 1.0}
+_ID_DEFAULTS = {"schedule": "cosine", "cooldown_steps": 0, "cooldown_shape": "linear", "lr_mult": 1.0,
+                "isoflop_centre": 0.0}
 # Fields that differ between the branches of one WSD trunk (everything else is shared).
 _NOT_IN_TRUNK = _NOT_IN_ID | {"n_tokens", "n_tokens_target", "flops", "flops_6nd", "flops_budget", "n_steps",
-                              "cooldown_steps"}
+                              "cooldown_steps", "isoflop_centre"}
+# Fields that only label a run (which budget or window planned it): two planned runs equal in everything
+# else train the same model on the same tokens, so "grid+isoflop" trains them once.
+_LABELS = _NOT_IN_ID | {"flops_budget", "n_tokens_target", "isoflop_centre"}
 
 
 def _content_digest(spec: RunSpec, leave_out: set[str]) -> str:
@@ -131,6 +136,21 @@ def _si(x: float) -> str:
 class Plan:
     sweep: SweepConfig
     runs: tuple[RunSpec, ...]
+    windows: tuple[Window, ...] = ()
+    """IsoFLOP designs: each (family, budget)'s centre and window, in planning order."""
+    prior: str = ""
+    """IsoFLOP designs: where the law that centres the windows came from."""
+
+    def describe_windows(self) -> list[str]:
+        """What `scaling plan` prints about the IsoFLOP centres: the prior, then one line per budget."""
+        if not self.windows:
+            return []
+        lines = [f"IsoFLOP windows centred on the prior's N_opt(C); prior: {self.prior}"]
+        lines += ["  " + w.describe() for w in self.windows]
+        for arch, (a_prior, a_design) in design_exponents(self.windows).items():
+            lines.append(f"  {arch}: the prior's N_opt over these budgets ~ C^{a_prior:.4f}; Approach 2 on its "
+                         f"own noiseless losses at the planned sizes finds C^{a_design:.4f}")
+        return lines
 
     def to_frame(self) -> pd.DataFrame:
         est = self.sweep.launch.est_flops_per_s
@@ -141,7 +161,7 @@ class Plan:
             "flops": r.flops, "flops_6nd": r.flops_6nd, "tokens_per_param": r.n_tokens / r.n_params,
             "n_steps": r.n_steps, "lr": r.lr, "seed": r.seed, "est_s": r.flops / est,
             "batch_size": r.batch_size, "schedule": r.schedule, "cooldown_steps": r.cooldown_steps,
-            "trunk_id": r.trunk_id,
+            "trunk_id": r.trunk_id, "flops_budget": r.flops_budget, "isoflop_centre": r.isoflop_centre,
         } for r in self.runs])
 
     @property
@@ -170,33 +190,48 @@ class Plan:
 
 
 def plan_sweep(cfg: SweepConfig) -> Plan:
-    """All runs of a sweep, in a stable order (family, size, budget, LR multiplier, seed)."""
-    shapes = _model_shapes(cfg)
-    points: list[tuple[ModelShape, float, float, str]] = []  # shape, n_tokens_target, budget, key
-    if cfg.grid.design == "grid":
-        for shape in shapes:
-            for i, n_tok in enumerate(cfg.grid.n_tokens):
-                points.append((shape, n_tok, 0.0, f"[grid].n_tokens[{i}]"))
-    else:
-        for i, budget in enumerate(cfg.grid.flops):
-            for shape in shapes:
-                points.append((shape, budget / flops_per_token(shape), budget, f"[grid].flops[{i}]"))
+    """All runs of a sweep, in a stable order: the grid's (family, size, budget), then the IsoFLOP
+    budgets' (budget, family, size); each point's LR multipliers and seeds."""
+    g = cfg.grid
+    # shape, n_tokens_target, budget, key, isoflop centre
+    points: list[tuple[ModelShape, float, float, str, float]] = []
+    if g.design in ("grid", "grid+isoflop"):
+        for shape in _model_shapes(cfg):
+            for i, n_tok in enumerate(g.n_tokens):
+                points.append((shape, n_tok, 0.0, f"[grid].n_tokens[{i}]", 0.0))
+    windows: list[Window] = []
+    prior = resolve_prior(cfg) if g.design in ("isoflop", "grid+isoflop") else None
+    if prior is not None:
+        per_arch = {arch: plan_windows(cfg, arch, prior) for arch in cfg.model.arch}
+        for i, budget in enumerate(g.flops):
+            for arch in cfg.model.arch:
+                window = per_arch[arch][i]
+                windows.append(window)
+                for shape in window.shapes:
+                    points.append((shape, budget / flops_per_token(shape), budget, f"[grid].flops[{i}]",
+                                   window.centre))
+        check_design(cfg, windows)
     # WSD branches of one size share a trunk, so they share LR, batch size and warmup: the rules are
     # evaluated at the size's largest budget and warmup at its smallest (it must end before any fork).
     span: dict[ModelShape, tuple[float, float]] = {}
-    for shape, n_tok, _budget, _key in points:
+    for shape, n_tok, _budget, _key, _centre in points:
         lo, hi = span.get(shape, (n_tok, n_tok))
         span[shape] = (min(lo, n_tok), max(hi, n_tok))
-    runs = []
-    for shape, n_tok, budget, key in points:
+    runs, trained = [], set()
+    for shape, n_tok, budget, key, centre in points:
         for mult in cfg.train.lr_sweep or (1.0,):
             for seed in cfg.train.seeds:
-                runs.append(_make_run(cfg, shape, n_tok, budget, seed, key, mult, span[shape]))
+                run = _make_run(cfg, shape, n_tok, budget, seed, key, mult, span[shape], centre)
+                same = _content_digest(run, _LABELS)
+                if budget and same in trained:
+                    continue  # "grid+isoflop": this IsoFLOP point is a grid run already; train it once
+                trained.add(same)
+                runs.append(run)
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise ConfigError(f"{cfg.source}: [grid]: two grid points plan the same run {dup}")
-    return Plan(sweep=cfg, runs=tuple(runs))
+    return Plan(sweep=cfg, runs=tuple(runs), windows=tuple(windows), prior=prior.source if prior else "")
 
 
 def _model_shapes(cfg: SweepConfig) -> list[ModelShape]:
@@ -214,11 +249,7 @@ def _family_shapes(cfg: SweepConfig, arch: str) -> list[ModelShape]:
         shapes.append((f"[grid].shapes[{i}]", ModelShape(
             arch=arch, n_layer=s.n_layer, d_model=s.d_model, n_head=heads, seq_len=m.seq_len,
             vocab_size=V, mlp_ratio=m.mlp_ratio)))
-    targets = list(g.n_params)
-    if g.design == "isoflop":
-        lo, hi = g.n_params
-        targets = list(np.geomspace(lo, hi, g.n_sizes)) if g.n_sizes > 1 else [math.sqrt(lo * hi)]
-    for i, target in enumerate(targets):
+    for i, target in enumerate(g.n_params):
         shape = resolve_shape(target, arch=arch, seq_len=m.seq_len, vocab_size=V, head_dim=m.head_dim,
                               aspect_ratio=m.aspect_ratio, mlp_ratio=m.mlp_ratio)
         shapes.append((f"[grid].n_params[{i}]", shape))
@@ -244,7 +275,8 @@ def _check_cap(cfg: SweepConfig, key: str, shape: ModelShape, what: str, value: 
 
 
 def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budget: float, seed: int,
-              key: str, lr_mult: float = 1.0, span: tuple[float, float] | None = None) -> RunSpec:
+              key: str, lr_mult: float = 1.0, span: tuple[float, float] | None = None,
+              isoflop_centre: float = 0.0) -> RunSpec:
     t = cfg.train
     wsd = t.schedule == "wsd"
     fpt = flops_per_token(shape)
@@ -291,6 +323,7 @@ def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budge
         checkpoint_every_s=t.checkpoint_every_s, data=cfg.data, wandb=cfg.wandb,
         schedule=t.schedule, cooldown_steps=cooldown_steps,
         cooldown_shape=t.cooldown_shape if wsd else "linear", lr_mult=lr_mult,
+        isoflop_centre=float(isoflop_centre),
     )
     if wsd:
         spec = dataclasses.replace(spec, trunk_id=trunk_id_for(spec))

@@ -97,9 +97,11 @@ def plot_loss_vs_params(frame: pd.DataFrame, law: ChinchillaLaw | None = None,
 def plot_isoflop(frame: pd.DataFrame, isoflop: IsoFlopResult,
                  path: str | Path | None = None) -> Figure:
     """Left: IsoFLOP curves (runs, fitted parabola in ln N, minimum as a star; flagged curves
-    dashed). Right: parabola minima N_opt vs C with the fitted power law.
+    dashed; where the plan recorded them, the windows' planned centres as ticks). Right: parabola minima
+    N_opt vs C with the fitted power law.
 
-    Artists (left axes): one parabola line per curve plus one line of minima markers.
+    Artists (left axes): one parabola line per curve plus one line of minima markers (plus one line of
+    planned-centre ticks for planned IsoFLOP designs).
     """
     fig = Figure(figsize=(12, 5))
     ax, ax_n = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
@@ -115,6 +117,11 @@ def plot_isoflop(frame: pd.DataFrame, isoflop: IsoFlopResult,
                 ls="-" if row.used and not row.flag else "--", lw=1.2, label=f"C = {row.budget:.2g}")
     ok = curves[np.isfinite(curves["n_opt"])]
     ax.plot(ok["n_opt"], ok["loss_opt"], ls="none", marker="*", ms=12, color="k", label="minimum")
+    planned = curves[np.isfinite(curves["planned_centre"])] if "planned_centre" in curves else curves.iloc[:0]
+    if len(planned):  # where the plan centred each window (the prior's N_opt), on its parabola
+        x = np.log(planned["planned_centre"])
+        ax.plot(planned["planned_centre"], planned["c0"] + planned["c1"] * x + planned["c2"] * x ** 2,
+                ls="none", marker="|", ms=14, mew=2, color="0.4", label="planned centre (prior)")
     ax.set_xscale("log")
     ax.set_xlabel("parameters N")
     ax.set_ylabel("final loss")

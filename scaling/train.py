@@ -45,6 +45,8 @@ SPIKE_FACTOR = 3.0
 """After warmup, a step loss above this multiple of the lowest step loss so far marks the run diverged."""
 # Spec fields that do not change what is computed: editing them keeps an existing checkpoint valid.
 _NOT_IN_CKPT_HASH = {"eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb"}
+# Spec fields added after checkpoints existed: left out at their default so those checkpoints stay valid.
+_CKPT_HASH_DEFAULTS = {"isoflop_centre": 0.0}
 
 
 @dataclass
@@ -114,7 +116,8 @@ def _save_checkpoint(run: _ActiveRun) -> None:
 
 
 def spec_hash(spec: RunSpec) -> str:
-    content = {k: v for k, v in spec.to_dict().items() if k not in _NOT_IN_CKPT_HASH}
+    content = {k: v for k, v in spec.to_dict().items() if k not in _NOT_IN_CKPT_HASH
+               and not (k in _CKPT_HASH_DEFAULTS and v == _CKPT_HASH_DEFAULTS[k])}
     return hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 

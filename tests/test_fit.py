@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from scaling.errors import ConfigError, FitError
 from scaling.fit import (
     EDGE_MESSAGE,
+    OFF_CENTRE_MESSAGE,
     ChinchillaLaw,
     compute_optimal_table,
     fit_envelope,
@@ -218,6 +220,34 @@ def test_isoflop_flags_minimum_at_grid_edge_and_skips_short_curves() -> None:
     assert any(EDGE_MESSAGE in d for d in result.diagnostics)
     assert any("skipped 1 budget" in d and "3e+22" in d for d in result.diagnostics)
     assert result.a == pytest.approx(TRUE.a_, abs=0.02)  # from the 3 good curves
+
+
+def test_isoflop_flags_a_minimum_off_the_centre_of_its_window() -> None:
+    budgets = np.logspace(18, 21, 4)
+    centred = isoflop_frame(TRUE, budgets, np.logspace(-0.8, 0.8, 9))
+    result = fit_isoflop(centred)
+    assert result.curves["shift"].abs().max() < 0.1
+    assert not any(OFF_CENTRE_MESSAGE in d for d in result.diagnostics)
+    # The last budget sampled at 10^-0.3 .. 10^1.3 x N_opt: its window centre is 10^0.5 = 3.2x above the
+    # optimum, 0.5 / 0.8 = 0.62 half-widths (the parabola's own error puts its minimum at 0.60), inside
+    # the window and not at its edge.
+    shifted = isoflop_frame(TRUE, budgets[3:], np.logspace(-0.3, 1.3, 9))
+    frame = pd.concat([centred.iloc[:27], shifted], ignore_index=True)
+    result = fit_isoflop(frame)
+    flagged = result.curves[result.curves["flag"] != ""]
+    assert list(flagged["budget"]) == pytest.approx([budgets[3]])
+    assert flagged["used"].all() and flagged["shift"].iloc[0] == pytest.approx(-0.6, abs=0.04)
+    [line] = [d for d in result.diagnostics if OFF_CENTRE_MESSAGE in d]
+    assert re.fullmatch(r"budget 1e\+21 FLOPs: minimum off the centre of its window: parabola minimum "
+                        r"N=\S+ is 0\.6\d half-widths \(x3\.\d+\) below the window centre \S+; re-centre the "
+                        r"window \(see \[grid\]\.prior, \[grid\]\.window\) \(kept\)", line), line
+    assert np.isnan(result.curves["planned_centre"]).all()  # no plan recorded a centre for these points
+    # a results table carries the centre each run was planned around, and the diagnostic names it
+    frame["isoflop_centre"] = np.where(frame["flops"] == budgets[3], 3.2e9, 0.0)
+    [line] = [d for d in fit_isoflop(frame).diagnostics if OFF_CENTRE_MESSAGE in d]
+    assert line.endswith("; the plan centred it on the prior's N_opt 3.2e+09 (kept)")
+    # the threshold is a parameter
+    assert not any(OFF_CENTRE_MESSAGE in d for d in fit_isoflop(frame, off_centre=0.7).diagnostics)
 
 
 def test_isoflop_explicit_budget_column_and_too_few_budgets() -> None:

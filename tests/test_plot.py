@@ -74,6 +74,16 @@ def test_isoflop_parabolas_and_minima(frame: pd.DataFrame) -> None:
     assert len(ax_n.lines) == 2  # N_opt and D_opt power laws
 
 
+def test_isoflop_plot_marks_the_planned_centres(frame: pd.DataFrame) -> None:
+    # Runs planned by a centred IsoFLOP design carry the prior's N_opt they were centred on.
+    planned = frame.assign(isoflop_centre=[float(TRUE.compute_optimal(f)[0]) if f >= 1e18 else 0.0
+                                           for f in frame["flops"]])
+    ax = plot_isoflop(planned, fit_isoflop(planned)).axes[0]
+    assert len(ax.lines) == 3 + 1 + 1  # + one line of planned-centre ticks
+    ticks = ax.lines[-1]
+    assert sorted(ticks.get_xdata()) == pytest.approx([float(TRUE.compute_optimal(c)[0]) for c in (1e18, 1e19, 1e20)])
+
+
 def test_envelope_highlighted() -> None:
     N, D = (x.ravel() for x in np.meshgrid(np.geomspace(1e8, 1e10, 5), np.geomspace(1e9, 1e12, 6)))
     grid = pd.DataFrame({"n_params": N, "n_tokens": D, "flops": 6 * N * D, "loss": TRUE.predict(N, D),
@@ -116,7 +126,8 @@ def test_save_figures_writes_nonempty_pngs(frame: pd.DataFrame, tmp_path: Path) 
     report = fit_sweep(frame, n_boot=10)
     paths = save_figures(frame, report, tmp_path / "figs")
     names = {p.name for p in paths}
-    assert {"loss_vs_params.png", "isoflop.png", "envelope.png", "compute_optimal.png",
+    # an IsoFLOP design has no per-size loss curves, so no Approach 1 envelope figure
+    assert {"loss_vs_params.png", "isoflop.png", "compute_optimal.png",
             "isoloss.png", "residuals.png", "frontiers.png"} == names
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
