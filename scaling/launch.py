@@ -32,7 +32,8 @@ from scaling.config import LaunchConfig, tasks_per_job, validate
 from scaling.errors import ConfigError, LaunchError
 from scaling.plan import Plan
 from scaling.results import (
-    FINAL_STATES, SPEC, STATUS, RunLock, read_json, read_result, run_state, write_json_atomic, write_status,
+    FINAL_STATES, SPEC, STATUS, RunLock, damage, read_json, read_result, run_dirs, run_state, spec_problem,
+    write_json_atomic, write_status,
 )
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -182,7 +183,8 @@ def launch(plan: Plan, *, backend: str | None = None, max_parallel: int | None =
         run_dir = sweep_dir / spec.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         if read_result(run_dir) is not None:
-            if read_json(run_dir / SPEC) is None:  # a lost or corrupt spec.json would hide the run from tables
+            on_disk = read_json(run_dir / SPEC)
+            if on_disk is None or spec_problem(on_disk):  # a lost or damaged spec.json hides the run from fits
                 write_json_atomic(run_dir / SPEC, spec.to_dict())
             report.skipped_done.append(spec.run_id)
             continue
@@ -507,14 +509,16 @@ def sweep_status(plan_or_sweep_dir: Plan | str | Path) -> pd.DataFrame:
         runs = [(s.run_id, s.to_dict()) for s in plan_or_sweep_dir.runs]
     else:
         sweep_dir = Path(plan_or_sweep_dir)
-        dirs = sorted(p for p in sweep_dir.iterdir() if (p / SPEC).is_file()) if sweep_dir.is_dir() else []
-        runs = [(p.name, read_json(p / SPEC) or {}) for p in dirs]
+        runs = [(p.name, read_json(p / SPEC) or {}) for p in run_dirs(sweep_dir)]
     rows = []
     for run_id, spec in runs:
         run_dir = sweep_dir / run_id
         detail = run_state(run_dir) if run_dir.is_dir() else "pending"
-        state = detail if detail in ("done", "diverged", "failed", "running") else "pending"
-        status = read_json(run_dir / STATUS) or {}
+        state = detail if detail in ("done", "diverged", "failed", "damaged", "interrupted", "running") else "pending"
+        why = damage(run_dir) if state == "damaged" else None
+        if why is not None and spec_problem(spec):
+            spec = {}
+        status = (read_json(run_dir / STATUS) or {}) if not (why or "").startswith(STATUS) else {}
         result = read_result(run_dir) or {}
         rows.append({
             "run_id": run_id, "state": state, "n_params": spec.get("n_params"),
@@ -522,7 +526,7 @@ def sweep_status(plan_or_sweep_dir: Plan | str | Path) -> pd.DataFrame:
             "val_loss": result.get("val_loss", math.nan), "detail": detail,
             "job_id": status.get("job_id"),
             "log": status.get("log") if state == "failed" else None,
-            "error": status.get("error") if state == "failed" else (result.get("reason") or None),
+            "error": why or (status.get("error") if state == "failed" else (result.get("reason") or None)),
         })
     return pd.DataFrame(rows, columns=STATUS_COLUMNS + ["error"])
 

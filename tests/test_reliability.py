@@ -186,13 +186,15 @@ def test_corrupt_or_half_written_files_are_detected_and_the_run_redone(
         fault(d)
     redo = [r.run_id for r, f in zip(plan.runs, faults) if f is not corrupt_spec]
 
-    # Nothing corrupt enters a fit: those runs read as not done, with NaN loss, and fits exclude them.
+    # Nothing corrupt enters a fit: those runs read as not done, with NaN loss, and fits exclude them; the
+    # finished run with a corrupt spec.json is listed as damaged, not dropped without a word.
     frame = load_results(plan.sweep.sweep_dir)
     rows = frame.set_index("run_id")
-    assert set(rows.index) == set(want) - {plan.runs[faults.index(corrupt_spec)].run_id}
+    assert set(rows.index) == set(want)
+    assert rows.loc[plan.runs[faults.index(corrupt_spec)].run_id, "status"] == "damaged"
     assert (rows.loc[redo, "status"] != "done").all() and rows.loc[redo, "loss"].isna().all()
     done, excluded = select_done(frame)
-    assert len(done) == 0 and len(excluded) == len(redo)
+    assert len(done) == 0 and len(excluded) == len(faults)
     assert fit_sweep(frame, n_boot=0).n_done == 0
 
     status = sweep_status(plan).set_index("run_id")
@@ -366,3 +368,88 @@ def test_every_torch_load_is_weights_only_and_nothing_else_unpickles(count_case:
     for name, text in sources.items():
         assert not re.search(r"\bpickle\.loads?\(|read_pickle\(|cloudpickle|dill\.", text), name
     count_case("fault")
+
+
+# ------------------------------------------------------------------------------------------ 7. damaged files
+
+_RESULT_DAMAGE = {  # result.json of a finished run, edited by a hostile user or a bad disk
+    "val_loss 10**400 (an int no float holds)": {"val_loss": 10**400},
+    "val_loss 1e300": {"val_loss": 1e300}, "val_loss 1e-300": {"val_loss": 1e-300},
+    "train_loss a string": {"train_loss": "low"}, "n_params 1e300": {"n_params": 1e300},
+    "status unknown": {"status": "maybe"},
+}
+_SPEC_DAMAGE = {
+    "shape a list": {"shape": [1, 2]}, "arch a number": {"shape": {"arch": 5, "n_layer": 1}},
+    "lr a string": {"lr": "fast"}, "n_layer a float": {"shape": {"arch": "gpt", "n_layer": 1.5}},
+}
+_STATUS_DAMAGE = {"time a string": {"time": "noon"}, "time a list": {"time": [1]}, "state a number": {"state": 3}}
+_RAW_DAMAGE = {  # whole files
+    "spec.json deleted": (SPEC, None), "spec.json random bytes": (SPEC, bytes(range(256))),
+    "result.json a bare number": (RESULT, b"3.5"), "status.json random bytes": (STATUS, b"\xff\xfe\x00{"),
+}
+
+
+def test_damaged_run_files_are_reported_per_run_and_never_crash_or_enter_a_fit(
+        tmp_path: Path, text_corpus: Path, capsys: pytest.CaptureFixture, count_case: Callable) -> None:
+    toml = write_toml(tmp_path, text_corpus, steps=[5, 6, 7])
+    plan = plan_sweep(load_sweep(toml))
+    train_in_process(plan)
+    victim = plan.sweep.sweep_dir / plan.runs[0].run_id
+    pristine = {name: (victim / name).read_bytes() for name in (SPEC, RESULT, STATUS)}
+    cases = ([(RESULT, edit) for edit in _RESULT_DAMAGE.values()] + [(SPEC, e) for e in _SPEC_DAMAGE.values()]
+             + [(STATUS, e) for e in _STATUS_DAMAGE.values()] + list(_RAW_DAMAGE.values()))
+    for name, edit in cases:
+        for n, data in pristine.items():
+            (victim / n).write_bytes(data)
+        if isinstance(edit, dict):
+            write_json_atomic(victim / name, json.loads(pristine[name]) | edit)
+        elif edit is None:
+            (victim / name).unlink()
+        else:
+            (victim / name).write_bytes(edit)
+        if name == STATUS:  # a finished run's result.json outranks its status; damage an unfinished one
+            (victim / RESULT).unlink()
+        case = f"{name} {edit!r}"[:80]
+        assert run_state(victim) == "damaged", case
+        row = load_results(plan.sweep.sweep_dir).set_index("run_id").loc[victim.name]
+        assert row["status"] == "damaged" and row["reason"].startswith(name), (case, row["reason"])
+        done, excluded = select_done(load_results(plan.sweep.sweep_dir))
+        assert victim.name not in set(done["run_id"]) and any(victim.name in e for e in excluded), case
+        status = sweep_status(plan.sweep.sweep_dir).set_index("run_id")
+        assert status.loc[victim.name, "state"] == "damaged" and name in status.loc[victim.name, "error"], case
+        assert main(["status", str(toml)]) == 0, case
+        assert main(["fit", str(plan.sweep.sweep_dir), "--n-boot", "0"]) == 0, case  # on the 2 good runs
+        out = capsys.readouterr()
+        assert f"excluded run {victim.name}: status=damaged ({name}: " in out.out, (case, out.out)
+        assert "Traceback" not in out.err, (case, out.err)
+        count_case("damage")
+
+    # A lost spec.json beside a good result is repaired by a relaunch, without training.
+    for n, data in pristine.items():
+        (victim / n).write_bytes(data)
+    (victim / SPEC).unlink()
+    report = launch(plan, verbose=False)
+    assert report.submitted == [] and run_state(victim) == "done"
+    # A damaged result is redone by training, to the same loss.
+    write_json_atomic(victim / RESULT, json.loads(pristine[RESULT]) | {"val_loss": 10**400})
+    from scaling.train import train_run
+
+    assert train_run(victim, num_threads=1)["val_loss"] == json.loads(pristine[RESULT])["val_loss"]
+
+
+@pytest.mark.parametrize("lines", [b"7\n", b'{"step": "x", "train_loss": 1.0}\n', bytes(range(256)) + b"\n",
+                                   b'{"step": true}\n[1, 2]\n"text"\n'],
+                         ids=["bare number", "string step", "random bytes", "bool step, list, string"])
+def test_damaged_metrics_lines_are_dropped_and_the_run_trains(tmp_path: Path, text_corpus: Path, lines: bytes,
+                                                              count_case: Callable) -> None:
+    from scaling.train import train_run
+
+    plan = make_plan(tmp_path, text_corpus, steps=[6])
+    run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
+    run_dir.mkdir(parents=True)
+    write_json_atomic(run_dir / SPEC, plan.runs[0].to_dict())
+    (run_dir / METRICS).write_bytes(b'{"step": 1, "train_loss": 9.0}\n' + lines)
+    assert train_run(run_dir, num_threads=1)["status"] == "done"
+    assert train_steps(run_dir) == list(range(1, 7))  # the stale step-1 record was dropped too (resume at 0)
+    assert (run_dir / METRICS).read_bytes().decode().count("\n") == len(read_metrics(run_dir))
+    count_case("damage")
