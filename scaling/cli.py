@@ -373,9 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     except ScalingError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished runs are kept, rerun the same command to continue", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", 2)  # scaling.launch.Interrupted: SIGTERM or SIGHUP
+        print(f"interrupted{f' ({exc})' if signum != 2 else ''}; finished runs are kept, rerun the same "
+              "command to continue", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -379,7 +379,7 @@ def load_results(sweep_dir: str | Path) -> pd.DataFrame:
             "steps_done": result.get("steps_done"), "wall_s": result.get("wall_s"),
             "tokens_per_s": result.get("tokens_per_s"), "git_sha": result.get("git_sha"),
             "torch_version": result.get("torch_version"),
-            "reason": damaged or result.get("reason") or (status.get("error") if state == "failed" else None),
+            "reason": damaged or result.get("reason") or (status.get("error") if state in ("failed", "interrupted") else None),
             "log": status.get("log"), "run_dir": str(run_dir),
         }
         rows.append(row)

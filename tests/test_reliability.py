@@ -453,3 +453,94 @@ def test_damaged_metrics_lines_are_dropped_and_the_run_trains(tmp_path: Path, te
     assert train_steps(run_dir) == list(range(1, 7))  # the stale step-1 record was dropped too (resume at 0)
     assert (run_dir / METRICS).read_bytes().decode().count("\n") == len(read_metrics(run_dir))
     count_case("damage")
+
+
+# ------------------------------------------------------------------------------------------ 8. signals
+
+LONG = 10**6  # steps no test run reaches: the runs are stopped, never finished
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")  # zombies are dead
+
+
+def training_pid(run_dir: Path) -> int | None:
+    """The pid of the job process training run_dir (from its heartbeat), or None before it starts."""
+    status = read_json(run_dir / STATUS) or {}
+    return int(status["pid"]) if status.get("state") == "running" and "n_steps" in status else None
+
+
+def kill_trainers(dirs: list[Path]) -> None:
+    """Clean up after a failed assertion: no test leaves a 10^6-step job behind."""
+    for d in dirs:
+        pid = training_pid(d)
+        if pid and pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, False),
+                                        (signal.SIGINT, True)], ids=["SIGTERM", "SIGHUP", "SIGINT", "Ctrl-C"])
+def test_a_stopped_launcher_cancels_its_jobs_and_leaves_its_runs_interrupted(
+        tmp_path: Path, text_corpus: Path, sig: signal.Signals, group: bool, count_case: Callable) -> None:
+    toml = write_toml(tmp_path, text_corpus, steps=[LONG, LONG + 1])
+    dirs = [load_sweep(toml).sweep_dir / r.run_id for r in plan_sweep(load_sweep(toml)).runs]
+    # Ctrl-C in a terminal signals the whole foreground process group: launcher, job controllers and jobs.
+    launcher = subprocess.Popen([sys.executable, "-m", "scaling.cli", "run", str(toml), "--no-fit"], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=os.environ | {"PYTHONUNBUFFERED": "1"}, start_new_session=group)
+    try:
+        wait_for(lambda: all(training_pid(d) for d in dirs) or launcher.poll() is not None, "both jobs to train")
+        assert launcher.poll() is None, launcher.communicate()[0]
+        pids = [training_pid(d) for d in dirs]
+        os.killpg(launcher.pid, sig) if group else os.kill(launcher.pid, sig)
+        out = launcher.communicate(timeout=60)[0]
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            kill_trainers(dirs)
+    assert launcher.returncode == 128 + sig, out
+    assert "Traceback" not in out and "interrupted" in out.splitlines()[-1], out
+    wait_for(lambda: not any(pid_alive(p) for p in pids), "the jobs to end", 20)  # no orphans
+    assert [run_state(d) for d in dirs] == ["interrupted"] * 2
+    assert all("rerun to resume" in e for e in sweep_status(load_sweep(toml).sweep_dir)["error"])
+    count_case("signals")
+
+
+@pytest.mark.slow
+def test_after_a_kill9_a_rerun_counts_orphaned_jobs_against_max_parallel(
+        tmp_path: Path, text_corpus: Path, count_case: Callable) -> None:
+    toml = write_toml(tmp_path, text_corpus, steps=[LONG, LONG + 1, LONG + 2, LONG + 3])  # max_parallel 2
+    dirs = [load_sweep(toml).sweep_dir / r.run_id for r in plan_sweep(load_sweep(toml)).runs]
+    first = scaling_cli("run", str(toml), "--no-fit")
+    wait_for(lambda: all(training_pid(d) for d in dirs[:2]) or first.poll() is not None, "two jobs to train")
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    orphans = [training_pid(d) for d in dirs[:2]]
+    assert all(pid_alive(p) for p in orphans)
+
+    rerun = scaling_cli("run", str(toml), "--no-fit")
+    try:
+        wait_for(lambda: all((read_json(d / STATUS) or {}).get("pid") == rerun.pid for d in dirs[2:]),
+                 "the rerun to submit the two free runs")
+        time.sleep(4)  # time enough to start jobs beside the orphans, had it not waited for a slot
+        assert [training_pid(d) for d in dirs[2:]] == [None, None]
+        assert sum(pid_alive(p) for p in orphans) == 2
+        for pid in orphans:  # the orphans end: their slots go to the rerun's runs
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: all(training_pid(d) for d in dirs[2:]), "the rerun's jobs to start")
+        assert not any(pid_alive(p) for p in orphans)
+        started = [training_pid(d) for d in dirs[2:]]
+        os.kill(rerun.pid, signal.SIGTERM)
+        out = rerun.communicate(timeout=60)[0]
+        assert "count against max_parallel = 2" in out and "Traceback" not in out, out
+        wait_for(lambda: not any(pid_alive(p) for p in started), "the rerun's jobs to end", 20)
+    finally:
+        if rerun.poll() is None:
+            rerun.kill()
+        kill_trainers(dirs)
+    count_case("signals")
