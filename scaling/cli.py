@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import tomllib
@@ -372,6 +373,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ScalingError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `scaling status ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 128 + 13  # as if killed by SIGPIPE, like other command-line tools
+    except OSError as exc:  # the machine, not the code: a full disk, a missing permission (e.g. writing a plot)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{type(exc).__name__}: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", 2)  # scaling.launch.Interrupted: SIGTERM or SIGHUP

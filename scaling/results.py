@@ -13,6 +13,8 @@ torch, and nothing here unpickles anything.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -22,11 +24,13 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 import pandas as pd
 
 from scaling.config import MAX_FLOPS, MAX_PARAMS, MAX_TOKENS
+from scaling.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +54,46 @@ config accepts (scaling.config), losses (nats/token) in (1e-6, 1e6): the loss of
 10^6-token vocabulary is ln(10^6) ~ 14, and no cross-entropy is below 0."""
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON so readers see the old file or the new one, never half of one (temp + fsync + replace)."""
+def storage_error(path: Path, exc: BaseException) -> StorageError | None:
+    """A one-line StorageError for a failed write of `path`, if an OSError caused `exc` (torch.save reports a
+    full disk as RuntimeError "unexpected pos" with the OSError only as its context); else None."""
+    seen = exc
+    while seen is not None and not isinstance(seen, OSError):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None:
+        return None
+    full = seen.errno in (errno.ENOSPC, errno.EDQUOT)
+    return StorageError(f"{path}: cannot write: {'no space left on device' if full else seen.strerror or seen}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """A temp file beside `path`, moved over it when the block ends (fsynced), so readers see the old file or
+    the new one, never half of one; on any failure the temp file is removed, and a failed write (full disk)
+    raises StorageError naming `path`."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True, allow_nan=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise storage_error(path, exc) from None  # type: ignore[misc]
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        error = storage_error(path, exc) if isinstance(exc, Exception) else None
+        if error is not None:
+            raise error from None
         raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON so readers see the old file or the new one, never half of one (temp + fsync + replace)."""
+    with atomic_path(path) as f:
+        json.dump(obj, f, indent=1, sort_keys=True, allow_nan=True)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -232,9 +263,13 @@ def write_status(run_dir: Path, state: str, **info: Any) -> None:
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    with open(Path(run_dir) / METRICS, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
+    path = Path(run_dir) / METRICS
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+    except OSError as exc:  # a torn line it may leave is skipped by read_metrics
+        raise storage_error(path, exc) from None  # type: ignore[misc]
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -391,8 +426,6 @@ def export_csv(frame: pd.DataFrame, path: Path) -> Path:
     """Write the table atomically (a crash never leaves a half CSV where a good one was)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # e.g. `scaling fit SWEEP --out new/folder`
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as f:
+        frame.to_csv(f, index=False)
     return path

@@ -17,7 +17,6 @@ import os
 import platform
 import socket
 import subprocess
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -32,7 +31,8 @@ from scaling.data import Corpus, get_batch, load_corpus, val_windows
 from scaling.errors import LaunchError
 from scaling.model import build_model
 from scaling.plan import RunSpec
-from scaling.results import (CKPT, METRICS, SPEC, RunLock, append_metrics, read_json, read_metrics, spec_problem,
+from scaling.results import (CKPT, METRICS, SPEC, RunLock, append_metrics, atomic_path, read_json, read_metrics,
+                             spec_problem,
                              read_result, write_result, write_status)
 
 log = logging.getLogger(__name__)
@@ -97,17 +97,9 @@ def _save_checkpoint(run: _ActiveRun) -> None:
     }
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    path = run.run_dir / CKPT
-    fd, tmp = tempfile.mkstemp(dir=run.run_dir, prefix=f".{CKPT}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # readers see the old checkpoint or the new one, never half of one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Readers see the old checkpoint or the new one, never half of one; a full disk is a StorageError.
+    with atomic_path(run.run_dir / CKPT, "wb") as f:
+        torch.save(state, f)
 
 
 def spec_hash(spec: RunSpec) -> str:
@@ -414,10 +406,8 @@ def _drop_metrics_after(run_dir: Path, step: int) -> None:
     kept = [r for r in records if r.get("step", 0) <= step]
     if len(kept) == len(records) and path.read_bytes().count(b"\n") == len(records):
         return
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{METRICS}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with atomic_path(path) as f:
         f.writelines(json.dumps(r) + "\n" for r in kept)
-    os.replace(tmp, path)
 
 
 @torch.no_grad()

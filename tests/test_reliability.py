@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,7 +44,7 @@ def write_toml(tmp_path: Path, corpus: Path, *, steps: list[int], results: str =
                      grid={"n_tokens": [s * STEP_TOKENS for s in steps]},
                      train={"log_every_steps": 1, **(train or {})},
                      launch={"max_parallel": 2, "threads_per_job": 1, "timeout_min": 10})
-    return write_sweep(tmp_path / f"{results}.toml", cfg)
+    return write_sweep(tmp_path / f"{results.replace('/', '_')}.toml", cfg)
 
 
 def make_plan(tmp_path: Path, corpus: Path, **kwargs: object) -> Plan:
@@ -544,3 +544,86 @@ def test_after_a_kill9_a_rerun_counts_orphaned_jobs_against_max_parallel(
             rerun.kill()
         kill_trainers(dirs)
     count_case("signals")
+
+
+# ------------------------------------------------------------------------------------------ 9. disk full
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """A real 1 MiB tmpfs at tmp_path/full; call it with the bytes to leave free and it fills the rest."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+
+    def fill(leave_free: int) -> Path:
+        filler = mount / "filler"
+        with open(filler, "ab", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        size = filler.stat().st_size
+        os.truncate(filler, max(0, size - leave_free))
+        return mount
+
+    try:
+        yield fill
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def no_temp_files(folder: Path) -> bool:
+    return not [p for p in folder.rglob(".*.tmp")]
+
+
+def test_a_full_disk_is_one_clear_error_and_leaves_no_temp_file(
+        tmp_path: Path, text_corpus: Path, full_disk: Callable, capsys: pytest.CaptureFixture,
+        count_case: Callable) -> None:
+    from scaling.errors import StorageError
+    from scaling.results import export_csv
+    from scaling.train import train_run
+
+    disk = full_disk(0)
+    with pytest.raises(StorageError, match=r"a\.json: cannot write: no space left on device"):
+        write_json_atomic(disk / "a.json", {"x": "y" * 100_000})
+    with pytest.raises(StorageError, match=r"t\.csv: cannot write: no space left on device"):
+        export_csv(load_results(tmp_path), disk / "t.csv")
+    assert no_temp_files(disk)
+    count_case("disk-full", 2)
+
+    # The launcher: spec.json of the first run cannot be written.
+    toml = write_toml(tmp_path, text_corpus, steps=[5], results="full/results")
+    assert main(["run", str(toml), "--no-fit"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "StorageError: " in err[0] and "no space left on device" in err[0], err
+    count_case("disk-full")
+
+    # A job: status and metrics fit in the space left, the first checkpoint (~250 KB) does not; torch.save
+    # would say "RuntimeError ... unexpected pos".
+    (disk / "filler").unlink()
+    plan = plan_sweep(load_sweep(write_toml(tmp_path, text_corpus, steps=[400], results="full/results",
+                                            train={"checkpoint_every_s": 0.01})))
+    run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / SPEC, plan.runs[0].to_dict())
+    full_disk(64 * 1024)
+    with pytest.raises(StorageError, match=r"ckpt\.pt: cannot write: no space left on device"):
+        train_run(run_dir, num_threads=1)
+    assert no_temp_files(disk) and not (run_dir / CKPT).exists()
+    count_case("disk-full")
+
+    # fit: the report cannot be written under --out.
+    (disk / "filler").unlink()
+    csv = tmp_path / "points.csv"
+    csv.write_text("params,tokens,loss\n" + "".join(f"{n},{d},{2 + 1e3 / n + 1e3 / d}\n"
+                                                     for n in (1e5, 1e6, 1e7) for d in (1e8, 1e9)))
+    full_disk(0)
+    assert main(["fit", str(csv), "--n-boot", "0", "--out", str(disk / "fit")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no space left on device" in err[0].lower(), err
+    assert no_temp_files(disk)
+    count_case("disk-full")
