@@ -188,10 +188,21 @@ def plan_sweep(cfg: SweepConfig) -> Plan:
         lo, hi = span.get(shape, (n_tok, n_tok))
         span[shape] = (min(lo, n_tok), max(hi, n_tok))
     runs = []
+    same_training: dict[tuple, str] = {}
     for shape, n_tok, budget, key in points:
         for mult in cfg.train.lr_sweep or (1.0,):
             for seed in cfg.train.seeds:
-                runs.append(_make_run(cfg, shape, n_tok, budget, seed, key, mult, span[shape]))
+                run = _make_run(cfg, shape, n_tok, budget, seed, key, mult, span[shape])
+                # Two budgets that round to one step count train the same model twice under two ids, and a
+                # fit would then average them as if they were seeds.
+                twin = same_training.setdefault((shape, run.n_steps, run.batch_size, run.lr, seed, run.schedule,
+                                                 run.cooldown_steps), key)
+                if twin != key:
+                    raise ConfigError(
+                        f"{cfg.source}: {key} = {budget or n_tok:g}: gives the same {run.n_steps} steps of "
+                        f"{run.tokens_per_step} tokens as {twin} for L{shape.n_layer} d{shape.d_model}; the "
+                        f"two would be one run trained twice; space the budgets further apart")
+                runs.append(run)
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)

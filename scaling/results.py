@@ -170,12 +170,12 @@ def spec_problem(spec: dict[str, Any]) -> str | None:
             return f"shape.{key} = {_short(value)} is not a positive integer"
     for key in ("n_params", "n_tokens", "flops"):
         why = implausible(key, spec.get(key))
-        if why:
+        if why and not (key != "n_params" and spec.get(key) == 0):  # a WSD trunk's spec plans no tokens itself
             return why
     for key in ("lr", "n_params_non_embedding", "flops_6nd", "flops_budget"):
         value = number(spec.get(key)) if spec.get(key) is not None else 1.0
-        if value is None or value < 0 or (value == 0 and key != "flops_budget"):  # budget 0: a grid run
-            return f"{key} = {_short(spec[key])} is not a finite number > 0"
+        if value is None or value < 0 or (value == 0 and key == "lr"):  # budget 0: a grid run; 0: a WSD trunk
+            return f"{key} = {_short(spec[key])} is not a finite number {'> 0' if key == 'lr' else '>= 0'}"
     for key in ("seed", "batch_size", "n_steps"):
         value = spec.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):

@@ -27,7 +27,7 @@ from conftest import tiny_sweep, write_sweep
 from scaling.cli import main
 from scaling.config import ShapeConfig, SweepConfig, load_sweep
 from scaling.errors import ConfigError, FitError, ScalingError
-from scaling.fit import ChinchillaLaw, fit_sweep, read_points_csv, select_done
+from scaling.fit import ChinchillaLaw, LawParams, fit_sweep, read_points_csv, select_done
 from scaling.plan import Plan, plan_sweep
 
 SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(SweepConfig)
@@ -384,3 +384,77 @@ def test_property_cases_are_counted(count_case: Callable) -> None:
     """Runs after the property tests in this file (pytest keeps file order): adds their examples."""
     count_case("bad input (random config)", _PROPERTY_CASES["config"])
     count_case("bad input (random CSV)", _PROPERTY_CASES["csv"])
+
+
+# ------------------------------------------------------------------------------------------ degenerate fits
+
+
+def grid_csv(tmp_path: Path, loss: Callable[[float, float], float], sizes: tuple[float, ...] = (1e5, 1e6, 1e7),
+             tokens: tuple[float, ...] = (1e8, 1e9, 1e10), extra: str = "") -> Path:
+    csv = tmp_path / "points.csv"
+    csv.write_text("params,tokens,loss\n" + "".join(f"{n:g},{d:g},{loss(n, d)!r}\n" for n in sizes for d in tokens)
+                   + extra)
+    return csv
+
+
+def fit_text(capsys: pytest.CaptureFixture, csv: Path) -> str:
+    capsys.readouterr()
+    assert main(["fit", str(csv), "--n-boot", "0"]) == 0
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err, out.err
+    return out.out
+
+
+def test_degenerate_data_gets_no_law_and_a_reason(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                  count_case: Callable) -> None:
+    text = fit_text(capsys, grid_csv(tmp_path, lambda n, d: 3.0))  # constant: ZeroDivisionError in LawParams.a
+    assert "Approach 3 not fitted: all 9 losses equal 3" in text
+    count_case("fit-edge")
+
+    # One model size: the envelope's N_opt is that size at every C (was printed as N_opt = 1e+07 C^-0.0000).
+    text = fit_text(capsys, grid_csv(tmp_path, lambda n, d: 2 + 400 / n**0.3 + 400 / d**0.3, sizes=(1e7,)))
+    assert "Approach 1 not fitted: power law needs >= 2 distinct y values" in text and "C^-0.0000" not in text
+    count_case("fit-edge")
+
+    for bad in (1e300, 1e-300):  # implausible losses are excluded by name, never fitted
+        csv = grid_csv(tmp_path, lambda n, d: 2 + 400 / n**0.3 + 400 / d**0.3, extra=f"3e6,3e9,{bad!r}\n")
+        text = fit_text(capsys, csv)
+        assert f"excluded run row9: loss = {bad:g} is outside the plausible range" in text, text
+        assert "runs: 10 total, 9 done" in text
+        with pytest.raises(FitError, match="outside the plausible range"):
+            ChinchillaLaw(n_starts=2).fit([1e6, 1e7, 1e6, 1e7, 3e6], [1e8, 1e8, 1e9, 1e9, 3e8], [3, 2.5, 2.6, 2.2, bad])
+        count_case("fit-edge")
+    assert math.isnan(LawParams(E=1.0, A=1.0, B=1.0, alpha=0.0, beta=0.0).a)  # was ZeroDivisionError
+    count_case("fit-edge")
+
+
+def test_flops_that_do_not_match_params_and_tokens_are_not_fitted(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                  count_case: Callable) -> None:
+    csv = tmp_path / "points.csv"
+    rows = [(n, d, 6 * n * d, 2 + 400 / n**0.3 + 400 / d**0.3) for n in (1e5, 1e6, 1e7) for d in (1e8, 1e9)]
+    rows[2] = (*rows[2][:2], 1e3 * rows[2][0] * rows[2][1], rows[2][3])  # 1000 N D: C of another run
+    rows[3] = (*rows[3][:2], 0.1 * rows[3][0] * rows[3][1], rows[3][3])
+    csv.write_text("n_params,n_tokens,flops,loss\n" + "".join(f"{n:g},{d:g},{c:g},{l!r}\n" for n, d, c, l in rows))
+    text = fit_text(capsys, csv)
+    assert "excluded run row2: flops / (n_params x n_tokens) = 1e+03 is outside [2, 50]" in text
+    assert "excluded run row3: flops / (n_params x n_tokens) = 0.1 is outside [2, 50]" in text
+    count_case("fit-edge", 2)
+
+
+def test_repeated_points_are_counted_once_in_the_fit(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                     count_case: Callable) -> None:
+    law = lambda n, d: 2 + 400 / n**0.3 + 400 / d**0.3  # noqa: E731
+    once = grid_csv(tmp_path, law).read_text()
+    (tmp_path / "twice.csv").write_text(once + once.split("\n", 1)[1])
+    text = fit_text(capsys, tmp_path / "twice.csv")
+    assert "runs: 18 total, 18 done, fitted as 9 distinct (N, D) points" in text, text
+    count_case("fit-edge")
+
+
+def test_budgets_that_round_to_the_same_steps_are_refused(tmp_path: Path, text_corpus: Path,
+                                                          count_case: Callable) -> None:
+    cfg = tiny_sweep("twins", text_corpus, grid={"n_tokens": [60000, 60001]})  # 8 x 32 tokens a step: 234 both
+    with pytest.raises(ConfigError, match=r"n_tokens\[1\] = 60001: gives the same 234 steps .* as "
+                                          r"\[grid\].n_tokens\[0\]"):
+        plan_sweep(load_sweep(write_sweep(tmp_path / "twins.toml", cfg)))
+    count_case("fit-edge")
