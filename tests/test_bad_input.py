@@ -458,3 +458,58 @@ def test_budgets_that_round_to_the_same_steps_are_refused(tmp_path: Path, text_c
                                           r"\[grid\].n_tokens\[0\]"):
         plan_sweep(load_sweep(write_sweep(tmp_path / "twins.toml", cfg)))
     count_case("fit-edge")
+
+
+# ------------------------------------------------------------------------------------------ CLI arguments
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["compare", "--min-flops", "25", "--max-flops", "15"], "--min-flops 25: is above --max-flops 15"),
+    (["compare", "--min-flops", "-5"], r"--min-flops/--max-flops -5/25: powers of ten must be in \[0, 40\]"),
+    (["compare", "--n-boot", "-5"], r"--n-boot -5: must be in \[0, 100,000\]"),
+    (["compare", "--n-boot", "100000000"], r"--n-boot 100000000: must be in \[0, 100,000\]"),
+    (["fit", "{csv}", "--n-boot", "-1"], r"--n-boot -1: must be in"),
+    (["fit", "{csv}", "--holdout", "-2"], "--holdout -2: must be >= 0"),
+    (["fit", "{csv}", "--out", "{csv}"], "--out .*points.csv: exists and is not a folder"),
+    (["compare", "--out", "{csv}"], "--out .*points.csv: exists and is not a folder"),
+    (["train", "{tmp}/no/such/run"], "no/such/run: not a run folder"),
+    (["train", "{tmp}", "--threads", "0"], "--threads 0: must be >= 1"),
+    (["run", "{toml}", "--max-parallel", "0"], "--max-parallel 0: must be >= 1"),
+    (["plan", "{toml}", "--flops-per-s", "0"], "--flops-per-s 0.0: must be a finite number > 0"),
+    (["plan", "{toml}", "--flops-per-s", "-5"], "--flops-per-s -5.0: must be"),
+    (["plan", "{toml}", "--flops-per-s", "nan"], "--flops-per-s nan: must be"),
+    (["run", "{toml}", "--n-boot", "-3"], "--n-boot -3: must be"),
+])
+def test_bad_cli_arguments(tmp_path: Path, text_corpus: Path, capsys: pytest.CaptureFixture,
+                           count_case: Callable, argv: list[str], match: str) -> None:
+    csv = tmp_path / "points.csv"
+    csv.write_text("params,tokens,loss\n1e6,2e7,3.1\n2e6,2e7,3.0\n")
+    toml = write_sweep(tmp_path / "s.toml", base_config(tmp_path, text_corpus))
+    argv = [a.format(csv=csv, tmp=tmp_path, toml=toml) for a in argv]
+    line = cli_error(capsys, argv)
+    assert line.startswith("ConfigError: ") and re.search(match, line), line
+    assert not (tmp_path / "results").exists()  # refused before anything is written
+    count_case("cli-args")
+
+
+def test_control_characters_in_an_error_are_escaped(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                    count_case: Callable) -> None:
+    evil = tmp_path / "red\x1b[31mALERT\x07\nsecond line.csv"
+    line = cli_error(capsys, ["fit", str(evil)])
+    assert "\x1b" not in line and "\x07" not in line and "\\x1b[31mALERT\\x07\\nsecond line.csv" in line, line
+    count_case("cli-args")
+
+
+def test_status_into_a_closed_pipe_exits_quietly(tmp_path: Path, text_corpus: Path, count_case: Callable) -> None:
+    import os
+    import subprocess
+    import sys
+
+    toml = write_sweep(tmp_path / "s.toml", base_config(tmp_path, text_corpus))
+    read, write = os.pipe()
+    os.close(read)  # `scaling status ... | head` after head has exited
+    proc = subprocess.run([sys.executable, "-m", "scaling.cli", "status", str(toml)], stdout=write,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr
+    count_case("cli-args")
