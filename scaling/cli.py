@@ -105,9 +105,7 @@ def print_plan(plan: Plan, flops_per_s: float | None = None) -> None:
     frame["est_s"] = frame["flops"] / rate
     shown = frame[["run_id", "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd",
                    "tokens_per_param", "n_steps", "est_s"]]
-    with pd.option_context("display.max_rows", 500, "display.width", 200,
-                           "display.float_format", _fmt):
-        print(shown.to_string(index=False))
+    print_table(shown)
     parallel = max(1, min(cfg.launch.max_parallel, len(plan.runs)))
     est_total = plan.flops_to_train / rate  # WSD branches share their trunk: count it once
     if plan.flops_saved > 0:
@@ -117,6 +115,26 @@ def print_plan(plan: Plan, flops_per_s: float | None = None) -> None:
     print(f"\n{len(plan.runs)} runs, {plan.flops_to_train:.3g} FLOPs; est. {est_total / 3600:.2f} job-hours "
           f"at {rate:.3g} FLOP/s per job, ~{est_total / parallel / 60:.1f} min wall "
           f"on {parallel} parallel jobs ({cfg.launch.backend}); results in {cfg.sweep_dir}/")
+
+
+SHOWN_ROWS = 60
+"""Tables longer than this print their first and last SHOWN_ROWS // 2 rows and a count of the rest
+(10^5 planned runs printed 10^5 lines); the totals below a table always cover every row."""
+
+
+def print_table(table: pd.DataFrame, **options: Any) -> None:
+    if len(table) > SHOWN_ROWS:
+        half = SHOWN_ROWS // 2
+        gap = pd.DataFrame([{c: "..." for c in table.columns}])
+        shown = pd.concat([table.head(half).astype(object), gap, table.tail(half).astype(object)])
+        note = f"({len(table) - 2 * half:,} of {len(table):,} rows not shown)"
+    else:
+        shown, note = table, None
+    with pd.option_context("display.max_rows", SHOWN_ROWS + 1, "display.width", 200,
+                           "display.float_format", _fmt, *[x for kv in options.items() for x in kv]):
+        print(shown.to_string(index=False, float_format=_fmt))
+    if note:
+        print(note)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -265,9 +283,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     table = sweep_status(plan_sweep(cfg))
-    with pd.option_context("display.max_rows", 1000, "display.width", 200,
-                           "display.float_format", _fmt, "display.max_colwidth", 120):
-        print(table.to_string(index=False))
+    print_table(table, **{"display.max_colwidth": 120})
     counts = table["state"].value_counts().to_dict()
     print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     return 0

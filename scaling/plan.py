@@ -169,8 +169,31 @@ class Plan:
         return self.total_flops - self.flops_to_train
 
 
+MAX_RUNS = 100_000
+"""Sweeps planning more runs are refused before planning: 10^5 runs take ~15 s to plan here and are
+already ~100x the published scaling-law sweeps (Hoffmann et al. 2022 trained ~400 models); 10^6 took
+9 minutes and 4 GB, most likely a typo in a grid."""
+
+
+def count_runs(cfg: SweepConfig) -> int:
+    """How many runs plan_sweep will make, from the config alone (sizes x budgets x LRs x seeds)."""
+    g = cfg.grid
+    sizes = len(g.shapes) + (g.n_sizes if g.design == "isoflop" else len(g.n_params))
+    budgets = len(g.n_tokens) if g.design == "grid" else len(g.flops)
+    return len(cfg.model.arch) * sizes * budgets * len(cfg.train.lr_sweep or (1.0,)) * len(cfg.train.seeds)
+
+
 def plan_sweep(cfg: SweepConfig) -> Plan:
     """All runs of a sweep, in a stable order (family, size, budget, LR multiplier, seed)."""
+    n_runs = count_runs(cfg)
+    if n_runs > MAX_RUNS:
+        g = cfg.grid
+        raise ConfigError(
+            f"{cfg.source}: the sweep would plan {n_runs:,} runs ({len(cfg.model.arch)} arch x "
+            f"{len(g.shapes) + (g.n_sizes if g.design == 'isoflop' else len(g.n_params))} sizes x "
+            f"{len(g.n_tokens) if g.design == 'grid' else len(g.flops)} budgets x "
+            f"{len(cfg.train.lr_sweep or (1.0,))} LRs x {len(cfg.train.seeds)} seeds); at most {MAX_RUNS:,} "
+            f"are planned: split the sweep or thin its grid")
     shapes = _model_shapes(cfg)
     points: list[tuple[ModelShape, float, float, str]] = []  # shape, n_tokens_target, budget, key
     if cfg.grid.design == "grid":

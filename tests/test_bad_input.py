@@ -513,3 +513,35 @@ def test_status_into_a_closed_pipe_exits_quietly(tmp_path: Path, text_corpus: Pa
     os.close(write)
     assert proc.returncode == 141 and proc.stderr == "", proc.stderr
     count_case("cli-args")
+
+
+# ------------------------------------------------------------------------------------------ scale
+
+
+def test_a_million_run_sweep_is_refused_at_once(tmp_path: Path, text_corpus: Path, capsys: pytest.CaptureFixture,
+                                                count_case: Callable) -> None:
+    import time
+
+    cfg = tiny_sweep("huge", text_corpus, grid={"n_tokens": [2560 * (i + 1) for i in range(1000)]},
+                     train={"seeds": list(range(1000))})
+    toml = write_sweep(tmp_path / "huge.toml", cfg)
+    start = time.perf_counter()
+    line = cli_error(capsys, ["plan", str(toml)])
+    assert "would plan 1,000,000 runs" in line and "at most 100,000" in line, line
+    assert time.perf_counter() - start < 10  # was 9 minutes and 4 GB
+    count_case("scale")
+
+
+def test_a_long_plan_prints_its_ends_and_every_total(tmp_path: Path, text_corpus: Path,
+                                                     capsys: pytest.CaptureFixture, count_case: Callable) -> None:
+    from scaling.cli import SHOWN_ROWS
+
+    cfg = tiny_sweep("long", text_corpus, grid={"n_tokens": [2560 * (i + 1) for i in range(50)]},
+                     train={"seeds": [0, 1, 2]})
+    plan = plan_sweep(load_sweep(write_sweep(tmp_path / "long.toml", cfg)))
+    assert main(["plan", str(tmp_path / "long.toml")]) == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) < SHOWN_ROWS + 10
+    assert plan.runs[0].run_id in out and plan.runs[-1].run_id in out and plan.runs[75].run_id not in out
+    assert f"({150 - SHOWN_ROWS} of 150 rows not shown)" in out and "\n150 runs, " in out
+    count_case("scale")
