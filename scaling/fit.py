@@ -41,6 +41,11 @@ FLOPS_PER_PARAM_TOKEN = (2.0, 50.0)
 (this repo's sweeps: 6.5-9.1), 2 for a forward pass alone. A row outside it has a flops column that does not
 belong to its N and D, so it is not fitted."""
 
+LARGE_FIT_POINTS = 10_000
+"""Above this many points fit_sweep warns before it starts: Approach 3 costs ~1 s per 1,000 points per fit
+here (10,000 points: 10 s per fit, 17 s for fit_sweep without bootstrap; each bootstrap resample is another
+optimizer run), so 10^5 rows take minutes. Averaging seeds or repeated rows (the default) shrinks it."""
+
 DEFAULT_BUDGETS: tuple[float, ...] = tuple(float(c) for c in np.logspace(18, 25, 8))
 """Compute budgets (FLOPs) for the compute-optimal table of a report, 1e18 .. 1e25."""
 
@@ -319,8 +324,10 @@ def _log_predict(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray) -> np.
 
 
 def _objective_grid(thetas: np.ndarray, log_n: np.ndarray, log_d: np.ndarray,
-                    log_l: np.ndarray, delta: float, chunk: int = 500) -> np.ndarray:
-    """Summed Huber objective at every row of thetas (k, 5); chunked to bound memory."""
+                    log_l: np.ndarray, delta: float, chunk: int | None = None) -> np.ndarray:
+    """Summed Huber objective at every row of thetas (k, 5); chunked to bound memory: by default each
+    chunk holds ~500,000 predictions (a fixed 500 starts x 100k points took 4.5 GB)."""
+    chunk = chunk or max(1, min(500, 500_000 // max(1, len(log_n))))
     out = np.empty(len(thetas))
     for start in range(0, len(thetas), chunk):
         pred = _log_predict(thetas[start:start + chunk], log_n, log_d)
@@ -1219,6 +1226,11 @@ def fit_sweep(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     spread = seed_spread(done) if len(done) else None
     if not all_seeds:
         done = mean_over_seeds(done)
+    if len(done) > LARGE_FIT_POINTS:
+        note = (f"{len(done):,} points to fit (more than {LARGE_FIT_POINTS:,}): Approach 3 takes ~1 s per 1,000 "
+                f"points per fit, {n_boot:,} bootstrap refits and a holdout refit come on top")
+        log.warning(note)
+        diagnostics.append(note)
     proto = law if law is not None else ChinchillaLaw()
     fitted: ChinchillaLaw | None = None
     try:

@@ -545,3 +545,35 @@ def test_a_long_plan_prints_its_ends_and_every_total(tmp_path: Path, text_corpus
     assert plan.runs[0].run_id in out and plan.runs[-1].run_id in out and plan.runs[75].run_id not in out
     assert f"({150 - SHOWN_ROWS} of 150 rows not shown)" in out and "\n150 runs, " in out
     count_case("scale")
+
+
+def test_the_start_grid_of_a_large_fit_is_evaluated_in_bounded_memory(count_case: Callable) -> None:
+    import tracemalloc
+
+    from scaling.fit import _objective_grid, hoffmann_grid
+
+    rng = np.random.default_rng(0)
+    n = 100_000  # a 100k-row CSV took 4.5 GB here
+    log_n, log_d = rng.uniform(11, 18, n), rng.uniform(18, 23, n)
+    log_l = np.log(1.7 + np.exp(6 - 0.34 * log_n) + np.exp(6 - 0.28 * log_d))
+    tracemalloc.start()
+    values = _objective_grid(hoffmann_grid()[:600], log_n, log_d, log_l, 1e-3)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 200e6, f"{peak / 1e6:.0f} MB"
+    assert np.allclose(values[:3], _objective_grid(hoffmann_grid()[:3], log_n, log_d, log_l, 1e-3, chunk=3))
+    count_case("scale")
+
+
+def test_a_large_fit_says_what_it_costs_before_it_starts(monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture,
+                                                         count_case: Callable) -> None:
+    import scaling.fit
+
+    monkeypatch.setattr(scaling.fit, "LARGE_FIT_POINTS", 8)
+    N, D = np.meshgrid(np.geomspace(1e5, 1e7, 3), np.geomspace(1e8, 1e10, 3))
+    frame = pd.DataFrame({"n_params": N.ravel(), "n_tokens": D.ravel(),
+                          "loss": 2 + 400 / N.ravel()**0.3 + 400 / D.ravel()**0.3})
+    report = fit_sweep(frame, n_boot=0)
+    assert "9 points to fit (more than 8)" in caplog.text and any("9 points to fit" in d for d in report.diagnostics)
+    count_case("scale")
