@@ -17,9 +17,9 @@ import math
 import os
 import signal
 import socket
-import threading
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
