@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import sys
 import time
 import tomllib
@@ -44,9 +46,52 @@ def _load(args: argparse.Namespace) -> SweepConfig:
     overrides = _overrides(getattr(args, "set", None))
     if getattr(args, "backend", None):
         overrides["launch.backend"] = args.backend
-    if getattr(args, "max_parallel", None):
+    if getattr(args, "max_parallel", None) is not None:  # 0 too: refused by validation, not ignored
         overrides["launch.max_parallel"] = args.max_parallel
     return load_sweep(args.sweep, overrides)
+
+
+MAX_N_BOOT = 100_000
+"""--n-boot above this is refused: the resample table alone is n_boot x runs floats (1e8 x 20 runs = 15 GiB),
+and 10^5 resamples already pin a 95% interval's ends to ~0.1% of the band."""
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """One-line ConfigErrors for CLI arguments out of range, before anything is read, trained or written."""
+    def bad(flag: str, value: Any, why: str) -> ConfigError:
+        return ConfigError(f"{flag} {value}: {why}")
+
+    n_boot = getattr(args, "n_boot", None)
+    if n_boot is not None and not 0 <= n_boot <= MAX_N_BOOT:
+        raise bad("--n-boot", n_boot, f"must be in [0, {MAX_N_BOOT:,}] (0 skips the bootstrap)")
+    if getattr(args, "holdout", None) is not None and args.holdout < 0:
+        raise bad("--holdout", args.holdout, "must be >= 0")
+    if getattr(args, "threads", None) is not None and args.threads < 1:
+        raise bad("--threads", args.threads, "must be >= 1")
+    rate = getattr(args, "flops_per_s", None)
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise bad("--flops-per-s", rate, "must be a finite number > 0")
+    if getattr(args, "max_parallel", None) is not None and args.max_parallel < 1:
+        raise bad("--max-parallel", args.max_parallel, "must be >= 1")
+    lo, hi = getattr(args, "min_flops", None), getattr(args, "max_flops", None)
+    if lo is not None and hi is not None:
+        if not 0 <= lo <= MAX_FLOPS_EXPONENT or not 0 <= hi <= MAX_FLOPS_EXPONENT:
+            raise bad("--min-flops/--max-flops", f"{lo}/{hi}", f"powers of ten must be in [0, {MAX_FLOPS_EXPONENT}]")
+        if lo > hi:
+            raise bad("--min-flops", lo, f"is above --max-flops {hi}")
+    out = getattr(args, "out", None)
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise bad("--out", out, "exists and is not a folder")
+
+
+MAX_FLOPS_EXPONENT = 40
+"""compare's budgets are powers of ten up to 1e40 FLOPs (published laws are fitted below 1e25)."""
+
+
+def _printable(text: str) -> str:
+    """Control characters (ANSI escapes, newlines, bells) from file names or values in an error message,
+    escaped so the terminal prints them instead of obeying them, and the message stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _fmt(x: float) -> str:
@@ -60,9 +105,7 @@ def print_plan(plan: Plan, flops_per_s: float | None = None) -> None:
     frame["est_s"] = frame["flops"] / rate
     shown = frame[["run_id", "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd",
                    "tokens_per_param", "n_steps", "est_s"]]
-    with pd.option_context("display.max_rows", 500, "display.width", 200,
-                           "display.float_format", _fmt):
-        print(shown.to_string(index=False))
+    print_table(shown)
     if plan.windows:
         print("\n" + "\n".join(plan.describe_windows()))
     parallel = max(1, min(cfg.launch.max_parallel, len(plan.runs)))
@@ -74,6 +117,26 @@ def print_plan(plan: Plan, flops_per_s: float | None = None) -> None:
     print(f"\n{len(plan.runs)} runs, {plan.flops_to_train:.3g} FLOPs; est. {est_total / 3600:.2f} job-hours "
           f"at {rate:.3g} FLOP/s per job, ~{est_total / parallel / 60:.1f} min wall "
           f"on {parallel} parallel jobs ({cfg.launch.backend}); results in {cfg.sweep_dir}/")
+
+
+SHOWN_ROWS = 60
+"""Tables longer than this print their first and last SHOWN_ROWS // 2 rows and a count of the rest
+(10^5 planned runs printed 10^5 lines); the totals below a table always cover every row."""
+
+
+def print_table(table: pd.DataFrame, **options: Any) -> None:
+    if len(table) > SHOWN_ROWS:
+        half = SHOWN_ROWS // 2
+        gap = pd.DataFrame([{c: "..." for c in table.columns}])
+        shown = pd.concat([table.head(half).astype(object), gap, table.tail(half).astype(object)])
+        note = f"({len(table) - 2 * half:,} of {len(table):,} rows not shown)"
+    else:
+        shown, note = table, None
+    with pd.option_context("display.max_rows", SHOWN_ROWS + 1, "display.width", 200,
+                           "display.float_format", _fmt, *[x for kv in options.items() for x in kv]):
+        print(shown.to_string(index=False, float_format=_fmt))
+    if note:
+        print(note)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -303,9 +366,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     table = sweep_status(plan_sweep(cfg))
-    with pd.option_context("display.max_rows", 1000, "display.width", 200,
-                           "display.float_format", _fmt, "display.max_colwidth", 120):
-        print(table.to_string(index=False))
+    print_table(table, **{"display.max_colwidth": 120})
     counts = table["state"].value_counts().to_dict()
     print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     sweep_dir, planned = Path(cfg.sweep_dir), set(table["run_id"])
@@ -395,7 +456,11 @@ def _long_compare(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from scaling.results import SPEC
     from scaling.train import train_run
+
+    if not (Path(args.run_dir) / SPEC).is_file():
+        raise ConfigError(f"{args.run_dir}: not a run folder (no {SPEC}); `scaling run` writes them")
 
     result = train_run(Path(args.run_dir), num_threads=args.threads, device=args.device)
     print(json.dumps({k: result[k] for k in ("status", "val_loss", "train_loss", "wall_s")}))
@@ -473,13 +538,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
+        check_args(args)
         return args.func(args)
     except ScalingError as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{type(exc).__name__}: {_printable(str(exc))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished runs are kept, rerun the same command to continue", file=sys.stderr)
-        return 130
+    except BrokenPipeError:  # `scaling status ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 128 + 13  # as if killed by SIGPIPE, like other command-line tools
+    except OSError as exc:  # the machine, not the code: a full disk, a missing permission (e.g. writing a plot)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(_printable(f"{type(exc).__name__}: {where}{exc.strerror or exc}"), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", 2)  # scaling.launch.Interrupted: SIGTERM or SIGHUP
+        print(f"interrupted{f' ({exc})' if signum != 2 else ''}; finished runs are kept, rerun the same "
+              "command to continue", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import sysconfig
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,14 +235,10 @@ def _write_cache(key: str, train: np.ndarray, val: np.ndarray, label: str, descr
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from scaling.results import atomic_path  # a full disk: StorageError naming the path, no temp file left
+
+    with atomic_path(path, "wb") as f:
+        f.write(data)
 
 
 def _windows(tokens: np.ndarray, starts: np.ndarray, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,3 +23,7 @@ class DivergedError(ScalingError):
 
 class LaunchError(ScalingError):
     """Jobs could not be submitted or their state could not be read."""
+
+
+class StorageError(ScalingError):
+    """A results file could not be written (disk full, quota, permissions); the message names the path."""

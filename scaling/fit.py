@@ -26,6 +26,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from scaling.errors import ConfigError, FitError
+from scaling.results import PLAUSIBLE, implausible
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,16 @@ PARAM_NAMES: tuple[str, ...] = ("E", "A", "B", "alpha", "beta")
 
 MIN_POINTS_APPROACH3 = 5
 """Approach 3 has 5 free parameters: it needs at least 5 done runs, 2 distinct N and 2 distinct D."""
+
+FLOPS_PER_PARAM_TOKEN = (2.0, 50.0)
+"""Plausible range of flops / (N D): 6 for C = 6ND (Kaplan et al. 2020, sec. 2.1), more with attention
+(this repo's sweeps: 6.5-9.1), 2 for a forward pass alone. A row outside it has a flops column that does not
+belong to its N and D, so it is not fitted."""
+
+LARGE_FIT_POINTS = 10_000
+"""Above this many points fit_sweep warns before it starts: Approach 3 costs ~1 s per 1,000 points per fit
+here (10,000 points: 10 s per fit, 17 s for fit_sweep without bootstrap; each bootstrap resample is another
+optimizer run), so 10^5 rows take minutes. Averaging seeds or repeated rows (the default) shrinks it."""
 
 DEFAULT_BUDGETS: tuple[float, ...] = tuple(float(c) for c in np.logspace(18, 25, 8))
 """Compute budgets (FLOPs) for the compute-optimal table of a report, 1e18 .. 1e25."""
@@ -153,6 +164,14 @@ def select_done(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                 if not (np.isfinite(values[i]) and values[i] > 0):
                     why = f"{col}={values[i]!r} is not a finite number > 0"
                     break
+                why = implausible(col, values[i])
+                if why is not None:
+                    break
+            ratio = numeric["flops"][i] / (numeric["n_params"][i] * numeric["n_tokens"][i])
+            lo, hi = FLOPS_PER_PARAM_TOKEN
+            if why is None and not lo <= ratio <= hi:
+                why = (f"flops / (n_params x n_tokens) = {ratio:.3g} is outside [{lo:g}, {hi:g}]: the flops "
+                       "column does not match N and D (C = 6ND gives 6)")
         if why is not None:
             keep[i] = False
             diagnostics.append(f"excluded run {ids[i]}: {why}")
@@ -244,13 +263,17 @@ class LawParams:
 
     @property
     def a(self) -> float:
-        """Exponent of N_opt ~ C^a: beta / (alpha + beta) (Hoffmann et al. 2022, eq. 4)."""
-        return self.beta / (self.alpha + self.beta)
+        """Exponent of N_opt ~ C^a: beta / (alpha + beta) (Hoffmann et al. 2022, eq. 4); NaN when
+        alpha = beta = 0 (a loss that depends on neither N nor D has no compute-optimal split)."""
+        total = self.alpha + self.beta
+        return self.beta / total if total > 0 else math.nan
 
     @property
     def b(self) -> float:
-        """Exponent of D_opt ~ C^b: alpha / (alpha + beta) (Hoffmann et al. 2022, eq. 4)."""
-        return self.alpha / (self.alpha + self.beta)
+        """Exponent of D_opt ~ C^b: alpha / (alpha + beta) (Hoffmann et al. 2022, eq. 4); NaN when
+        alpha = beta = 0."""
+        total = self.alpha + self.beta
+        return self.alpha / total if total > 0 else math.nan
 
     def to_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
@@ -301,8 +324,10 @@ def _log_predict(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray) -> np.
 
 
 def _objective_grid(thetas: np.ndarray, log_n: np.ndarray, log_d: np.ndarray,
-                    log_l: np.ndarray, delta: float, chunk: int = 500) -> np.ndarray:
-    """Summed Huber objective at every row of thetas (k, 5); chunked to bound memory."""
+                    log_l: np.ndarray, delta: float, chunk: int | None = None) -> np.ndarray:
+    """Summed Huber objective at every row of thetas (k, 5); chunked to bound memory: by default each
+    chunk holds ~500,000 predictions (a fixed 500 starts x 100k points took 4.5 GB)."""
+    chunk = chunk or max(1, min(500, 500_000 // max(1, len(log_n))))
     out = np.empty(len(thetas))
     for start in range(0, len(thetas), chunk):
         pred = _log_predict(thetas[start:start + chunk], log_n, log_d)
@@ -404,11 +429,20 @@ def _check_inputs(N: np.ndarray, D: np.ndarray, L: np.ndarray) -> None:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise FitError(f"{name}[{i}] = {values[i]!r}: must be a finite number > 0")
+    for name, values, key in (("N", N, "n_params"), ("D", D, "n_tokens"), ("L", L, "loss")):
+        lo, hi = PLAUSIBLE[key]
+        bad = ~((values > lo) & (values < hi)) if key == "loss" else ~((values >= lo) & (values <= hi))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise FitError(f"{name}[{i}] = {values[i]:g}: outside the plausible range ({lo:g}, {hi:g})")
     n_n, n_d = len(np.unique(N)), len(np.unique(D))
     if len(N) < MIN_POINTS_APPROACH3 or n_n < 2 or n_d < 2:
         raise FitError(
             f"Approach 3 needs >= {MIN_POINTS_APPROACH3} done runs with >= 2 distinct N and >= 2 "
             f"distinct D; got {len(N)} runs, {n_n} distinct N, {n_d} distinct D")
+    if np.ptp(np.log(L)) == 0:
+        raise FitError(f"all {len(L)} losses equal {L[0]:g}: the loss does not depend on N or D, so no "
+                       "law L(N, D) can be fitted")
 
 
 class ChinchillaLaw:
@@ -490,6 +524,9 @@ class ChinchillaLaw:
         except OverflowError:
             raise FitError(f"Approach 3 ran off to infinite A or B (log-params {np.round(best[1], 2)}): "
                            "the data do not constrain the law; add sizes or token budgets") from None
+        if self.params_.alpha + self.params_.beta <= 0:
+            raise FitError("Approach 3 found alpha = beta = 0: the losses fall with neither N nor D, so the "
+                           "law has no compute-optimal allocation")
         self.loss_ = best[0]
         self.converged_ = True
         self.n_points_ = len(N)
@@ -700,6 +737,10 @@ def fit_power_law(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarr
         raise FitError(f"power law: point {i} (x={x[i]!r}, y={y[i]!r}) is not finite and > 0")
     if len(np.unique(x)) < 2:
         raise FitError(f"power law needs >= 2 distinct x values; got {len(np.unique(x))}")
+    if len(np.unique(y)) < 2:
+        # e.g. every envelope run has one model size: a flat "N_opt ~ C^0" would be an artefact of the
+        # grid, not a measured exponent.
+        raise FitError(f"power law needs >= 2 distinct y values; all {len(y)} points have y = {y[0]:.4g}")
     exponent, log_k = np.polyfit(np.log(x), np.log(y), 1)
     return float(math.exp(log_k)), float(exponent)
 
@@ -1173,6 +1214,9 @@ class FitReport:
     """N_opt at the sweep's largest compute with its band (`optimum_at`); None without Approach 3."""
     outliers: pd.DataFrame | None = None
     """Runs far off the Approach 3 law (`outlying_runs`); None without Approach 3."""
+    n_points: int | None = None
+    """Points the fits saw: done runs after the best LR per point and the mean over seeds and duplicate
+    (N, D) rows; None when not counted."""
 
     def _interval(self, name: str) -> tuple[float, float] | None:
         if self.law is None or not hasattr(self.law, "bootstrap_params_"):
@@ -1181,7 +1225,10 @@ class FitReport:
 
     def to_text(self) -> str:
         """Human-readable summary: parameters with intervals, exponents, compute-optimal table."""
-        lines = [f"runs: {self.n_runs} total, {self.n_done} done and fitted"]
+        lines = [f"runs: {self.n_runs} total, {self.n_done} done and fitted"
+                 if self.n_points in (None, self.n_done) else
+                 f"runs: {self.n_runs} total, {self.n_done} done, fitted as {self.n_points} distinct "
+                 f"(N, D) points (best LR, mean over seeds and repeated rows)"]
         pct = f"{100 * self.level:g}%"
         if self.law is not None:
             p = self.law.params_
@@ -1241,7 +1288,7 @@ class FitReport:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-serialisable summary (for fit.json)."""
-        out: dict[str, object] = {"n_runs": self.n_runs, "n_done": self.n_done,
+        out: dict[str, object] = {"n_runs": self.n_runs, "n_done": self.n_done, "n_points": self.n_points,
                                   "level": self.level, "diagnostics": list(self.diagnostics)}
         if self.law is not None:
             p = self.law.params_
@@ -1427,6 +1474,11 @@ def fit_sweep(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     spread = seed_spread(done) if len(done) else None
     if not all_seeds:
         done = mean_over_seeds(done)
+    if len(done) > LARGE_FIT_POINTS:
+        note = (f"{len(done):,} points to fit (more than {LARGE_FIT_POINTS:,}): Approach 3 takes ~1 s per 1,000 "
+                f"points per fit, {n_boot:,} bootstrap refits and a holdout refit come on top")
+        log.warning(note)
+        diagnostics.append(note)
     proto = law if law is not None else ChinchillaLaw()
     fitted: ChinchillaLaw | None = None
     try:
@@ -1486,4 +1538,5 @@ def fit_sweep(frame: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     return FitReport(n_runs=len(frame), n_done=n_done, law=fitted, envelope=envelope,
                      isoflop=isoflop, holdout=holdout, diagnostics=diagnostics,
                      budgets=tuple(float(c) for c in budgets), level=level, seed_spread=spread,
-                     all_seeds=all_seeds, identification=identified, optimum=optimum, outliers=outliers)
+                     all_seeds=all_seeds, n_points=len(done), identification=identified, optimum=optimum,
+                     outliers=outliers)

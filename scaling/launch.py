@@ -10,15 +10,18 @@ their thread counts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +35,8 @@ from scaling.config import LaunchConfig, tasks_per_job, validate
 from scaling.errors import ConfigError, LaunchError
 from scaling.plan import Plan
 from scaling.results import (
-    FINAL_STATES, SPEC, STATUS, RunLock, read_json, read_result, run_state, write_json_atomic, write_status,
+    FINAL_STATES, SPEC, STATUS, RunLock, damage, read_json, read_result, run_dirs, run_state, spec_problem,
+    write_json_atomic, write_status,
 )
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -68,6 +72,11 @@ class TrainJob(Checkpointable):
 
                 return wsd.train_trunk(run_dir, num_threads=self.num_threads)
             return train.train_run(run_dir, num_threads=self.num_threads)
+        except KeyboardInterrupt:  # the launcher was stopped (it cancels its jobs with SIGINT): resume later
+            if rank == 0 and read_result(run_dir) is None and not RunLock(run_dir).is_held_elsewhere():
+                write_status(run_dir, "interrupted", error="interrupted: its launcher was stopped; rerun to resume",
+                             **info)
+            raise
         except Exception as exc:
             # A run trained elsewhere (lock held) or one that ended diverged is not a failure of this run.
             if rank == 0 and read_result(run_dir) is None and not RunLock(run_dir).is_held_elsewhere():
@@ -182,7 +191,8 @@ def launch(plan: Plan, *, backend: str | None = None, max_parallel: int | None =
         run_dir = sweep_dir / spec.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         if read_result(run_dir) is not None:
-            if read_json(run_dir / SPEC) is None:  # a lost or corrupt spec.json would hide the run from tables
+            on_disk = read_json(run_dir / SPEC)
+            if on_disk is None or spec_problem(on_disk):  # a lost or damaged spec.json hides the run from fits
                 write_json_atomic(run_dir / SPEC, spec.to_dict())
             report.skipped_done.append(spec.run_id)
             continue
@@ -262,16 +272,65 @@ def _log_of(run_dir: Path, job: submitit.Job | None = None) -> str:
 # ---------------------------------------------------------------------------------------------- local
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP reached a local pool: handled like Ctrl-C (jobs cancelled, runs resumable)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP raise Interrupted (as SIGINT raises KeyboardInterrupt), so the
+    pool cancels its jobs instead of dying and leaving them training as orphans. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Point file descriptor 2 at `path` for the block. submitit's local job controllers inherit the
+    launcher's stderr and print a KeyboardInterrupt traceback each when cancelled (or on Ctrl-C); started
+    inside this block they write it to the launch folder instead of the terminal."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(fd, 2)
+        os.close(fd)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def run_pool(items: Sequence[tuple[str, Callable[[], Any]]], folder: Path, *, max_parallel: int,
              timeout_min: float, signal_delay_s: int = 30, max_num_timeout: int = 3, poll_s: float = 0.2,
              on_done: Callable[[str, submitit.Job], None] | None = None, gpus_per_job: int = 0,
-             visible_gpus: Sequence[int] = ()) -> dict[str, submitit.Job]:
+             visible_gpus: Sequence[int] = (), busy: Callable[[], int] | None = None
+             ) -> dict[str, submitit.Job]:
     """Run callables as submitit local jobs, never more than `max_parallel` at once.
 
     LocalExecutor alone starts every submission immediately; this keeps a queue and submits the next
     callable only when a slot frees. A failing job does not stop the others. Returns key -> finished job.
     With gpus_per_job > 0 each running job gets its own GPUs out of visible_gpus (LocalExecutor alone
     would give every job GPU 0, and gpus_per_node=0 hides all GPUs: silent CPU training).
+    `busy()` counts slots taken by jobs this pool did not start (runs a killed launcher's orphaned jobs
+    still train); they count against max_parallel. SIGINT, SIGTERM or SIGHUP cancel every running job
+    (each gets SIGINT and marks its run interrupted) before the exception propagates.
     """
     if max_parallel < 1:
         raise ConfigError(f"run_pool: max_parallel = {max_parallel}: must be >= 1")
@@ -281,6 +340,8 @@ def run_pool(items: Sequence[tuple[str, Callable[[], Any]]], folder: Path, *, ma
         raise LaunchError(f"[launch].gpus_per_job = {gpus_per_job} x max_parallel = {max_parallel} needs "
                           f"{max_parallel * gpus_per_job} GPUs; this machine shows {len(visible_gpus)} "
                           f"({list(visible_gpus)})")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     free_gpus = list(visible_gpus)
     gpus_of: dict[str, list[int]] = {}
     executor = submitit.LocalExecutor(folder=folder, max_num_timeout=max_num_timeout)
@@ -290,29 +351,49 @@ def run_pool(items: Sequence[tuple[str, Callable[[], Any]]], folder: Path, *, ma
     running: dict[str, submitit.Job] = {}
     finished: dict[str, submitit.Job] = {}
     try:
-        while queue or running:
-            while queue and len(running) < max_parallel:
-                key, fn = queue.pop()
-                if gpus_per_job:
-                    gpus_of[key], free_gpus = free_gpus[:gpus_per_job], free_gpus[gpus_per_job:]
-                    executor.update_parameters(gpus_per_node=gpus_per_job, visible_gpus=gpus_of[key])
-                running[key] = executor.submit(fn)
-            time.sleep(poll_s)
-            for key, job in list(running.items()):
-                if job.done():
-                    finished[key] = running.pop(key)
-                    free_gpus += gpus_of.pop(key, [])
-                    if on_done is not None:
-                        on_done(key, job)
+        with _stop_signals_interrupt():
+            _pool_loop(executor, queue, running, finished, folder, max_parallel=max_parallel, poll_s=poll_s,
+                       on_done=on_done, gpus_per_job=gpus_per_job, free_gpus=free_gpus, gpus_of=gpus_of,
+                       busy=busy)
     except BaseException:
         for job in running.values():  # interrupted launcher: do not leave orphans behind
             job.cancel(check=False)
+        deadline = time.monotonic() + 5.0  # let each job mark its run interrupted and free its lock
+        while time.monotonic() < deadline and not all(job.done() for job in running.values()):
+            time.sleep(0.05)
         raise
     return finished
 
 
+def _pool_loop(executor: submitit.LocalExecutor, queue: list[tuple[str, Callable[[], Any]]],
+               running: dict[str, submitit.Job], finished: dict[str, submitit.Job], folder: Path, *,
+               max_parallel: int, poll_s: float, on_done: Callable[[str, submitit.Job], None] | None,
+               gpus_per_job: int, free_gpus: list[int], gpus_of: dict[str, list[int]],
+               busy: Callable[[], int] | None) -> None:
+    """The pool's scheduling loop: fill free slots from the queue, collect finished jobs."""
+    while queue or running:
+        taken = busy() if busy is not None and queue else 0
+        while queue and len(running) + taken < max_parallel:
+            key, fn = queue.pop()
+            if gpus_per_job:
+                gpus_of[key], free_gpus[:] = free_gpus[:gpus_per_job], free_gpus[gpus_per_job:]
+                executor.update_parameters(gpus_per_node=gpus_per_job, visible_gpus=gpus_of[key])
+            with _stderr_to(folder / "controllers.log"):
+                running[key] = executor.submit(fn)
+        time.sleep(poll_s)
+        for key, job in list(running.items()):
+            if job.done():
+                finished[key] = running.pop(key)
+                free_gpus += gpus_of.pop(key, [])
+                if on_done is not None:
+                    on_done(key, job)
+
+
 def _launch_local(todo: list[Path], cfg: LaunchConfig, folder: Path, report: LaunchReport, *, wait: bool,
                   say: Callable[[str], None], poll_s: float, signal_delay_s: int) -> None:
+    # Runs locked by a live process when we started (e.g. the orphaned jobs of a launcher killed with -9)
+    # occupy slots of this machine: they count against max_parallel until they end.
+    elsewhere = [Path(report.sweep_dir) / r for r in report.skipped_running]
     if not wait:
         # The pool must outlive this call: hand it to a detached process that runs the same code.
         manifest = folder / "pool.json"
@@ -320,7 +401,7 @@ def _launch_local(todo: list[Path], cfg: LaunchConfig, folder: Path, report: Lau
             "run_dirs": [str(d) for d in todo], "max_parallel": cfg.max_parallel,
             "threads_per_job": cfg.threads_per_job, "timeout_min": cfg.timeout_min,
             "max_num_timeout": cfg.max_num_timeout, "signal_delay_s": signal_delay_s, "poll_s": poll_s,
-            "gpus_per_job": cfg.gpus_per_job})
+            "gpus_per_job": cfg.gpus_per_job, "elsewhere": [str(d) for d in elsewhere]})
         with open(folder / "pool.log", "ab") as out:
             proc = subprocess.Popen([sys.executable, "-m", "scaling.launch", str(manifest)], stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -330,14 +411,25 @@ def _launch_local(todo: list[Path], cfg: LaunchConfig, folder: Path, report: Lau
     failed = _local_pool(todo, folder, max_parallel=cfg.max_parallel, threads_per_job=cfg.threads_per_job,
                          timeout_min=cfg.timeout_min, max_num_timeout=cfg.max_num_timeout,
                          signal_delay_s=signal_delay_s, poll_s=poll_s, say=say, job_ids=report.job_ids,
-                         gpus_per_job=cfg.gpus_per_job)
+                         gpus_per_job=cfg.gpus_per_job, elsewhere=elsewhere)
     report.failed = [d.name for d in todo if d.name in failed]
 
 
 def _local_pool(todo: list[Path], folder: Path, *, max_parallel: int, threads_per_job: int, timeout_min: float,
                 max_num_timeout: int, signal_delay_s: int, poll_s: float, say: Callable[[str], None],
-                job_ids: dict[str, str], gpus_per_job: int = 0) -> set[str]:
+                job_ids: dict[str, str], gpus_per_job: int = 0, elsewhere: Sequence[Path] = ()) -> set[str]:
     n_done = 0
+    warned = False
+
+    def busy() -> int:
+        nonlocal warned
+        n = sum(RunLock(d).is_held_elsewhere() for d in elsewhere)
+        if n and not warned:
+            warned = True
+            say(f"{n} run(s) of this sweep are being trained by other processes (e.g. jobs left by a killed "
+                f"launcher); they count against max_parallel = {max_parallel}")
+        return n
+
     failed: set[str] = set()
 
     def on_done(key: str, job: submitit.Job) -> None:
@@ -362,10 +454,26 @@ def _local_pool(todo: list[Path], folder: Path, *, max_parallel: int, threads_pe
             say(f"[{n_done}/{len(todo)}] {state} {run_dir.name} val_loss={loss:.4f}")
 
     items = [(str(d), TrainJob(d, threads_per_job)) for d in todo]
-    run_pool(items, folder, max_parallel=max_parallel, timeout_min=timeout_min, signal_delay_s=signal_delay_s,
-             max_num_timeout=max_num_timeout, poll_s=poll_s, on_done=on_done, gpus_per_job=gpus_per_job,
-             visible_gpus=local_gpus() if gpus_per_job else ())
+    try:
+        run_pool(items, folder, max_parallel=max_parallel, timeout_min=timeout_min,
+                 signal_delay_s=signal_delay_s, max_num_timeout=max_num_timeout, poll_s=poll_s, on_done=on_done,
+                 gpus_per_job=gpus_per_job, visible_gpus=local_gpus() if gpus_per_job else (),
+                 busy=busy if elsewhere else None)
+    except KeyboardInterrupt as exc:
+        _mark_interrupted(todo, str(exc) or "SIGINT")
+        raise
     return failed
+
+
+def _mark_interrupted(todo: Sequence[Path], signame: str) -> None:
+    """After the pool was stopped: every run it had not finished reads `interrupted` (resumed by a rerun),
+    not `failed` without an error (a job killed before it could say so) or `submitted` for ten minutes."""
+    for run_dir in todo:
+        status = read_json(run_dir / STATUS) or {}
+        if (status.get("state") in ("submitted", "running", "requeued") and read_result(run_dir) is None
+                and not RunLock(run_dir).is_held_elsewhere()):
+            write_status(run_dir, "interrupted",
+                         error=f"interrupted: its launcher was stopped ({signame}); rerun to resume")
 
 
 def local_gpus() -> list[int]:
@@ -394,7 +502,8 @@ def _pool_main(manifest: Path) -> None:
     _local_pool([Path(d) for d in m["run_dirs"]], Path(manifest).parent, max_parallel=m["max_parallel"],
                 threads_per_job=m["threads_per_job"], timeout_min=m["timeout_min"],
                 max_num_timeout=m["max_num_timeout"], signal_delay_s=m["signal_delay_s"], poll_s=m["poll_s"],
-                say=_printer(True), job_ids={}, gpus_per_job=m.get("gpus_per_job", 0))
+                say=_printer(True), job_ids={}, gpus_per_job=m.get("gpus_per_job", 0),
+                elsewhere=[Path(d) for d in m.get("elsewhere", [])])
 
 
 # ---------------------------------------------------------------------------------------------- slurm
@@ -507,14 +616,16 @@ def sweep_status(plan_or_sweep_dir: Plan | str | Path) -> pd.DataFrame:
         runs = [(s.run_id, s.to_dict()) for s in plan_or_sweep_dir.runs]
     else:
         sweep_dir = Path(plan_or_sweep_dir)
-        dirs = sorted(p for p in sweep_dir.iterdir() if (p / SPEC).is_file()) if sweep_dir.is_dir() else []
-        runs = [(p.name, read_json(p / SPEC) or {}) for p in dirs]
+        runs = [(p.name, read_json(p / SPEC) or {}) for p in run_dirs(sweep_dir)]
     rows = []
     for run_id, spec in runs:
         run_dir = sweep_dir / run_id
         detail = run_state(run_dir) if run_dir.is_dir() else "pending"
-        state = detail if detail in ("done", "diverged", "failed", "running") else "pending"
-        status = read_json(run_dir / STATUS) or {}
+        state = detail if detail in ("done", "diverged", "failed", "damaged", "interrupted", "running") else "pending"
+        why = damage(run_dir) if state == "damaged" else None
+        if why is not None and spec_problem(spec):
+            spec = {}
+        status = (read_json(run_dir / STATUS) or {}) if not (why or "").startswith(STATUS) else {}
         result = read_result(run_dir) or {}
         rows.append({
             "run_id": run_id, "state": state, "n_params": spec.get("n_params"),
@@ -522,7 +633,8 @@ def sweep_status(plan_or_sweep_dir: Plan | str | Path) -> pd.DataFrame:
             "val_loss": result.get("val_loss", math.nan), "detail": detail,
             "job_id": status.get("job_id"),
             "log": status.get("log") if state == "failed" else None,
-            "error": status.get("error") if state == "failed" else (result.get("reason") or None),
+            "error": why or (status.get("error") if state in ("failed", "interrupted")
+                             else (result.get("reason") or None)),
         })
     return pd.DataFrame(rows, columns=STATUS_COLUMNS + ["error"])
 

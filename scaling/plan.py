@@ -189,10 +189,33 @@ class Plan:
         return self.total_flops - self.flops_to_train
 
 
+MAX_RUNS = 100_000
+"""Sweeps planning more runs are refused before planning: 10^5 runs take ~15 s to plan here and are
+already ~100x the published scaling-law sweeps (Hoffmann et al. 2022 trained ~400 models); 10^6 took
+9 minutes and 4 GB, most likely a typo in a grid."""
+
+
+def count_runs(cfg: SweepConfig) -> int:
+    """How many runs plan_sweep will make, from the config alone (sizes x budgets x LRs x seeds)."""
+    g = cfg.grid
+    points = 0
+    if g.design in ("grid", "grid+isoflop"):
+        points += (len(g.shapes) + len(g.n_params)) * len(g.n_tokens)
+    if g.design in ("isoflop", "grid+isoflop"):
+        points += g.n_sizes * len(g.flops)
+    return len(cfg.model.arch) * points * len(cfg.train.lr_sweep or (1.0,)) * len(cfg.train.seeds)
+
+
 def plan_sweep(cfg: SweepConfig) -> Plan:
     """All runs of a sweep, in a stable order: the grid's (family, size, budget), then the IsoFLOP
     budgets' (budget, family, size); each point's LR multipliers and seeds."""
     g = cfg.grid
+    n_runs = count_runs(cfg)
+    if n_runs > MAX_RUNS:
+        raise ConfigError(
+            f"{cfg.source}: the sweep would plan {n_runs:,} runs (sizes x budgets x {len(cfg.model.arch)} "
+            f"arch x {len(cfg.train.lr_sweep or (1.0,))} LRs x {len(cfg.train.seeds)} seeds); at most "
+            f"{MAX_RUNS:,} are planned: split the sweep or thin its grid")
     # shape, n_tokens_target, budget, key, isoflop centre
     points: list[tuple[ModelShape, float, float, str, float]] = []
     if g.design in ("grid", "grid+isoflop"):
@@ -218,6 +241,7 @@ def plan_sweep(cfg: SweepConfig) -> Plan:
         lo, hi = span.get(shape, (n_tok, n_tok))
         span[shape] = (min(lo, n_tok), max(hi, n_tok))
     runs, trained = [], set()
+    same_training: dict[tuple, str] = {}
     for shape, n_tok, budget, key, centre in points:
         for mult in cfg.train.lr_sweep or (1.0,):
             for seed in cfg.train.seeds:
@@ -226,6 +250,15 @@ def plan_sweep(cfg: SweepConfig) -> Plan:
                 if budget and same in trained:
                     continue  # "grid+isoflop": this IsoFLOP point is a grid run already; train it once
                 trained.add(same)
+                # Two budgets that round to one step count train the same model twice under two ids, and a
+                # fit would then average them as if they were seeds.
+                twin = same_training.setdefault((shape, run.n_steps, run.batch_size, run.lr, seed, run.schedule,
+                                                 run.cooldown_steps), key)
+                if twin != key:
+                    raise ConfigError(
+                        f"{cfg.source}: {key} = {budget or n_tok:g}: gives the same {run.n_steps} steps of "
+                        f"{run.tokens_per_step} tokens as {twin} for L{shape.n_layer} d{shape.d_model}; the "
+                        f"two would be one run trained twice; space the budgets further apart")
                 runs.append(run)
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):

@@ -17,7 +17,6 @@ import os
 import platform
 import socket
 import subprocess
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -32,7 +31,8 @@ from scaling.data import Corpus, get_batch, load_corpus, val_windows
 from scaling.errors import LaunchError
 from scaling.model import build_model
 from scaling.plan import RunSpec
-from scaling.results import (CKPT, METRICS, SPEC, RunLock, append_metrics, read_json, read_metrics,
+from scaling.results import (CKPT, METRICS, SPEC, RunLock, append_metrics, atomic_path, read_json, read_metrics,
+                             spec_problem,
                              read_result, write_result, write_status)
 
 log = logging.getLogger(__name__)
@@ -102,17 +102,9 @@ def _save_checkpoint(run: _ActiveRun) -> None:
     }
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    path = run.run_dir / CKPT
-    fd, tmp = tempfile.mkstemp(dir=run.run_dir, prefix=f".{CKPT}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # readers see the old checkpoint or the new one, never half of one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Readers see the old checkpoint or the new one, never half of one; a full disk is a StorageError.
+    with atomic_path(run.run_dir / CKPT, "wb") as f:
+        torch.save(state, f)
 
 
 def spec_hash(spec: RunSpec) -> str:
@@ -228,7 +220,13 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
     raw = read_json(run_dir / SPEC)
     if raw is None:
         raise LaunchError(f"{run_dir / SPEC}: missing or unreadable run spec")
-    spec = RunSpec.from_dict(raw)
+    why = spec_problem(raw)
+    if why is not None:
+        raise LaunchError(f"{run_dir / SPEC}: damaged run spec: {why}")
+    try:
+        spec = RunSpec.from_dict(raw)
+    except (TypeError, KeyError, ValueError) as exc:
+        raise LaunchError(f"{run_dir / SPEC}: damaged run spec: {type(exc).__name__}: {exc}") from None
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     on_cuda = device.startswith("cuda")
@@ -417,12 +415,10 @@ def _drop_metrics_after(run_dir: Path, step: int) -> None:
         return
     records = read_metrics(run_dir)
     kept = [r for r in records if r.get("step", 0) <= step]
-    if len(kept) == len(records) and path.read_text().count("\n") == len(records):
+    if len(kept) == len(records) and path.read_bytes().count(b"\n") == len(records):
         return
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{METRICS}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with atomic_path(path) as f:
         f.writelines(json.dumps(r) + "\n" for r in kept)
-    os.replace(tmp, path)
 
 
 @torch.no_grad()

@@ -23,8 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,8 +32,8 @@ import torch
 from scaling import ddp, train
 from scaling.errors import LaunchError
 from scaling.plan import RunSpec
-from scaling.results import (CKPT, METRICS, RESULT, SPEC, append_metrics, read_json, read_metrics, read_result,
-                             write_json_atomic, write_result)
+from scaling.results import (CKPT, METRICS, RESULT, SPEC, append_metrics, atomic_path, read_json, read_metrics,
+                             read_result, write_json_atomic, write_result)
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -156,14 +154,8 @@ def _fork(trunk_dir: Path, branch_dir: Path, branch: RunSpec) -> bool:
     if int(state["step"]) != branch.fork_step:
         return False
     state["spec_hash"] = train.spec_hash(branch)  # the trunk state is the branch's own state at this step
-    fd, tmp = tempfile.mkstemp(dir=branch_dir, prefix=f".{CKPT}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, branch_dir / CKPT)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(branch_dir / CKPT, "wb") as f:
+        torch.save(state, f)
     # The branch's curve starts with the trunk's (the trainer drops any record after the resume step).
     (branch_dir / METRICS).unlink(missing_ok=True)
     for record in read_metrics(trunk_dir):

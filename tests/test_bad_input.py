@@ -27,7 +27,7 @@ from conftest import tiny_sweep, write_sweep
 from scaling.cli import main
 from scaling.config import ShapeConfig, SweepConfig, load_sweep
 from scaling.errors import ConfigError, FitError, ScalingError
-from scaling.fit import ChinchillaLaw, fit_sweep, read_points_csv, select_done
+from scaling.fit import ChinchillaLaw, LawParams, fit_sweep, read_points_csv, select_done
 from scaling.plan import Plan, plan_sweep
 
 SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(SweepConfig)
@@ -384,3 +384,196 @@ def test_property_cases_are_counted(count_case: Callable) -> None:
     """Runs after the property tests in this file (pytest keeps file order): adds their examples."""
     count_case("bad input (random config)", _PROPERTY_CASES["config"])
     count_case("bad input (random CSV)", _PROPERTY_CASES["csv"])
+
+
+# ------------------------------------------------------------------------------------------ degenerate fits
+
+
+def grid_csv(tmp_path: Path, loss: Callable[[float, float], float], sizes: tuple[float, ...] = (1e5, 1e6, 1e7),
+             tokens: tuple[float, ...] = (1e8, 1e9, 1e10), extra: str = "") -> Path:
+    csv = tmp_path / "points.csv"
+    csv.write_text("params,tokens,loss\n" + "".join(f"{n:g},{d:g},{loss(n, d)!r}\n" for n in sizes for d in tokens)
+                   + extra)
+    return csv
+
+
+def fit_text(capsys: pytest.CaptureFixture, csv: Path) -> str:
+    capsys.readouterr()
+    assert main(["fit", str(csv), "--n-boot", "0"]) == 0
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err, out.err
+    return out.out
+
+
+def test_degenerate_data_gets_no_law_and_a_reason(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                  count_case: Callable) -> None:
+    text = fit_text(capsys, grid_csv(tmp_path, lambda n, d: 3.0))  # constant: ZeroDivisionError in LawParams.a
+    assert "Approach 3 not fitted: all 9 losses equal 3" in text
+    count_case("fit-edge")
+
+    # One model size: the envelope's N_opt is that size at every C (was printed as N_opt = 1e+07 C^-0.0000).
+    text = fit_text(capsys, grid_csv(tmp_path, lambda n, d: 2 + 400 / n**0.3 + 400 / d**0.3, sizes=(1e7,)))
+    assert "Approach 1 not fitted: Approach 1 needs >= 3 model sizes" in text and "C^-0.0000" not in text
+    count_case("fit-edge")
+
+    for bad in (1e300, 1e-300):  # implausible losses are excluded by name, never fitted
+        csv = grid_csv(tmp_path, lambda n, d: 2 + 400 / n**0.3 + 400 / d**0.3, extra=f"3e6,3e9,{bad!r}\n")
+        text = fit_text(capsys, csv)
+        assert f"excluded run row9: loss = {bad:g} is outside the plausible range" in text, text
+        assert "runs: 10 total, 9 done" in text
+        with pytest.raises(FitError, match="outside the plausible range"):
+            ChinchillaLaw(n_starts=2).fit([1e6, 1e7, 1e6, 1e7, 3e6], [1e8, 1e8, 1e9, 1e9, 3e8], [3, 2.5, 2.6, 2.2, bad])
+        count_case("fit-edge")
+    assert math.isnan(LawParams(E=1.0, A=1.0, B=1.0, alpha=0.0, beta=0.0).a)  # was ZeroDivisionError
+    count_case("fit-edge")
+
+
+def test_flops_that_do_not_match_params_and_tokens_are_not_fitted(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                  count_case: Callable) -> None:
+    csv = tmp_path / "points.csv"
+    rows = [(n, d, 6 * n * d, 2 + 400 / n**0.3 + 400 / d**0.3) for n in (1e5, 1e6, 1e7) for d in (1e8, 1e9)]
+    rows[2] = (*rows[2][:2], 1e3 * rows[2][0] * rows[2][1], rows[2][3])  # 1000 N D: C of another run
+    rows[3] = (*rows[3][:2], 0.1 * rows[3][0] * rows[3][1], rows[3][3])
+    csv.write_text("n_params,n_tokens,flops,loss\n" + "".join(f"{n:g},{d:g},{c:g},{l!r}\n" for n, d, c, l in rows))
+    text = fit_text(capsys, csv)
+    assert "excluded run row2: flops / (n_params x n_tokens) = 1e+03 is outside [2, 50]" in text
+    assert "excluded run row3: flops / (n_params x n_tokens) = 0.1 is outside [2, 50]" in text
+    count_case("fit-edge", 2)
+
+
+def test_repeated_points_are_counted_once_in_the_fit(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                     count_case: Callable) -> None:
+    law = lambda n, d: 2 + 400 / n**0.3 + 400 / d**0.3  # noqa: E731
+    once = grid_csv(tmp_path, law).read_text()
+    (tmp_path / "twice.csv").write_text(once + once.split("\n", 1)[1])
+    text = fit_text(capsys, tmp_path / "twice.csv")
+    assert "runs: 18 total, 18 done, fitted as 9 distinct (N, D) points" in text, text
+    count_case("fit-edge")
+
+
+def test_budgets_that_round_to_the_same_steps_are_refused(tmp_path: Path, text_corpus: Path,
+                                                          count_case: Callable) -> None:
+    cfg = tiny_sweep("twins", text_corpus, grid={"n_tokens": [60000, 60001]})  # 8 x 32 tokens a step: 234 both
+    with pytest.raises(ConfigError, match=r"n_tokens\[1\] = 60001: gives the same 234 steps .* as "
+                                          r"\[grid\].n_tokens\[0\]"):
+        plan_sweep(load_sweep(write_sweep(tmp_path / "twins.toml", cfg)))
+    count_case("fit-edge")
+
+
+# ------------------------------------------------------------------------------------------ CLI arguments
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["compare", "--min-flops", "25", "--max-flops", "15"], "--min-flops 25: is above --max-flops 15"),
+    (["compare", "--min-flops", "-5"], r"--min-flops/--max-flops -5/25: powers of ten must be in \[0, 40\]"),
+    (["compare", "--n-boot", "-5"], r"--n-boot -5: must be in \[0, 100,000\]"),
+    (["compare", "--n-boot", "100000000"], r"--n-boot 100000000: must be in \[0, 100,000\]"),
+    (["fit", "{csv}", "--n-boot", "-1"], r"--n-boot -1: must be in"),
+    (["fit", "{csv}", "--holdout", "-2"], "--holdout -2: must be >= 0"),
+    (["fit", "{csv}", "--out", "{csv}"], "--out .*points.csv: exists and is not a folder"),
+    (["compare", "--out", "{csv}"], "--out .*points.csv: exists and is not a folder"),
+    (["train", "{tmp}/no/such/run"], "no/such/run: not a run folder"),
+    (["train", "{tmp}", "--threads", "0"], "--threads 0: must be >= 1"),
+    (["run", "{toml}", "--max-parallel", "0"], "--max-parallel 0: must be >= 1"),
+    (["plan", "{toml}", "--flops-per-s", "0"], "--flops-per-s 0.0: must be a finite number > 0"),
+    (["plan", "{toml}", "--flops-per-s", "-5"], "--flops-per-s -5.0: must be"),
+    (["plan", "{toml}", "--flops-per-s", "nan"], "--flops-per-s nan: must be"),
+    (["run", "{toml}", "--n-boot", "-3"], "--n-boot -3: must be"),
+])
+def test_bad_cli_arguments(tmp_path: Path, text_corpus: Path, capsys: pytest.CaptureFixture,
+                           count_case: Callable, argv: list[str], match: str) -> None:
+    csv = tmp_path / "points.csv"
+    csv.write_text("params,tokens,loss\n1e6,2e7,3.1\n2e6,2e7,3.0\n")
+    toml = write_sweep(tmp_path / "s.toml", base_config(tmp_path, text_corpus))
+    argv = [a.format(csv=csv, tmp=tmp_path, toml=toml) for a in argv]
+    line = cli_error(capsys, argv)
+    assert line.startswith("ConfigError: ") and re.search(match, line), line
+    assert not (tmp_path / "results").exists()  # refused before anything is written
+    count_case("cli-args")
+
+
+def test_control_characters_in_an_error_are_escaped(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                    count_case: Callable) -> None:
+    evil = tmp_path / "red\x1b[31mALERT\x07\nsecond line.csv"
+    line = cli_error(capsys, ["fit", str(evil)])
+    assert "\x1b" not in line and "\x07" not in line and "\\x1b[31mALERT\\x07\\nsecond line.csv" in line, line
+    count_case("cli-args")
+
+
+def test_status_into_a_closed_pipe_exits_quietly(tmp_path: Path, text_corpus: Path, count_case: Callable) -> None:
+    import os
+    import subprocess
+    import sys
+
+    toml = write_sweep(tmp_path / "s.toml", base_config(tmp_path, text_corpus))
+    read, write = os.pipe()
+    os.close(read)  # `scaling status ... | head` after head has exited
+    proc = subprocess.run([sys.executable, "-m", "scaling.cli", "status", str(toml)], stdout=write,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr
+    count_case("cli-args")
+
+
+# ------------------------------------------------------------------------------------------ scale
+
+
+def test_a_million_run_sweep_is_refused_at_once(tmp_path: Path, text_corpus: Path, capsys: pytest.CaptureFixture,
+                                                count_case: Callable) -> None:
+    import time
+
+    cfg = tiny_sweep("huge", text_corpus, grid={"n_tokens": [2560 * (i + 1) for i in range(1000)]},
+                     train={"seeds": list(range(1000))})
+    toml = write_sweep(tmp_path / "huge.toml", cfg)
+    start = time.perf_counter()
+    line = cli_error(capsys, ["plan", str(toml)])
+    assert "would plan 1,000,000 runs" in line and "at most 100,000" in line, line
+    assert time.perf_counter() - start < 10  # was 9 minutes and 4 GB
+    count_case("scale")
+
+
+def test_a_long_plan_prints_its_ends_and_every_total(tmp_path: Path, text_corpus: Path,
+                                                     capsys: pytest.CaptureFixture, count_case: Callable) -> None:
+    from scaling.cli import SHOWN_ROWS
+
+    cfg = tiny_sweep("long", text_corpus, grid={"n_tokens": [2560 * (i + 1) for i in range(50)]},
+                     train={"seeds": [0, 1, 2]})
+    plan = plan_sweep(load_sweep(write_sweep(tmp_path / "long.toml", cfg)))
+    assert main(["plan", str(tmp_path / "long.toml")]) == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) < SHOWN_ROWS + 10
+    assert plan.runs[0].run_id in out and plan.runs[-1].run_id in out and plan.runs[75].run_id not in out
+    assert f"({150 - SHOWN_ROWS} of 150 rows not shown)" in out and "\n150 runs, " in out
+    count_case("scale")
+
+
+def test_the_start_grid_of_a_large_fit_is_evaluated_in_bounded_memory(count_case: Callable) -> None:
+    import tracemalloc
+
+    from scaling.fit import _objective_grid, hoffmann_grid
+
+    rng = np.random.default_rng(0)
+    n = 100_000  # a 100k-row CSV took 4.5 GB here
+    log_n, log_d = rng.uniform(11, 18, n), rng.uniform(18, 23, n)
+    log_l = np.log(1.7 + np.exp(6 - 0.34 * log_n) + np.exp(6 - 0.28 * log_d))
+    tracemalloc.start()
+    values = _objective_grid(hoffmann_grid()[:600], log_n, log_d, log_l, 1e-3)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 200e6, f"{peak / 1e6:.0f} MB"
+    assert np.allclose(values[:3], _objective_grid(hoffmann_grid()[:3], log_n, log_d, log_l, 1e-3, chunk=3))
+    count_case("scale")
+
+
+def test_a_large_fit_says_what_it_costs_before_it_starts(monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture,
+                                                         count_case: Callable) -> None:
+    import scaling.fit
+
+    monkeypatch.setattr(scaling.fit, "LARGE_FIT_POINTS", 8)
+    N, D = np.meshgrid(np.geomspace(1e5, 1e7, 3), np.geomspace(1e8, 1e10, 3))
+    frame = pd.DataFrame({"n_params": N.ravel(), "n_tokens": D.ravel(),
+                          "loss": 2 + 400 / N.ravel()**0.3 + 400 / D.ravel()**0.3})
+    report = fit_sweep(frame, n_boot=0)
+    assert "9 points to fit (more than 8)" in caplog.text and any("9 points to fit" in d for d in report.diagnostics)
+    count_case("scale")

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,7 +44,7 @@ def write_toml(tmp_path: Path, corpus: Path, *, steps: list[int], results: str =
                      grid={"n_tokens": [s * STEP_TOKENS for s in steps]},
                      train={"log_every_steps": 1, **(train or {})},
                      launch={"max_parallel": 2, "threads_per_job": 1, "timeout_min": 10})
-    return write_sweep(tmp_path / f"{results}.toml", cfg)
+    return write_sweep(tmp_path / f"{results.replace('/', '_')}.toml", cfg)
 
 
 def make_plan(tmp_path: Path, corpus: Path, **kwargs: object) -> Plan:
@@ -186,13 +186,15 @@ def test_corrupt_or_half_written_files_are_detected_and_the_run_redone(
         fault(d)
     redo = [r.run_id for r, f in zip(plan.runs, faults) if f is not corrupt_spec]
 
-    # Nothing corrupt enters a fit: those runs read as not done, with NaN loss, and fits exclude them.
+    # Nothing corrupt enters a fit: those runs read as not done, with NaN loss, and fits exclude them; the
+    # finished run with a corrupt spec.json is listed as damaged, not dropped without a word.
     frame = load_results(plan.sweep.sweep_dir)
     rows = frame.set_index("run_id")
-    assert set(rows.index) == set(want) - {plan.runs[faults.index(corrupt_spec)].run_id}
+    assert set(rows.index) == set(want)
+    assert rows.loc[plan.runs[faults.index(corrupt_spec)].run_id, "status"] == "damaged"
     assert (rows.loc[redo, "status"] != "done").all() and rows.loc[redo, "loss"].isna().all()
     done, excluded = select_done(frame)
-    assert len(done) == 0 and len(excluded) == len(redo)
+    assert len(done) == 0 and len(excluded) == len(faults)
     assert fit_sweep(frame, n_boot=0).n_done == 0
 
     status = sweep_status(plan).set_index("run_id")
@@ -366,3 +368,262 @@ def test_every_torch_load_is_weights_only_and_nothing_else_unpickles(count_case:
     for name, text in sources.items():
         assert not re.search(r"\bpickle\.loads?\(|read_pickle\(|cloudpickle|dill\.", text), name
     count_case("fault")
+
+
+# ------------------------------------------------------------------------------------------ 7. damaged files
+
+_RESULT_DAMAGE = {  # result.json of a finished run, edited by a hostile user or a bad disk
+    "val_loss 10**400 (an int no float holds)": {"val_loss": 10**400},
+    "val_loss 1e300": {"val_loss": 1e300}, "val_loss 1e-300": {"val_loss": 1e-300},
+    "train_loss a string": {"train_loss": "low"}, "n_params 1e300": {"n_params": 1e300},
+    "status unknown": {"status": "maybe"},
+}
+_SPEC_DAMAGE = {
+    "shape a list": {"shape": [1, 2]}, "arch a number": {"shape": {"arch": 5, "n_layer": 1}},
+    "lr a string": {"lr": "fast"}, "n_layer a float": {"shape": {"arch": "gpt", "n_layer": 1.5}},
+}
+_STATUS_DAMAGE = {"time a string": {"time": "noon"}, "time a list": {"time": [1]}, "state a number": {"state": 3}}
+_RAW_DAMAGE = {  # whole files
+    "spec.json deleted": (SPEC, None), "spec.json random bytes": (SPEC, bytes(range(256))),
+    "result.json a bare number": (RESULT, b"3.5"), "status.json random bytes": (STATUS, b"\xff\xfe\x00{"),
+}
+
+
+def test_damaged_run_files_are_reported_per_run_and_never_crash_or_enter_a_fit(
+        tmp_path: Path, text_corpus: Path, capsys: pytest.CaptureFixture, count_case: Callable) -> None:
+    toml = write_toml(tmp_path, text_corpus, steps=[5, 6, 7])
+    plan = plan_sweep(load_sweep(toml))
+    train_in_process(plan)
+    victim = plan.sweep.sweep_dir / plan.runs[0].run_id
+    pristine = {name: (victim / name).read_bytes() for name in (SPEC, RESULT, STATUS)}
+    cases = ([(RESULT, edit) for edit in _RESULT_DAMAGE.values()] + [(SPEC, e) for e in _SPEC_DAMAGE.values()]
+             + [(STATUS, e) for e in _STATUS_DAMAGE.values()] + list(_RAW_DAMAGE.values()))
+    for name, edit in cases:
+        for n, data in pristine.items():
+            (victim / n).write_bytes(data)
+        if isinstance(edit, dict):
+            write_json_atomic(victim / name, json.loads(pristine[name]) | edit)
+        elif edit is None:
+            (victim / name).unlink()
+        else:
+            (victim / name).write_bytes(edit)
+        if name == STATUS:  # a finished run's result.json outranks its status; damage an unfinished one
+            (victim / RESULT).unlink()
+        case = f"{name} {edit!r}"[:80]
+        assert run_state(victim) == "damaged", case
+        row = load_results(plan.sweep.sweep_dir).set_index("run_id").loc[victim.name]
+        assert row["status"] == "damaged" and row["reason"].startswith(name), (case, row["reason"])
+        done, excluded = select_done(load_results(plan.sweep.sweep_dir))
+        assert victim.name not in set(done["run_id"]) and any(victim.name in e for e in excluded), case
+        status = sweep_status(plan.sweep.sweep_dir).set_index("run_id")
+        assert status.loc[victim.name, "state"] == "damaged" and name in status.loc[victim.name, "error"], case
+        assert main(["status", str(toml)]) == 0, case
+        assert main(["fit", str(plan.sweep.sweep_dir), "--n-boot", "0"]) == 0, case  # on the 2 good runs
+        out = capsys.readouterr()
+        assert f"excluded run {victim.name}: status=damaged ({name}: " in out.out, (case, out.out)
+        assert "Traceback" not in out.err, (case, out.err)
+        count_case("damage")
+
+    # A lost spec.json beside a good result is repaired by a relaunch, without training.
+    for n, data in pristine.items():
+        (victim / n).write_bytes(data)
+    (victim / SPEC).unlink()
+    report = launch(plan, verbose=False)
+    assert report.submitted == [] and run_state(victim) == "done"
+    # A damaged result is redone by training, to the same loss.
+    write_json_atomic(victim / RESULT, json.loads(pristine[RESULT]) | {"val_loss": 10**400})
+    from scaling.train import train_run
+
+    assert train_run(victim, num_threads=1)["val_loss"] == json.loads(pristine[RESULT])["val_loss"]
+
+
+@pytest.mark.parametrize("lines", [b"7\n", b'{"step": "x", "train_loss": 1.0}\n', bytes(range(256)) + b"\n",
+                                   b'{"step": true}\n[1, 2]\n"text"\n'],
+                         ids=["bare number", "string step", "random bytes", "bool step, list, string"])
+def test_damaged_metrics_lines_are_dropped_and_the_run_trains(tmp_path: Path, text_corpus: Path, lines: bytes,
+                                                              count_case: Callable) -> None:
+    from scaling.train import train_run
+
+    plan = make_plan(tmp_path, text_corpus, steps=[6])
+    run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
+    run_dir.mkdir(parents=True)
+    write_json_atomic(run_dir / SPEC, plan.runs[0].to_dict())
+    (run_dir / METRICS).write_bytes(b'{"step": 1, "train_loss": 9.0}\n' + lines)
+    assert train_run(run_dir, num_threads=1)["status"] == "done"
+    assert train_steps(run_dir) == list(range(1, 7))  # the stale step-1 record was dropped too (resume at 0)
+    assert (run_dir / METRICS).read_bytes().decode().count("\n") == len(read_metrics(run_dir))
+    count_case("damage")
+
+
+# ------------------------------------------------------------------------------------------ 8. signals
+
+LONG = 10**6  # steps no test run reaches: the runs are stopped, never finished
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")  # zombies are dead
+
+
+def training_pid(run_dir: Path) -> int | None:
+    """The pid of the job process training run_dir (from its heartbeat), or None before it starts."""
+    status = read_json(run_dir / STATUS) or {}
+    return int(status["pid"]) if status.get("state") == "running" and "n_steps" in status else None
+
+
+def kill_trainers(dirs: list[Path]) -> None:
+    """Clean up after a failed assertion: no test leaves a 10^6-step job behind."""
+    for d in dirs:
+        pid = training_pid(d)
+        if pid and pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, False),
+                                        (signal.SIGINT, True)], ids=["SIGTERM", "SIGHUP", "SIGINT", "Ctrl-C"])
+def test_a_stopped_launcher_cancels_its_jobs_and_leaves_its_runs_interrupted(
+        tmp_path: Path, text_corpus: Path, sig: signal.Signals, group: bool, count_case: Callable) -> None:
+    toml = write_toml(tmp_path, text_corpus, steps=[LONG, LONG + 1])
+    dirs = [load_sweep(toml).sweep_dir / r.run_id for r in plan_sweep(load_sweep(toml)).runs]
+    # Ctrl-C in a terminal signals the whole foreground process group: launcher, job controllers and jobs.
+    launcher = subprocess.Popen([sys.executable, "-m", "scaling.cli", "run", str(toml), "--no-fit"], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=os.environ | {"PYTHONUNBUFFERED": "1"}, start_new_session=group)
+    try:
+        wait_for(lambda: all(training_pid(d) for d in dirs) or launcher.poll() is not None, "both jobs to train")
+        assert launcher.poll() is None, launcher.communicate()[0]
+        pids = [training_pid(d) for d in dirs]
+        os.killpg(launcher.pid, sig) if group else os.kill(launcher.pid, sig)
+        out = launcher.communicate(timeout=60)[0]
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            kill_trainers(dirs)
+    assert launcher.returncode == 128 + sig, out
+    assert "Traceback" not in out and "interrupted" in out.splitlines()[-1], out
+    wait_for(lambda: not any(pid_alive(p) for p in pids), "the jobs to end", 20)  # no orphans
+    assert [run_state(d) for d in dirs] == ["interrupted"] * 2
+    assert all("rerun to resume" in e for e in sweep_status(load_sweep(toml).sweep_dir)["error"])
+    count_case("signals")
+
+
+@pytest.mark.slow
+def test_after_a_kill9_a_rerun_counts_orphaned_jobs_against_max_parallel(
+        tmp_path: Path, text_corpus: Path, count_case: Callable) -> None:
+    toml = write_toml(tmp_path, text_corpus, steps=[LONG, LONG + 1, LONG + 2, LONG + 3])  # max_parallel 2
+    dirs = [load_sweep(toml).sweep_dir / r.run_id for r in plan_sweep(load_sweep(toml)).runs]
+    first = scaling_cli("run", str(toml), "--no-fit")
+    wait_for(lambda: all(training_pid(d) for d in dirs[:2]) or first.poll() is not None, "two jobs to train")
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    orphans = [training_pid(d) for d in dirs[:2]]
+    assert all(pid_alive(p) for p in orphans)
+
+    rerun = scaling_cli("run", str(toml), "--no-fit")
+    try:
+        wait_for(lambda: all((read_json(d / STATUS) or {}).get("pid") == rerun.pid for d in dirs[2:]),
+                 "the rerun to submit the two free runs")
+        time.sleep(4)  # time enough to start jobs beside the orphans, had it not waited for a slot
+        assert [training_pid(d) for d in dirs[2:]] == [None, None]
+        assert sum(pid_alive(p) for p in orphans) == 2
+        for pid in orphans:  # the orphans end: their slots go to the rerun's runs
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: all(training_pid(d) for d in dirs[2:]), "the rerun's jobs to start")
+        assert not any(pid_alive(p) for p in orphans)
+        started = [training_pid(d) for d in dirs[2:]]
+        os.kill(rerun.pid, signal.SIGTERM)
+        out = rerun.communicate(timeout=60)[0]
+        assert "count against max_parallel = 2" in out and "Traceback" not in out, out
+        wait_for(lambda: not any(pid_alive(p) for p in started), "the rerun's jobs to end", 20)
+    finally:
+        if rerun.poll() is None:
+            rerun.kill()
+        kill_trainers(dirs)
+    count_case("signals")
+
+
+# ------------------------------------------------------------------------------------------ 9. disk full
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """A real 1 MiB tmpfs at tmp_path/full; call it with the bytes to leave free and it fills the rest."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+
+    def fill(leave_free: int) -> Path:
+        filler = mount / "filler"
+        with open(filler, "ab", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        size = filler.stat().st_size
+        os.truncate(filler, max(0, size - leave_free))
+        return mount
+
+    try:
+        yield fill
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def no_temp_files(folder: Path) -> bool:
+    return not [p for p in folder.rglob(".*.tmp")]
+
+
+def test_a_full_disk_is_one_clear_error_and_leaves_no_temp_file(
+        tmp_path: Path, text_corpus: Path, full_disk: Callable, capsys: pytest.CaptureFixture,
+        count_case: Callable) -> None:
+    from scaling.errors import StorageError
+    from scaling.results import export_csv
+    from scaling.train import train_run
+
+    disk = full_disk(0)
+    with pytest.raises(StorageError, match=r"a\.json: cannot write: no space left on device"):
+        write_json_atomic(disk / "a.json", {"x": "y" * 100_000})
+    with pytest.raises(StorageError, match=r"t\.csv: cannot write: no space left on device"):
+        export_csv(load_results(tmp_path), disk / "t.csv")
+    assert no_temp_files(disk)
+    count_case("disk-full", 2)
+
+    # The launcher: spec.json of the first run cannot be written.
+    toml = write_toml(tmp_path, text_corpus, steps=[5], results="full/results")
+    assert main(["run", str(toml), "--no-fit"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "StorageError: " in err[0] and "no space left on device" in err[0], err
+    count_case("disk-full")
+
+    # A job: status and metrics fit in the space left, the first checkpoint (~250 KB) does not; torch.save
+    # would say "RuntimeError ... unexpected pos".
+    (disk / "filler").unlink()
+    plan = plan_sweep(load_sweep(write_toml(tmp_path, text_corpus, steps=[400], results="full/results",
+                                            train={"checkpoint_every_s": 0.01})))
+    run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / SPEC, plan.runs[0].to_dict())
+    full_disk(64 * 1024)
+    with pytest.raises(StorageError, match=r"ckpt\.pt: cannot write: no space left on device"):
+        train_run(run_dir, num_threads=1)
+    assert no_temp_files(disk) and not (run_dir / CKPT).exists()
+    count_case("disk-full")
+
+    # fit: the report cannot be written under --out.
+    (disk / "filler").unlink()
+    csv = tmp_path / "points.csv"
+    csv.write_text("params,tokens,loss\n" + "".join(f"{n},{d},{2 + 1e3 / n + 1e3 / d}\n"
+                                                     for n in (1e5, 1e6, 1e7) for d in (1e8, 1e9)))
+    full_disk(0)
+    assert main(["fit", str(csv), "--n-boot", "0", "--out", str(disk / "fit")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no space left on device" in err[0].lower(), err
+    assert no_temp_files(disk)
+    count_case("disk-full")

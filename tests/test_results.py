@@ -40,7 +40,7 @@ def test_truncated_or_incomplete_result_means_not_finished(tmp_path: Path) -> No
     assert read_result(run) == RESULT and run_state(run) == "done"
     text = (run / "result.json").read_text()
     (run / "result.json").write_text(text[: len(text) // 2])  # a half-written file
-    assert read_result(run) is None and run_state(run) == "pending"
+    assert read_result(run) is None and run_state(run) == "damaged"  # not finished: the next launch redoes it
     (run / "result.json").write_text(json.dumps({"status": "done"}))  # missing fields
     assert read_result(run) is None
     with pytest.raises(ValueError):
