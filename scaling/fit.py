@@ -1347,9 +1347,12 @@ NOT_IDENTIFIED_FACTOR: dict[str, float] = {"E": 10.0, "A": 100.0, "B": 100.0, "a
 exponents to within 3x (Chinchilla's refit pins alpha to 1.18x and A to 2.6x, Besiroglu et al. 2024)."""
 AT_BOX_SHARE = 0.025
 """...or when more than this share of its bootstrap refits (one tail of a 95% interval) end on the search box."""
-A_MAX_WIDTH = 0.2
-"""The exponent a of N_opt ~ C^a counts as identified when its 95% interval is at most this wide (published
-laws differ by ~0.05-0.2 in a: Kaplan 0.73, Chinchilla 0.46-0.51)."""
+A_MAX_WIDTH = 0.35
+"""The exponent a of N_opt ~ C^a counts as identified when its 95% interval is finite, stays off 0 and 1 by
+A_EDGE, and is at most this wide: a wider interval around the published values holds both Kaplan et al. 2020's
+0.73 and Hoffmann et al. 2022's 0.46 at once, so it cannot tell the published laws apart."""
+A_EDGE = 0.05
+"""...an interval reaching within this of 0 or 1 means alpha and beta trade off without limit."""
 N_OPT_MAX_FACTOR = 3.0
 """N_opt at the sweep's largest compute counts as identified when its 95% band spans at most this factor."""
 OUTLIER_Z = 5.0
@@ -1414,8 +1417,10 @@ def identification(law: ChinchillaLaw, done: pd.DataFrame, level: float = 0.95) 
         out[name] = f"{why}; would pin it: {remedy[name]}" if why else ""
     if boot_theta is not None:
         lo, hi = law.interval("a", level)
-        if not (math.isfinite(lo) and math.isfinite(hi)) or hi - lo > A_MAX_WIDTH:
-            out["a"] = (f"its {level:.0%} interval [{lo:.3g}, {hi:.3g}] is wider than {A_MAX_WIDTH:g}; would pin "
+        if not (math.isfinite(lo) and math.isfinite(hi)) or hi - lo > A_MAX_WIDTH or lo < A_EDGE \
+                or hi > 1 - A_EDGE:
+            out["a"] = (f"its {level:.0%} interval [{lo:.3g}, {hi:.3g}] is wider than {A_MAX_WIDTH:g} or reaches "
+                        f"within {A_EDGE:g} of 0 or 1; would pin "
                         "it: sizes on both sides of the compute-optimal size at budgets >= 10x apart (an "
                         "IsoFLOP design centred on each budget's optimum)")
         else:
