@@ -85,9 +85,12 @@ class TrainJob(Checkpointable):
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
         """Called by submitit on timeout or preemption (USR2): save, mark requeued, resubmit the same args."""
-        from scaling import train
-
-        saved = train.checkpoint_active_run()
+        # A signal during start-up (scaling.train still importing, e.g. torch loading on a busy node) means no
+        # run is active yet: requeue without a new checkpoint. Importing here would re-enter the half-initialised
+        # module and fail the job ("partially initialized module", seen on a loaded CI machine).
+        train = sys.modules.get("scaling.train")
+        active = getattr(train, "checkpoint_active_run", None)
+        saved = active() if active is not None else False
         write_status(Path(self.run_dir), "requeued", checkpoint_saved=bool(saved), **_job_info())
         return DelayedSubmission(TrainJob(self.run_dir, self.num_threads))
 
