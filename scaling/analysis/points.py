@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import ConfigError, FitError
-from scaling.results import PLAUSIBLE, implausible
+from scaling.results import implausible
 
 log = logging.getLogger("scaling.fit")
 
