@@ -11,25 +11,14 @@ from __future__ import annotations
 import sys
 import types
 
-from scaling.analysis._blas import (  # noqa: F401
+from scaling.analysis import *  # noqa: F403
+from scaling.analysis._blas import (  # noqa: F401 (private helpers, still importable from here)
     _blas_single_thread,
 )
-from scaling.analysis.points import (  # noqa: F401
+from scaling.analysis.points import (  # noqa: F401 (private helpers, still importable from here)
     _check_positive,
-    fit_points,
-    FLOPS_PER_PARAM_TOKEN,
-    keep_best_lr,
-    mean_over_seeds,
-    Points,
-    points_of,
-    read_points_csv,
-    rows_for_fit,
-    seed_spread,
-    select_done,
-    select_points,
-    split_by_arch,
 )
-from scaling.analysis.approach3 import (  # noqa: F401
+from scaling.analysis.approach3 import (  # noqa: F401 (private helpers, still importable from here)
     _bootstrap_chunk,
     _BOX_EPS,
     _check_inputs,
@@ -46,58 +35,19 @@ from scaling.analysis.approach3 import (  # noqa: F401
     _THETA_BOUNDS,
     _theta_from_params,
     _THETA_NAMES,
-    BOOT_E_FRACTIONS,
-    BOOT_OTHER_OPTIMA,
-    ChinchillaLaw,
-    hoffmann_grid,
-    LawParams,
-    MIN_POINTS_APPROACH3,
-    PARAM_NAMES,
 )
-from scaling.analysis.approaches import (  # noqa: F401
+from scaling.analysis.approaches import (  # noqa: F401 (private helpers, still importable from here)
     _fit_slices,
     _planned_centre,
     _ViaPowerLaw,
-    budgets_of,
-    EDGE_MESSAGE,
-    ENVELOPE_MIN_BUDGETS,
-    EnvelopeResult,
-    fit_envelope,
-    fit_isoflop,
-    fit_loss_vs_params,
-    fit_loss_vs_tokens,
-    fit_power_law,
-    group_by_relative,
-    is_isoflop_design,
-    IsoFlopResult,
-    OFF_CENTRE_MESSAGE,
-    PowerLawFit,
-    SaturatingPowerLaw,
-    SliceFits,
 )
-from scaling.analysis.identify import (  # noqa: F401
+from scaling.analysis.identify import (  # noqa: F401 (private helpers, still importable from here)
     _theta_samples,
-    A_EDGE,
-    A_MAX_WIDTH,
-    AT_BOX_SHARE,
-    identification,
-    N_OPT_MAX_FACTOR,
-    NOT_IDENTIFIED_FACTOR,
-    optimum_at,
-    OUTLIER_MIN_REL,
-    OUTLIER_Z,
-    outlying_runs,
 )
-from scaling.analysis.report import (  # noqa: F401
+from scaling.analysis.report import (  # noqa: F401 (private helpers, still importable from here)
     _records,
-    compute_optimal_table,
-    DEFAULT_BUDGETS,
-    fit_sweep,
-    FitReport,
-    holdout_check,
-    HoldoutResult,
-    LARGE_FIT_POINTS,
 )
+from scaling import analysis
 from scaling.analysis import _blas, approach3, approaches, identify, points, report
 
 _HOMES = (_blas, points, approach3, approaches, identify, report)
@@ -112,5 +62,7 @@ class _ForwardingModule(types.ModuleType):
                 setattr(home, name, value)
         super().__setattr__(name, value)
 
+
+__all__ = analysis.__all__
 
 sys.modules[__name__].__class__ = _ForwardingModule

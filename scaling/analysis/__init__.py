@@ -1,6 +1,6 @@
 """The analysis side of `scaling`: from a frame of runs to fitted laws, reports, figures and comparisons.
 
-Torch-free (tests/test_analysis.py checks it): it reads results folders and CSVs, never trains. One module
+Torch-free (tests/test_points.py checks it): it reads results folders and CSVs, never trains. One module
 per responsibility, each depending only on those above it:
 
 - `points`: reading CSVs of runs and choosing the points (`select_points`: done runs, best LR, seed mean).
@@ -32,65 +32,11 @@ References:
 
 from __future__ import annotations
 
-from scaling.analysis.points import (
-    fit_points,
-    FLOPS_PER_PARAM_TOKEN,
-    keep_best_lr,
-    mean_over_seeds,
-    Points,
-    points_of,
-    read_points_csv,
-    rows_for_fit,
-    seed_spread,
-    select_done,
-    select_points,
-    split_by_arch,
-)
-from scaling.analysis.approach3 import (
-    BOOT_E_FRACTIONS,
-    BOOT_OTHER_OPTIMA,
-    ChinchillaLaw,
-    hoffmann_grid,
-    LawParams,
-    MIN_POINTS_APPROACH3,
-    PARAM_NAMES,
-)
-from scaling.analysis.approaches import (
-    budgets_of,
-    EDGE_MESSAGE,
-    ENVELOPE_MIN_BUDGETS,
-    EnvelopeResult,
-    fit_envelope,
-    fit_isoflop,
-    fit_loss_vs_params,
-    fit_loss_vs_tokens,
-    fit_power_law,
-    group_by_relative,
-    is_isoflop_design,
-    IsoFlopResult,
-    OFF_CENTRE_MESSAGE,
-    PowerLawFit,
-    SaturatingPowerLaw,
-    SliceFits,
-)
-from scaling.analysis.identify import (
-    A_EDGE,
-    A_MAX_WIDTH,
-    AT_BOX_SHARE,
-    identification,
-    N_OPT_MAX_FACTOR,
-    NOT_IDENTIFIED_FACTOR,
-    optimum_at,
-    OUTLIER_MIN_REL,
-    OUTLIER_Z,
-    outlying_runs,
-)
-from scaling.analysis.report import (
-    compute_optimal_table,
-    DEFAULT_BUDGETS,
-    fit_sweep,
-    FitReport,
-    holdout_check,
-    HoldoutResult,
-    LARGE_FIT_POINTS,
-)
+from scaling.analysis import approach3, approaches, identify, points, report
+from scaling.analysis.approach3 import *  # noqa: F403
+from scaling.analysis.approaches import *  # noqa: F403
+from scaling.analysis.identify import *  # noqa: F403
+from scaling.analysis.points import *  # noqa: F403
+from scaling.analysis.report import *  # noqa: F403
+
+__all__ = [*points.__all__, *approach3.__all__, *approaches.__all__, *identify.__all__, *report.__all__]

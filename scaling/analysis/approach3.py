@@ -24,6 +24,16 @@ from scaling.results import PLAUSIBLE
 
 log = logging.getLogger("scaling.fit")
 
+__all__ = [
+    "PARAM_NAMES",
+    "MIN_POINTS_APPROACH3",
+    "LawParams",
+    "hoffmann_grid",
+    "ChinchillaLaw",
+    "BOOT_E_FRACTIONS",
+    "BOOT_OTHER_OPTIMA",
+]
+
 PARAM_NAMES: tuple[str, ...] = ("E", "A", "B", "alpha", "beta")
 """Names of the parameters of L(N, D) = E + A / N^alpha + B / D^beta, in report order."""
 
@@ -288,7 +298,8 @@ class ChinchillaLaw:
         return self
 
     def fit_frame(self, frame: pd.DataFrame | Points) -> ChinchillaLaw:
-        """Fit to the done runs of a points frame; excluded runs go to `diagnostics_`."""
+        """Fit to the done runs of a points frame (a `Points`: its rows as they are); excluded runs go to
+        `diagnostics_`."""
         done, diagnostics = rows_for_fit(frame)
         self.fit(done["n_params"], done["n_tokens"], done["loss"])
         self.diagnostics_ = diagnostics

@@ -23,6 +23,25 @@ from scaling.errors import FitError
 
 log = logging.getLogger("scaling.fit")
 
+__all__ = [
+    "fit_power_law",
+    "group_by_relative",
+    "PowerLawFit",
+    "EnvelopeResult",
+    "ENVELOPE_MIN_BUDGETS",
+    "fit_envelope",
+    "EDGE_MESSAGE",
+    "OFF_CENTRE_MESSAGE",
+    "IsoFlopResult",
+    "budgets_of",
+    "is_isoflop_design",
+    "fit_isoflop",
+    "SaturatingPowerLaw",
+    "SliceFits",
+    "fit_loss_vs_params",
+    "fit_loss_vs_tokens",
+]
+
 # --------------------------------------------------------------------------------------------------
 # Power laws in log-log space
 # --------------------------------------------------------------------------------------------------

@@ -9,6 +9,19 @@ import pandas as pd
 
 from scaling.analysis.approach3 import _BOX_EPS, _THETA_BOUNDS, _THETA_NAMES, PARAM_NAMES, ChinchillaLaw
 
+__all__ = [
+    "NOT_IDENTIFIED_FACTOR",
+    "AT_BOX_SHARE",
+    "A_MAX_WIDTH",
+    "A_EDGE",
+    "N_OPT_MAX_FACTOR",
+    "OUTLIER_Z",
+    "OUTLIER_MIN_REL",
+    "identification",
+    "optimum_at",
+    "outlying_runs",
+]
+
 NOT_IDENTIFIED_FACTOR: dict[str, float] = {"E": 10.0, "A": 100.0, "B": 100.0, "alpha": 3.0, "beta": 3.0}
 """A parameter is reported as not identified when its 95% bootstrap interval spans more than this factor
 (hi / lo): the floor E known only to within 10x, the coefficients A and B to within two decades, or the

@@ -20,6 +20,21 @@ from scaling.results import implausible
 
 log = logging.getLogger("scaling.fit")
 
+__all__ = [
+    "FLOPS_PER_PARAM_TOKEN",
+    "read_points_csv",
+    "select_done",
+    "keep_best_lr",
+    "seed_spread",
+    "mean_over_seeds",
+    "split_by_arch",
+    "fit_points",
+    "Points",
+    "select_points",
+    "rows_for_fit",
+    "points_of",
+]
+
 FLOPS_PER_PARAM_TOKEN = (2.0, 50.0)
 """Plausible range of flops / (N D): 6 for C = 6ND (Kaplan et al. 2020, sec. 2.1), more with attention
 (this repo's sweeps: 6.5-9.1), 2 for a forward pass alone. A row outside it has a flops column that does not

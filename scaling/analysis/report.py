@@ -26,6 +26,16 @@ from scaling.errors import FitError
 
 log = logging.getLogger("scaling.fit")
 
+__all__ = [
+    "LARGE_FIT_POINTS",
+    "DEFAULT_BUDGETS",
+    "HoldoutResult",
+    "holdout_check",
+    "compute_optimal_table",
+    "FitReport",
+    "fit_sweep",
+]
+
 LARGE_FIT_POINTS = 10_000
 """Above this many points fit_sweep warns before it starts: Approach 3 costs ~1 s per 1,000 points per fit
 here (10,000 points: 10 s per fit, 17 s for fit_sweep without bootstrap; each bootstrap resample is another
