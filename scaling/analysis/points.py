@@ -18,7 +18,7 @@ import pandas as pd
 from scaling.errors import ConfigError, FitError
 from scaling.results import implausible
 
-log = logging.getLogger("scaling.fit")
+log = logging.getLogger("scaling.fit")  # the logger name these lines had before the split (log filters, caplog)
 
 __all__ = [
     "FLOPS_PER_PARAM_TOKEN",
