@@ -22,7 +22,7 @@ from scaling.analysis.points import Points, rows_for_fit
 from scaling.errors import FitError
 from scaling.results import PLAUSIBLE
 
-log = logging.getLogger("scaling.fit")  # the logger name these lines had before the split (log filters, caplog)
+log = logging.getLogger("scaling.fit")
 
 __all__ = [
     "PARAM_NAMES",

@@ -21,7 +21,7 @@ from scaling.analysis.approach3 import _LBFGS_OPTIONS
 from scaling.analysis.points import Points, rows_for_fit
 from scaling.errors import FitError
 
-log = logging.getLogger("scaling.fit")  # the logger name these lines had before the split (log filters, caplog)
+log = logging.getLogger("scaling.fit")
 
 __all__ = [
     "fit_power_law",

@@ -18,7 +18,8 @@ import pandas as pd
 from scaling.errors import ConfigError, FitError
 from scaling.results import implausible
 
-log = logging.getLogger("scaling.fit")  # the logger name these lines had before the split (log filters, caplog)
+# Every analysis module logs as "scaling.fit", the name these lines had before the split (log filters, caplog).
+log = logging.getLogger("scaling.fit")
 
 __all__ = [
     "FLOPS_PER_PARAM_TOKEN",

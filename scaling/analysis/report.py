@@ -24,7 +24,7 @@ from scaling.analysis.identify import (
 from scaling.analysis.points import Points, rows_for_fit, select_points
 from scaling.errors import FitError
 
-log = logging.getLogger("scaling.fit")  # the logger name these lines had before the split (log filters, caplog)
+log = logging.getLogger("scaling.fit")
 
 __all__ = [
     "LARGE_FIT_POINTS",
