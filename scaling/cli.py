@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from scaling.config import SweepConfig, is_safe_component, load_sweep
-from scaling.errors import ConfigError, FitError, ScalingError
+from scaling.config import SweepConfig, load_sweep
+from scaling.errors import ConfigError, ScalingError
 from scaling.plan import Plan, plan_sweep
 
 log = logging.getLogger("scaling")
@@ -227,138 +227,10 @@ def _describe(ids: list[str], n: int = 3) -> str:
 
 def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path | None = None,
             plan: Plan | None = None) -> None:
-    """Table + fits + figures for a finished (or partly finished) sweep folder; with `plan`, of its runs only."""
-    from scaling.provenance import check_one_corpus
-    from scaling.results import export_csv, load_results
+    """Table + fits + figures of a sweep folder (scaling.analysis.pipeline.analyze; imported here on use)."""
+    from scaling.analysis.pipeline import analyze as analyze_sweep
 
-    frame = load_results(sweep_dir)
-    if plan is not None:
-        frame = _only_planned(frame, plan, str(plan.sweep.source or sweep_dir))
-    for note in check_one_corpus(frame, sweep_dir):
-        print(note)
-    csv = export_csv(frame, Path(sweep_dir) / "runs.csv")
-    print(f"\nresults table: {csv} ({len(frame)} runs)")
-    fit_and_plot(frame, out_dir or Path(sweep_dir), n_boot=n_boot, holdout=holdout)
-
-
-def _only_planned(frame: pd.DataFrame, plan: Plan, sweep: str) -> pd.DataFrame:
-    """The rows of the plan's runs; says how many run folders of the sweep folder the plan no longer has."""
-    from scaling.provenance import planned_rows
-
-    mine, others, missing = planned_rows(frame, plan)
-    if len(others):
-        print(f"not in this sweep's plan: {len(others)} run folder(s) in {plan.sweep.sweep_dir}/ (left out; "
-              f"`scaling fit {sweep} --all-runs` includes them): {_describe(others['run_id'].astype(str).tolist())}")
-    if missing:
-        print(f"planned but not started: {len(missing)} run(s): {_describe(missing)}")
-    return mine
-
-
-def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int = 0,
-                 all_seeds: bool = False) -> None:
-    """Fit, report and plot a sweep; a sweep of several architecture families gets one fit per family
-    (in out_dir/<arch>/) and a side-by-side table and figures of their compute-optimal sizes."""
-    from scaling.fit import fit_sweep, split_by_arch
-    from scaling.plot import save_figures
-    from scaling.results import write_json_atomic
-
-    families = split_by_arch(frame)
-    budgets = _budgets_for(frame)
-    laws = {}
-    for arch, part in families.items():
-        if len(families) > 1 and not is_safe_component(arch):  # from spec.json or a CSV: a folder name here
-            raise ConfigError(f"{out_dir}: column 'arch' = {arch!r}: must be one folder name (letters, digits, "
-                              f"'-', '_', '.', not starting with '.') to hold its family's fit")
-        where = out_dir / arch if len(families) > 1 else out_dir
-        where.mkdir(parents=True, exist_ok=True)
-        report = fit_sweep(part, n_boot=n_boot, n_holdout=holdout or None, budgets=budgets,
-                           all_seeds=all_seeds)
-        print(f"\n=== architecture: {arch} ({len(part)} runs) ===" if len(families) > 1 else "")
-        print(report.to_text())
-        write_json_atomic(where / "fit.json", report.to_dict())
-        paths = save_figures(part, report, where / "plots")
-        print(f"\nfit: {where / 'fit.json'}")
-        for p in paths:
-            print(f"plot: {p}")
-        if report.law is not None:
-            laws[arch] = report.law
-    if len(families) > 1:
-        compare_families(laws, budgets, out_dir)
-
-
-def compare_families(laws: dict[str, Any], budgets: list[float], out_dir: Path) -> None:
-    """Print and save the per-family laws side by side: exponents, then compute-optimal N and D."""
-    from scaling.compare import compare_table
-    from scaling.plot import plot_compute_optimal, plot_frontiers
-    from scaling.results import export_csv
-
-    print("\n=== architectures side by side ===")
-    if len(laws) < 2:
-        print(f"only {', '.join(laws) or 'no family'} has a fitted law; nothing to compare")
-        return
-    rows = []
-    for arch, law in laws.items():
-        row = {"arch": arch}
-        for name in ("E", "A", "B", "alpha", "beta", "a", "b"):
-            value = getattr(law.params_, name)
-            band = law.interval(name) if getattr(law, "bootstrap_params_", None) is not None else None
-            row[name] = f"{value:.4g}" + (f" [{band[0]:.3g}, {band[1]:.3g}]" if band else "")
-        rows.append(row)
-    print(pd.DataFrame(rows).to_string(index=False))
-    table = compare_table(laws, budgets)
-    print()
-    print(_long_compare(table, list(laws)).to_string(index=False))
-    plots = out_dir / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
-    print(f"\ntable: {export_csv(table, out_dir / 'compare_archs.csv')}")
-    for name, make in (("compute_optimal_by_arch.png", lambda p: plot_compute_optimal(laws, budgets, path=p)),
-                       ("frontiers_by_arch.png", lambda p: plot_frontiers(laws, budgets, path=p))):
-        make(plots / name)
-        print(f"plot: {plots / name}")
-
-
-def _budgets_for(frame: pd.DataFrame) -> list[float]:
-    """Compute budgets for the compute-optimal table: the sweep's own range and two decades beyond.
-
-    A law fitted on 1e11-1e13 FLOPs says little about 1e24; the table stays near the data.
-    """
-    import numpy as np
-
-    flops = pd.to_numeric(frame.get("flops"), errors="coerce").dropna() if "flops" in frame else []
-    if len(flops) == 0:
-        return [float(c) for c in np.logspace(18, 25, 8)]
-    lo, hi = np.floor(np.log10(flops.min())), np.ceil(np.log10(flops.max())) + 2
-    return [float(c) for c in np.logspace(lo, hi, int(hi - lo) + 1)]
-
-
-def _frame_for(source: str, all_runs: bool = False) -> tuple[pd.DataFrame, Path]:
-    """A points frame from a sweep TOML (its planned runs, or every run folder with `all_runs`), a results
-    folder or a CSV (no plan: every run folder or row); and where outputs go."""
-    from scaling.fit import read_points_csv
-    from scaling.results import load_results
-
-    path = Path(source)
-    if path.suffix.lower() == ".toml":
-        cfg = load_sweep(path)
-        sweep_dir = cfg.sweep_dir
-        if not sweep_dir.is_dir():
-            raise ConfigError(f"{path}: no results yet in {sweep_dir}/ (run: scaling run {path})")
-        frame = load_results(sweep_dir)
-        if all_runs:
-            print(f"--all-runs: every run folder in {sweep_dir}/, planned by {path} or not ({len(frame)})")
-            return frame, sweep_dir
-        return _only_planned(frame, plan_sweep(cfg), str(path)), sweep_dir
-    if path.is_dir():
-        frame = load_results(path)
-        if frame.empty:
-            raise ConfigError(f"{path}: no run folders with spec.json in this folder")
-        print(f"{path}: a results folder has no sweep plan: every run folder in it is used ({len(frame)})")
-        return frame, path
-    if path.suffix.lower() == ".csv" and path.is_file():
-        frame = read_points_csv(path)
-        print(f"{path}: a CSV has no sweep plan: every row is used ({len(frame)})")
-        return frame, path.with_suffix("")
-    raise ConfigError(f"{source}: not a sweep .toml, a results folder or a .csv file")
+    analyze_sweep(sweep_dir, n_boot=n_boot, holdout=holdout, out_dir=out_dir, plan=plan)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -378,22 +250,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from scaling.fit import select_done
-    from scaling.provenance import check_one_corpus
+    from scaling.analysis.pipeline import fit_source
 
-    frame, out = _frame_for(args.source, all_runs=args.all_runs)
-    for note in check_one_corpus(frame, args.source, allow_mixed=args.allow_mixed_data):
-        print(note)
-    done, excluded = select_done(frame)
-    if len(done) < 2:  # no law can be fitted; fail in one line instead of writing an empty report
-        raise FitError(f"{args.source}: {len(done)} usable run(s) of {len(frame)}; a fit needs at least 2"
-                       + (f" ({excluded[0]}{', ...' if len(excluded) > 1 else ''})" if excluded else ""))
-    out = Path(args.out) if args.out else out
-    if Path(args.source).suffix.lower() == ".toml" or Path(args.source).is_dir():
-        from scaling.results import export_csv
-
-        print(f"results table: {export_csv(frame, out / 'runs.csv')}")
-    fit_and_plot(frame, out, n_boot=args.n_boot, holdout=args.holdout, all_seeds=args.all_seeds)
+    fit_source(args.source, out=args.out, n_boot=args.n_boot, holdout=args.holdout, all_seeds=args.all_seeds,
+               all_runs=args.all_runs, allow_mixed_data=args.allow_mixed_data)
     return 0
 
 
@@ -405,54 +265,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Fit each source (Approach 3 + bootstrap) and tabulate compute-optimal sizes beside published laws."""
     import numpy as np
 
-    from scaling.compare import compare_table, published_laws, source_labels
-    from scaling.fit import ChinchillaLaw, fit_points, split_by_arch
-    from scaling.plot import plot_frontiers
-    from scaling.provenance import check_one_corpus
-    from scaling.results import export_csv
+    from scaling.analysis.pipeline import compare_sources
 
-    laws: dict[str, object] = {}
-    published = published_laws()
-    frames = [_frame_for(source) for source in args.sources]
-    for source, (frame, _) in zip(args.sources, frames):
-        for note in check_one_corpus(frame, source, allow_mixed=args.allow_mixed_data):
-            print(note)
-    # A/runs.csv and B/runs.csv are both "runs": distinct labels, or one law would replace the other.
-    labels = source_labels([where for _, where in frames], taken=published)
-    for (frame, where), label in zip(frames, labels):
-        families = split_by_arch(frame)
-        for arch, part in families.items():  # one law per architecture family (see split_by_arch)
-            done, _ = fit_points(part)  # best LR per point, seed mean
-            law = ChinchillaLaw().fit_frame(done)
-            if args.n_boot:
-                law.bootstrap(done["n_params"], done["n_tokens"], done["loss"], n_boot=args.n_boot)
-            laws[f"{label} ({arch})" if len(families) > 1 else label] = law
-    laws.update(published)
     budgets = np.logspace(args.min_flops, args.max_flops, args.max_flops - args.min_flops + 1)
-    table = compare_table(laws, budgets)
-    print(_long_compare(table, list(laws)).to_string(index=False))
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        print(f"\ntable: {export_csv(table, out / 'compare.csv')}")
-        fig_path = out / "frontiers.png"
-        plot_frontiers(laws, budgets, path=fig_path)
-        print(f"plot: {fig_path}")
+    compare_sources(args.sources, budgets, n_boot=args.n_boot, out=args.out, allow_mixed_data=args.allow_mixed_data)
     return 0
-
-
-def _long_compare(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
-    """compare_table's wide columns ("<law>/n_opt", ...) as one readable row per (budget, law)."""
-    rows = []
-    for _, r in table.iterrows():
-        for label in labels:
-            band = ""
-            if f"{label}/n_opt_lo" in table:
-                band = f"[{r[f'{label}/n_opt_lo']:.3g}, {r[f'{label}/n_opt_hi']:.3g}]"
-            rows.append({"flops": f"{r['flops']:.0e}", "law": label, "n_opt": f"{r[f'{label}/n_opt']:.3g}",
-                         "n_opt 95%": band, "d_opt": f"{r[f'{label}/d_opt']:.3g}",
-                         "tokens/param": f"{r[f'{label}/tokens_per_param']:.3g}"})
-    return pd.DataFrame(rows)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

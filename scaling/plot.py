@@ -25,8 +25,9 @@ from scaling.fit import (
     EnvelopeResult,
     FitReport,
     IsoFlopResult,
+    Points,
     group_by_relative,
-    select_done,
+    points_of,
 )
 
 log = logging.getLogger(__name__)
@@ -65,14 +66,15 @@ def _slices(values: np.ndarray, rel_tol: float, max_slices: int) -> np.ndarray:
     return reps[idx]
 
 
-def plot_loss_vs_params(frame: pd.DataFrame, law: ChinchillaLaw | None = None,
+def plot_loss_vs_params(frame: pd.DataFrame | Points, law: ChinchillaLaw | None = None,
                         rel_tol: float = 0.05, max_curves: int = 8,
                         path: str | Path | None = None) -> Figure:
     """Loss vs N (log x), one colour per token budget, with the fitted L(N, D) at that budget.
 
-    Artists: one scatter collection per token budget and, with a law, one line per budget.
+    Artists: one scatter collection per token budget and, with a law, one line per budget. Points: those of
+    a `Points`, else the ones fit_sweep fits (`points_of`), as in every figure here that takes a frame.
     """
-    done, _ = select_done(frame)
+    done = points_of(frame)
     fig = Figure(figsize=(7, 5))
     ax = fig.add_subplot()
     d_slice = _slices(done["n_tokens"].to_numpy(), rel_tol, max_curves)
@@ -149,11 +151,11 @@ def _draw_power_laws(ax: Axes, result: EnvelopeResult | IsoFlopResult, C: pd.Ser
     ax.legend(fontsize=8)
 
 
-def plot_envelope(frame: pd.DataFrame, envelope: EnvelopeResult,
+def plot_envelope(frame: pd.DataFrame | Points, envelope: EnvelopeResult,
                   path: str | Path | None = None) -> Figure:
     """Left: loss vs compute, all runs grey, each size's fitted loss curve thin, their minimum-loss
     envelope red. Right: the envelope's N and D vs C with the fitted power laws (Approach 1)."""
-    done, _ = select_done(frame)
+    done = points_of(frame)
     env = envelope.points
     fig = Figure(figsize=(12, 5))
     ax, ax_n = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
@@ -202,12 +204,12 @@ def plot_compute_optimal(laws_or_reports: object, budgets: Iterable[float] = DEF
     return _finish(fig, path)
 
 
-def plot_isoloss(law: ChinchillaLaw, frame: pd.DataFrame | None = None, n_levels: int = 12,
+def plot_isoloss(law: ChinchillaLaw, frame: pd.DataFrame | Points | None = None, n_levels: int = 12,
                  path: str | Path | None = None) -> Figure:
     """Iso-loss contours of the parametric fit over (C, N) with C = 6ND, the efficient frontier
     N_opt(C) (Hoffmann et al. 2022, fig. 4 left), and the runs coloured by loss."""
     if frame is not None:
-        done, _ = select_done(frame)
+        done = points_of(frame)
         c_lo, c_hi = np.log10(done["flops"].min()) - 0.5, np.log10(done["flops"].max()) + 1.5
         n_lo, n_hi = np.log10(done["n_params"].min()) - 0.5, np.log10(done["n_params"].max()) + 1.0
     else:
@@ -239,9 +241,10 @@ def plot_isoloss(law: ChinchillaLaw, frame: pd.DataFrame | None = None, n_levels
     return _finish(fig, path)
 
 
-def plot_residuals(frame: pd.DataFrame, law: ChinchillaLaw, path: str | Path | None = None) -> Figure:
-    """Log residuals log L - log L_hat of the fit vs compute (left) and their histogram (right)."""
-    done, _ = select_done(frame)
+def plot_residuals(frame: pd.DataFrame | Points, law: ChinchillaLaw, path: str | Path | None = None) -> Figure:
+    """Log residuals log L - log L_hat of the fit vs compute (left) and their histogram (right), at the
+    fit's points: a `Points` (a report's), or those fit_sweep fits of a frame of runs (best LR, seed mean)."""
+    done = points_of(frame)
     resid = np.log(done["loss"].to_numpy()) - np.log(law.predict(done["n_params"].to_numpy(),
                                                                   done["n_tokens"].to_numpy()))
     fig = Figure(figsize=(12, 4))
@@ -284,12 +287,15 @@ def plot_frontiers(laws: Mapping[str, object] | None = None,
     return _finish(fig, path)
 
 
-def save_figures(frame: pd.DataFrame, report: FitReport, out_dir: str | Path,
+def save_figures(frame: pd.DataFrame | Points, report: FitReport, out_dir: str | Path,
                  compare_with: Mapping[str, object] | None = None) -> list[Path]:
     """Write every figure the report supports as PNG under out_dir; returns the paths written.
 
+    Every figure shows the report's points (`report.points`, the rows its fits used), not rows chosen
+    again from `frame`, which is used only for a report without them.
     compare_with: laws for the frontier comparison (default: the published laws).
     """
+    frame = report.points if report.points is not None else frame
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs: list[tuple[str, object]] = []

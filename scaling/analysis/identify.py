@@ -1,0 +1,141 @@
+"""Whether an Approach 3 fit is identified: per-parameter verdicts, N_opt's band at one budget, outlying runs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from scaling.analysis.approach3 import _BOX_EPS, _THETA_BOUNDS, _THETA_NAMES, PARAM_NAMES, ChinchillaLaw
+
+__all__ = [
+    "NOT_IDENTIFIED_FACTOR",
+    "AT_BOX_SHARE",
+    "A_MAX_WIDTH",
+    "A_EDGE",
+    "N_OPT_MAX_FACTOR",
+    "OUTLIER_Z",
+    "OUTLIER_MIN_REL",
+    "identification",
+    "optimum_at",
+    "outlying_runs",
+]
+
+NOT_IDENTIFIED_FACTOR: dict[str, float] = {"E": 10.0, "A": 100.0, "B": 100.0, "alpha": 3.0, "beta": 3.0}
+"""A parameter is reported as not identified when its 95% bootstrap interval spans more than this factor
+(hi / lo): the floor E known only to within 10x, the coefficients A and B to within two decades, or the
+exponents to within 3x (Chinchilla's refit pins alpha to 1.18x and A to 2.6x, Besiroglu et al. 2024)."""
+AT_BOX_SHARE = 0.025
+"""...or when more than this share of its bootstrap refits (one tail of a 95% interval) end on the search box."""
+A_MAX_WIDTH = 0.35
+"""The exponent a of N_opt ~ C^a counts as identified when its 95% interval is finite, stays off 0 and 1 by
+A_EDGE, and is at most this wide: a wider interval around the published values holds both Kaplan et al. 2020's
+0.73 and Hoffmann et al. 2022's 0.46 at once, so it cannot tell the published laws apart."""
+A_EDGE = 0.05
+"""...an interval reaching within this of 0 or 1 means alpha and beta trade off without limit."""
+N_OPT_MAX_FACTOR = 3.0
+"""N_opt at the sweep's largest compute counts as identified when its 95% band spans at most this factor."""
+OUTLIER_Z = 5.0
+"""A run is outlying when its log residual from the Approach 3 law is more than OUTLIER_Z robust standard
+deviations (1.4826 x the median absolute deviation) from the median residual..."""
+OUTLIER_MIN_REL = 0.01
+"""...and more than 1% off the law in loss (so a near-noiseless fit does not flag rounding)."""
+
+
+def _theta_samples(boot: pd.DataFrame) -> pd.DataFrame:
+    """Bootstrap parameters as the optimizer's theta = (log A, log B, log E, alpha, beta)."""
+    with np.errstate(divide="ignore"):
+        return pd.DataFrame({"a": np.log(boot["A"]), "b": np.log(boot["B"]), "e": np.log(boot["E"]),
+                             "alpha": boot["alpha"], "beta": boot["beta"]})
+
+
+def identification(law: ChinchillaLaw, done: pd.DataFrame, level: float = 0.95) -> dict[str, str]:
+    """For E, A, B, alpha, beta (and a, with a bootstrap): "" where the data pin it, else why not and what would.
+
+    Not identified: the point estimate sits on the search box, or E is below 5% of the lowest loss (the
+    sweep does not approach the floor), or the bootstrap interval spans more than NOT_IDENTIFIED_FACTOR,
+    or more than AT_BOX_SHARE of the refits end on the box. Small sweeps far above the loss floor leave
+    E at ~0 and A, alpha trading off along a ridge; the point fit is then still the optimum, but its
+    extrapolations are not to be trusted, and the report says so parameter by parameter.
+    """
+    n_lo, n_hi = float(done["n_params"].min()), float(done["n_params"].max())
+    d_lo, d_hi = float(done["n_tokens"].min()), float(done["n_tokens"].max())
+    min_loss = float(done["loss"].min())
+    remedy_n = (f"more model sizes over a wider range of N (now {n_lo:.3g} to {n_hi:.3g}, {n_hi / n_lo:.2g}x), "
+                "each trained long enough that its size limits the loss")
+    remedy_d = (f"more token budgets over a wider range of D (now {d_lo:.3g} to {d_hi:.3g}, "
+                f"{d_hi / d_lo:.2g}x) for several sizes")
+    remedy = {"E": f"runs nearer the loss floor: longer token budgets for the largest sizes (lowest loss "
+                   f"{min_loss:.3g})", "A": remedy_n, "alpha": remedy_n, "B": remedy_d, "beta": remedy_d}
+    theta_name = {"A": "a", "B": "b", "E": "e", "alpha": "alpha", "beta": "beta"}
+    bounds = dict(zip(_THETA_NAMES, _THETA_BOUNDS))
+    theta = dict(zip(_THETA_NAMES, law.theta_)) if hasattr(law, "theta_") else None
+    boot = getattr(law, "bootstrap_params_", None)
+    boot_theta = _theta_samples(boot) if boot is not None and len(boot) > 1 else None
+    values = law.params_.to_dict()
+    out: dict[str, str] = {}
+    for name in PARAM_NAMES:
+        lo_box, hi_box = bounds[theta_name[name]]
+        why = ""
+        if theta is not None and min(abs(theta[theta_name[name]] - lo_box),
+                                     abs(theta[theta_name[name]] - hi_box)) < _BOX_EPS:
+            why = f"the fit ended on its search box ({name} = {values[name]:.3g})"
+        elif name == "E" and values["E"] < 0.05 * min_loss:
+            why = f"E = {values['E']:.3g} is near 0: the sweep stays far above the loss floor"
+        elif boot_theta is not None:
+            samples = boot_theta[theta_name[name]].to_numpy()
+            at_box = float(np.mean((samples <= lo_box + _BOX_EPS) | (samples >= hi_box - _BOX_EPS)))
+            lo, hi = law.interval(name, level)
+            if at_box > AT_BOX_SHARE:
+                why = f"{at_box:.0%} of the bootstrap refits end on the search box"
+            elif not (lo > 0 and math.isfinite(hi)) or hi / lo > NOT_IDENTIFIED_FACTOR[name]:
+                span = f"{hi / lo:.2g}x" if lo > 0 and math.isfinite(hi) else "to 0 or infinity"
+                why = (f"its {level:.0%} interval [{lo:.3g}, {hi:.3g}] spans {span} "
+                       f"(> {NOT_IDENTIFIED_FACTOR[name]:g}x)")
+        out[name] = f"{why}; would pin it: {remedy[name]}" if why else ""
+    if boot_theta is not None:
+        lo, hi = law.interval("a", level)
+        if not (math.isfinite(lo) and math.isfinite(hi)) or hi - lo > A_MAX_WIDTH or lo < A_EDGE \
+                or hi > 1 - A_EDGE:
+            out["a"] = (f"its {level:.0%} interval [{lo:.3g}, {hi:.3g}] is wider than {A_MAX_WIDTH:g} or reaches "
+                        f"within {A_EDGE:g} of 0 or 1; would pin "
+                        "it: sizes on both sides of the compute-optimal size at budgets >= 10x apart (an "
+                        "IsoFLOP design centred on each budget's optimum)")
+        else:
+            out["a"] = ""
+    return out
+
+
+def optimum_at(law: ChinchillaLaw, flops: float, level: float = 0.95) -> dict[str, float | bool]:
+    """N_opt at one budget with its bootstrap band and whether the band is within N_OPT_MAX_FACTOR."""
+    n_opt = float(np.asarray(law.compute_optimal(flops)[0]))
+    out: dict[str, float | bool] = {"flops": float(flops), "n_opt": n_opt}
+    if getattr(law, "bootstrap_params_", None) is not None:
+        band = law.compute_optimal_interval(flops, level)
+        lo, hi = float(band["n_opt_lo"]), float(band["n_opt_hi"])
+        factor = hi / lo if lo > 0 and math.isfinite(hi) else math.inf
+        out.update(n_opt_lo=lo, n_opt_hi=hi, factor=factor, identified=bool(factor <= N_OPT_MAX_FACTOR))
+    return out
+
+
+def outlying_runs(law: ChinchillaLaw, done: pd.DataFrame, z: float = OUTLIER_Z,
+                  min_rel: float = OUTLIER_MIN_REL) -> pd.DataFrame:
+    """Runs whose loss sits far off the fitted law (see OUTLIER_Z, OUTLIER_MIN_REL), worst first.
+
+    Huber's loss already limits their pull on the fit; they are listed so a user can look at them (a
+    diverging run that still finished, a data or evaluation bug, a wrong hyperparameter).
+    """
+    predicted = law.predict(done["n_params"].to_numpy(), done["n_tokens"].to_numpy())
+    resid = np.log(done["loss"].to_numpy()) - np.log(predicted)
+    centre = float(np.median(resid))
+    scale = 1.4826 * float(np.median(np.abs(resid - centre)))
+    robust_z = np.abs(resid - centre) / scale if scale > 0 else np.where(resid != centre, np.inf, 0.0)
+    flag = (robust_z > z) & (np.abs(np.expm1(resid)) > min_rel)
+    ids = done["run_id"].astype(str).to_numpy() if "run_id" in done else np.array(
+        [f"row{i}" for i in range(len(done))])
+    table = pd.DataFrame({"run_id": ids, "n_params": done["n_params"].to_numpy(),
+                          "n_tokens": done["n_tokens"].to_numpy(), "loss": done["loss"].to_numpy(),
+                          "predicted": predicted, "rel_error": np.expm1(resid), "robust_z": robust_z})
+    return table[flag].sort_values("robust_z", ascending=False, kind="stable").reset_index(drop=True)
+

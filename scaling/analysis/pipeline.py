@@ -1,0 +1,213 @@
+"""What `scaling fit|plot|compare` and the fit at the end of `scaling run` do: read a source, choose its
+points once per architecture family, fit, print the report, write fit.json, runs.csv and every figure.
+
+The CLI parses arguments and calls these; printing is part of the job (the reports are for a terminal).
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaling.analysis.approach3 import ChinchillaLaw
+from scaling.analysis.points import read_points_csv, select_done, select_points, split_by_arch
+from scaling.analysis.report import fit_sweep
+from scaling.compare import compare_table, published_laws, source_labels
+from scaling.config import is_safe_component, load_sweep
+from scaling.errors import ConfigError, FitError
+from scaling.plan import Plan, plan_sweep
+from scaling.plot import plot_compute_optimal, plot_frontiers, save_figures
+from scaling.provenance import check_one_corpus, planned_rows
+from scaling.results import export_csv, load_results, write_json_atomic
+
+
+def describe(ids: list[str], n: int = 3) -> str:
+    """The first n run ids, and how many there are in all when there are more."""
+    return ", ".join(ids[:n]) + (f", ... ({len(ids)} in all)" if len(ids) > n else "")
+
+
+def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path | None = None,
+            plan: Plan | None = None) -> None:
+    """Table + fits + figures for a finished (or partly finished) sweep folder; with `plan`, of its runs only."""
+    frame = load_results(sweep_dir)
+    if plan is not None:
+        frame = only_planned(frame, plan, str(plan.sweep.source or sweep_dir))
+    for note in check_one_corpus(frame, sweep_dir):
+        print(note)
+    csv = export_csv(frame, Path(sweep_dir) / "runs.csv")
+    print(f"\nresults table: {csv} ({len(frame)} runs)")
+    fit_and_plot(frame, out_dir or Path(sweep_dir), n_boot=n_boot, holdout=holdout)
+
+
+def only_planned(frame: pd.DataFrame, plan: Plan, sweep: str) -> pd.DataFrame:
+    """The rows of the plan's runs; says how many run folders of the sweep folder the plan no longer has."""
+    mine, others, missing = planned_rows(frame, plan)
+    if len(others):
+        print(f"not in this sweep's plan: {len(others)} run folder(s) in {plan.sweep.sweep_dir}/ (left out; "
+              f"`scaling fit {sweep} --all-runs` includes them): {describe(others['run_id'].astype(str).tolist())}")
+    if missing:
+        print(f"planned but not started: {len(missing)} run(s): {describe(missing)}")
+    return mine
+
+
+def fit_source(source: str, out: str | Path | None = None, n_boot: int = 1000, holdout: int = 0,
+               all_seeds: bool = False, all_runs: bool = False, allow_mixed_data: bool = False) -> None:
+    """`scaling fit|plot SOURCE`: fit a sweep .toml, results folder or CSV and write its report and figures
+    (to `out`, default the sweep folder or beside the CSV); FitError when fewer than 2 runs are usable."""
+    frame, where = frame_for(source, all_runs=all_runs)
+    for note in check_one_corpus(frame, source, allow_mixed=allow_mixed_data):
+        print(note)
+    done, excluded = select_done(frame)
+    if len(done) < 2:  # no law can be fitted; fail in one line instead of writing an empty report
+        raise FitError(f"{source}: {len(done)} usable run(s) of {len(frame)}; a fit needs at least 2"
+                       + (f" ({excluded[0]}{', ...' if len(excluded) > 1 else ''})" if excluded else ""))
+    where = Path(out) if out else where
+    if Path(source).suffix.lower() == ".toml" or Path(source).is_dir():
+        print(f"results table: {export_csv(frame, where / 'runs.csv')}")
+    fit_and_plot(frame, where, n_boot=n_boot, holdout=holdout, all_seeds=all_seeds)
+
+
+def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int = 0,
+                 all_seeds: bool = False) -> None:
+    """Fit, report and plot a sweep; a sweep of several architecture families gets one fit per family
+    (in out_dir/<arch>/) and a side-by-side table and figures of their compute-optimal sizes. Each family's
+    points are chosen once; its fits and figures all use them."""
+    families = split_by_arch(frame)
+    budgets = budgets_for(frame)
+    laws = {}
+    for arch, part in families.items():
+        if len(families) > 1 and not is_safe_component(arch):  # from spec.json or a CSV: a folder name here
+            raise ConfigError(f"{out_dir}: column 'arch' = {arch!r}: must be one folder name (letters, digits, "
+                              f"'-', '_', '.', not starting with '.') to hold its family's fit")
+        where = out_dir / arch if len(families) > 1 else out_dir
+        where.mkdir(parents=True, exist_ok=True)
+        points = select_points(part, all_seeds=all_seeds)
+        report = fit_sweep(points, n_boot=n_boot, n_holdout=holdout or None, budgets=budgets)
+        print(f"\n=== architecture: {arch} ({len(part)} runs) ===" if len(families) > 1 else "")
+        print(report.to_text())
+        write_json_atomic(where / "fit.json", report.to_dict())
+        paths = save_figures(points, report, where / "plots")
+        print(f"\nfit: {where / 'fit.json'}")
+        for p in paths:
+            print(f"plot: {p}")
+        if report.law is not None:
+            laws[arch] = report.law
+    if len(families) > 1:
+        compare_families(laws, budgets, out_dir)
+
+
+def compare_families(laws: dict[str, Any], budgets: list[float], out_dir: Path) -> None:
+    """Print and save the per-family laws side by side: exponents, then compute-optimal N and D."""
+    print("\n=== architectures side by side ===")
+    if len(laws) < 2:
+        print(f"only {', '.join(laws) or 'no family'} has a fitted law; nothing to compare")
+        return
+    rows = []
+    for arch, law in laws.items():
+        row = {"arch": arch}
+        for name in ("E", "A", "B", "alpha", "beta", "a", "b"):
+            value = getattr(law.params_, name)
+            band = law.interval(name) if getattr(law, "bootstrap_params_", None) is not None else None
+            row[name] = f"{value:.4g}" + (f" [{band[0]:.3g}, {band[1]:.3g}]" if band else "")
+        rows.append(row)
+    print(pd.DataFrame(rows).to_string(index=False))
+    table = compare_table(laws, budgets)
+    print()
+    print(long_compare(table, list(laws)).to_string(index=False))
+    plots = out_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    print(f"\ntable: {export_csv(table, out_dir / 'compare_archs.csv')}")
+    for name, make in (("compute_optimal_by_arch.png", lambda p: plot_compute_optimal(laws, budgets, path=p)),
+                       ("frontiers_by_arch.png", lambda p: plot_frontiers(laws, budgets, path=p))):
+        make(plots / name)
+        print(f"plot: {plots / name}")
+
+
+def compare_sources(sources: list[str], budgets: np.ndarray, n_boot: int = 1000, out: str | Path | None = None,
+                    allow_mixed_data: bool = False) -> None:
+    """`scaling compare`: fit each source (Approach 3 + bootstrap, per architecture family, on the points
+    `select_points` chooses, as `scaling fit` does) and tabulate compute-optimal sizes beside published laws."""
+    laws: dict[str, object] = {}
+    published = published_laws()
+    frames = [frame_for(source) for source in sources]
+    for source, (frame, _) in zip(sources, frames):
+        for note in check_one_corpus(frame, source, allow_mixed=allow_mixed_data):
+            print(note)
+    # A/runs.csv and B/runs.csv are both "runs": distinct labels, or one law would replace the other.
+    labels = source_labels([where for _, where in frames], taken=published)
+    for (frame, where), label in zip(frames, labels):
+        families = split_by_arch(frame)
+        for arch, part in families.items():  # one law per architecture family (see split_by_arch)
+            points = select_points(part)  # best LR per point, seed mean
+            law = ChinchillaLaw().fit_frame(points)
+            if n_boot:
+                done = points.frame
+                law.bootstrap(done["n_params"], done["n_tokens"], done["loss"], n_boot=n_boot)
+            laws[f"{label} ({arch})" if len(families) > 1 else label] = law
+    laws.update(published)
+    table = compare_table(laws, budgets)
+    print(long_compare(table, list(laws)).to_string(index=False))
+    if out:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"\ntable: {export_csv(table, out / 'compare.csv')}")
+        fig_path = out / "frontiers.png"
+        plot_frontiers(laws, budgets, path=fig_path)
+        print(f"plot: {fig_path}")
+
+
+def budgets_for(frame: pd.DataFrame) -> list[float]:
+    """Compute budgets for the compute-optimal table: the sweep's own range and two decades beyond.
+
+    A law fitted on 1e11-1e13 FLOPs says little about 1e24; the table stays near the data.
+    """
+    flops = pd.to_numeric(frame.get("flops"), errors="coerce").dropna() if "flops" in frame else []
+    if len(flops) == 0:
+        return [float(c) for c in np.logspace(18, 25, 8)]
+    lo, hi = np.floor(np.log10(flops.min())), np.ceil(np.log10(flops.max())) + 2
+    return [float(c) for c in np.logspace(lo, hi, int(hi - lo) + 1)]
+
+
+def frame_for(source: str, all_runs: bool = False) -> tuple[pd.DataFrame, Path]:
+    """A points frame from a sweep TOML (its planned runs, or every run folder with `all_runs`), a results
+    folder or a CSV (no plan: every run folder or row); and where outputs go."""
+    path = Path(source)
+    if path.suffix.lower() == ".toml":
+        cfg = load_sweep(path)
+        sweep_dir = cfg.sweep_dir
+        if not sweep_dir.is_dir():
+            raise ConfigError(f"{path}: no results yet in {sweep_dir}/ (run: scaling run {path})")
+        frame = load_results(sweep_dir)
+        if all_runs:
+            print(f"--all-runs: every run folder in {sweep_dir}/, planned by {path} or not ({len(frame)})")
+            return frame, sweep_dir
+        return only_planned(frame, plan_sweep(cfg), str(path)), sweep_dir
+    if path.is_dir():
+        frame = load_results(path)
+        if frame.empty:
+            raise ConfigError(f"{path}: no run folders with spec.json in this folder")
+        print(f"{path}: a results folder has no sweep plan: every run folder in it is used ({len(frame)})")
+        return frame, path
+    if path.suffix.lower() == ".csv" and path.is_file():
+        frame = read_points_csv(path)
+        print(f"{path}: a CSV has no sweep plan: every row is used ({len(frame)})")
+        return frame, path.with_suffix("")
+    raise ConfigError(f"{source}: not a sweep .toml, a results folder or a .csv file")
+
+
+def long_compare(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """compare_table's wide columns ("<law>/n_opt", ...) as one readable row per (budget, law)."""
+    rows = []
+    for _, r in table.iterrows():
+        for label in labels:
+            band = ""
+            if f"{label}/n_opt_lo" in table:
+                band = f"[{r[f'{label}/n_opt_lo']:.3g}, {r[f'{label}/n_opt_hi']:.3g}]"
+            rows.append({"flops": f"{r['flops']:.0e}", "law": label, "n_opt": f"{r[f'{label}/n_opt']:.3g}",
+                         "n_opt 95%": band, "d_opt": f"{r[f'{label}/d_opt']:.3g}",
+                         "tokens/param": f"{r[f'{label}/tokens_per_param']:.3g}"})
+    return pd.DataFrame(rows)
