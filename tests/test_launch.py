@@ -185,3 +185,23 @@ def test_pool_gives_each_job_its_own_gpus(tmp_path: Path) -> None:
     assert set(seen.values()) <= {"3", "5"} and len(set(seen.values())) == 2
     with pytest.raises(scaling.errors.LaunchError, match="needs 4 GPUs; this machine shows 2"):
         run_pool(items, tmp_path, max_parallel=2, timeout_min=5, gpus_per_job=2, visible_gpus=[0, 1])
+
+
+def test_a_requeue_signal_during_start_up_requeues_without_a_checkpoint(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a loaded node the time limit can strike while scaling.train is still importing: the handler must
+    # not re-import the half-initialised module (that failed the job), just requeue from the last checkpoint.
+    import json
+    import types
+
+    from submitit.core.utils import DelayedSubmission
+
+    from scaling.launch import TrainJob
+
+    half = types.ModuleType("scaling.train")  # partially initialised: no functions defined yet
+    monkeypatch.setitem(sys.modules, "scaling.train", half)
+    monkeypatch.setattr(scaling, "train", half, raising=False)
+    delayed = TrainJob(str(tmp_path), 1).checkpoint()
+    assert isinstance(delayed, DelayedSubmission)
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "requeued" and status["checkpoint_saved"] is False

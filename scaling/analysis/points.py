@@ -217,12 +217,18 @@ def split_by_arch(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The frame per architecture family ([model].arch), in order of first appearance.
 
     One law per family: pooling a transformer's and an LSTM's losses into one L(N, D) would fit neither.
-    A frame without an `arch` column (a CSV of points) is one family, keyed "".
+    A frame without an `arch` column (a CSV of points) is one family, keyed "". A run that is not done
+    and has lost its family (a damaged spec.json) founds no family of its own: it joins the first one,
+    whose report then lists it among the excluded runs with its reason, instead of vanishing.
     """
     if "arch" not in frame.columns or frame.empty:
         return {"": frame}
     arch = frame["arch"].fillna("").astype(str)
-    return {name: frame.loc[arch == name].reset_index(drop=True) for name in arch.unique()}
+    status = frame["status"].astype(str) if "status" in frame.columns else pd.Series("done", index=frame.index)
+    orphan = (arch == "") & (status != "done")
+    names = [name for name in arch[~orphan].unique()] or [""]
+    arch = arch.where(~orphan, names[0])
+    return {name: frame.loc[arch == name].reset_index(drop=True) for name in names}
 
 
 @dataclass(frozen=True, eq=False)
