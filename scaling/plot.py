@@ -303,7 +303,9 @@ def save_figures(frame: pd.DataFrame | Points, report: FitReport, out_dir: str |
     if law is not None:
         jobs += [
             ("loss_vs_params.png", lambda p: plot_loss_vs_params(frame, law, path=p)),
-            ("compute_optimal.png", lambda p: plot_compute_optimal({"this sweep": law}, path=p)),
+            # the report's budgets: the sweep's own compute and two decades beyond, not 1e17-1e25 for a CPU sweep
+            ("compute_optimal.png", lambda p: plot_compute_optimal(
+                {"this sweep": law}, budgets=np.geomspace(min(report.budgets), max(report.budgets), 33), path=p)),
             ("isoloss.png", lambda p: plot_isoloss(law, frame, path=p)),
             ("residuals.png", lambda p: plot_residuals(frame, law, path=p)),
             ("frontiers.png", lambda p: plot_frontiers(
