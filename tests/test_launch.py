@@ -311,3 +311,21 @@ def test_status_prints_the_progress_line_from_disk(tmp_path: Path, text_corpus: 
     assert progress == [f"progress: 0/2 done, 0 running, 2 pending | 0/{plan.total_flops:.3g} FLOPs (0%) | "
                         f"1e+06 FLOP/s per job (estimate, nothing measured yet) | ETA {eta} on 2 slots"], out
     assert "flops_done" not in out
+
+
+def test_a_worker_that_cannot_start_fails_the_runs_one_by_one(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from scaling.launch import run_workers
+
+    # The job class lives in a module the job processes cannot import (not on their PYTHONPATH): every
+    # worker dies unpickling itself, before it takes a run.
+    (tmp_path / "only_here.py").write_text("from scaling.launch import TrainJob\nclass Job(TrainJob):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import only_here
+
+    dirs = [tmp_path / f"run{i}" for i in range(3)]
+    seen: list[str] = []
+    reported = run_workers(dirs, tmp_path / "launch", costs={d.name: 1.0 for d in dirs}, max_parallel=2,
+                           timeout_min=5, poll_s=0.05, job_cls=only_here.Job,
+                           on_run=lambda d, job: seen.append(d.name))
+    assert sorted(seen) == sorted(reported) == ["run0", "run1", "run2"]  # each once, then the pool ends
