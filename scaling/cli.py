@@ -234,13 +234,16 @@ def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from scaling.launch import sweep_status
+    from scaling.launch import PROGRESS_COLUMNS, progress_line, summarize, sweep_status
 
     cfg = _load(args)
     table = sweep_status(plan_sweep(cfg))
-    print_table(table, **{"display.max_colwidth": 120})
+    print_table(table.drop(columns=PROGRESS_COLUMNS), **{"display.max_colwidth": 120})
     counts = table["state"].value_counts().to_dict()
     print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    # The launcher's progress line, from the files alone (also for a Slurm sweep or a detached pool).
+    print("progress: " + progress_line(summarize(table, slots=cfg.launch.max_parallel,
+                                                 est_flops_per_s=cfg.launch.est_flops_per_s)))
     sweep_dir, planned = Path(cfg.sweep_dir), set(table["run_id"])
     others = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and (p / "spec.json").is_file()
                     and p.name not in planned) if sweep_dir.is_dir() else []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import heapq
 import json
 import math
 import os
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,8 +37,8 @@ from scaling.config import LaunchConfig, tasks_per_job, validate
 from scaling.errors import ConfigError, LaunchError
 from scaling.plan import Plan
 from scaling.results import (
-    FINAL_STATES, SPEC, STATUS, RunLock, damage, read_json, read_result, run_dirs, run_state, spec_problem,
-    write_json_atomic, write_status,
+    FINAL_STATES, METRICS, SPEC, STATUS, RunLock, damage, read_json, read_result, run_dirs, run_state,
+    spec_problem, write_json_atomic, write_status,
 )
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -96,6 +98,153 @@ class TrainJob(Checkpointable):
 
     def __repr__(self) -> str:
         return f"TrainJob({self.run_dir!r}, num_threads={self.num_threads})"
+
+
+class TrainWorker(Checkpointable):
+    """One slot of the local pool: a process that trains runs one after another, longest first, so the
+    start-up (interpreter, torch import, corpus) is paid once per slot instead of once per run.
+
+    The runs to train are the launch's queue (`<folder>/queue.json`, longest first); a worker takes the next
+    one by creating `<folder>/claims/<run_id>` with O_EXCL (so two workers never take the same run) and
+    marks it ended in `<folder>/ends/<run_id>` after TrainJob returned or raised. Each run is trained by a
+    TrainJob call, exactly as in a process of its own: batches are a function of (seed, step) and train_run
+    seeds the model from the spec, so the losses are bitwise the same (tests/test_launch.py). A worker takes
+    no new run once its pool process is gone (a kill -9 of the launcher leaves at most the runs it was
+    training as orphans) or when the next run would not fit in what is left of its time limit at the speed
+    it measured (then the pool starts a fresh worker), so a run is requeued no more often than on its own.
+    """
+
+    def __init__(self, folder: str | Path, worker_id: str, num_threads: int = 1, *, pool_pid: int,
+                 time_limit_s: float, job_cls: type | None = None):
+        self.folder = str(folder)
+        self.worker_id = worker_id
+        self.num_threads = int(num_threads)
+        self.pool_pid = int(pool_pid)
+        self.time_limit_s = float(time_limit_s)
+        self.job_cls = job_cls or TrainJob
+        self.current: str | None = None
+
+    def __call__(self) -> list[str]:
+        set_num_threads(self.num_threads)
+        queue = WorkQueue(Path(self.folder))
+        t_start = time.monotonic()
+        flops_trained, seconds = 0.0, 0.0
+        trained: list[str] = []
+        while True:
+            left = self.time_limit_s - (time.monotonic() - t_start)
+            rate = flops_trained / seconds if seconds > 0 else None
+            run_dir = queue.claim_next(self.worker_id, rate=rate, seconds_left=left,
+                                       pool_alive=_pid_alive(self.pool_pid))
+            if run_dir is None:
+                return trained
+            self.current = str(run_dir)
+            fresh = read_result(run_dir) is None
+            t0 = time.monotonic()
+            try:
+                self.job_cls(run_dir, self.num_threads)()
+            except Exception:  # TrainJob recorded it in the run's status.json; the traceback goes to our log
+                traceback.print_exc()
+            if fresh and read_result(run_dir) is not None:
+                flops_trained += queue.cost(run_dir)
+                seconds += time.monotonic() - t0
+            queue.end(run_dir)
+            self.current = None
+            trained.append(run_dir.name)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
+        """On timeout or preemption: save the run being trained, mark it requeued; the requeued worker
+        trains its claimed, unended run first (from the checkpoint), then goes on with the queue."""
+        from scaling import train
+
+        saved = train.checkpoint_active_run()
+        if self.current is not None:
+            write_status(Path(self.current), "requeued", checkpoint_saved=bool(saved), **_job_info())
+        return DelayedSubmission(TrainWorker(self.folder, self.worker_id, self.num_threads,
+                                             pool_pid=self.pool_pid, time_limit_s=self.time_limit_s,
+                                             job_cls=self.job_cls))
+
+    def __repr__(self) -> str:
+        return f"TrainWorker({self.folder!r}, {self.worker_id!r})"
+
+
+class WorkQueue:
+    """The runs of one local launch, longest first, shared by its workers through files in the launch folder
+    (claims are O_EXCL files, so taking a run is atomic across processes)."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.claims_dir, self.ends_dir = self.folder / "claims", self.folder / "ends"
+        m = read_json(self.folder / "queue.json") or {"runs": []}
+        self.order = [Path(d) for d, _ in m["runs"]]
+        self.costs = {Path(d).name: float(c) for d, c in m["runs"]}
+
+    @staticmethod
+    def write(folder: Path, runs: Sequence[tuple[Path, float]]) -> WorkQueue:
+        for sub in ("claims", "ends"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder / "queue.json", {"runs": [[str(d), float(c)] for d, c in runs]})
+        return WorkQueue(folder)
+
+    def cost(self, run_dir: Path) -> float:
+        return self.costs.get(Path(run_dir).name, 0.0)
+
+    def claims(self) -> dict[str, str]:
+        """run_id -> worker id of every claimed run."""
+        out = {}
+        for p in self.claims_dir.iterdir():
+            with contextlib.suppress(OSError):
+                out[p.name] = p.read_text()
+        return out
+
+    def ended(self) -> set[str]:
+        return {p.name for p in self.ends_dir.iterdir()}
+
+    def try_claim(self, run_dir: Path, worker_id: str) -> bool:
+        try:
+            fd = os.open(self.claims_dir / Path(run_dir).name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(worker_id)
+        return True
+
+    def end(self, run_dir: Path) -> None:
+        (self.ends_dir / Path(run_dir).name).touch()
+
+    def claim_next(self, worker_id: str, *, rate: float | None = None, seconds_left: float = math.inf,
+                   pool_alive: bool = True) -> Path | None:
+        """The run this worker trains next: its own claimed, unended run (after a requeue), else the longest
+        unclaimed one, if the pool lives and the run fits in `seconds_left` at `rate` (FLOP/s; None: not
+        measured yet, the first run always fits); None when the worker should stop."""
+        claims, ended = self.claims(), self.ended()
+        for run_dir in self.order:
+            if claims.get(run_dir.name) == worker_id and run_dir.name not in ended:
+                return run_dir
+        if not pool_alive:
+            return None
+        for run_dir in self.order:
+            if run_dir.name in claims:
+                continue
+            if rate is not None and self.cost(run_dir) / rate > 0.8 * seconds_left:
+                return None  # a fresh worker gets the whole time limit for it
+            if self.try_claim(run_dir, worker_id):
+                return run_dir
+            claims = self.claims()
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, killed but not yet reaped by its parent, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return not Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1].startswith("Z")
+    except OSError:
+        return True
 
 
 def set_num_threads(n: int) -> None:
@@ -210,7 +359,10 @@ def launch(plan: Plan, *, backend: str | None = None, max_parallel: int | None =
         todo.append(run_dir)
         report.submitted.append(spec.run_id)
     todo = _one_job_per_trunk(plan, todo, report)
-    say = _printer(verbose)
+    costs = job_costs(plan)
+    todo = longest_first(todo, costs)
+    progress = _progress_for(plan, verbose and wait)
+    say = progress.say if progress is not None else _printer(verbose)
     say(f"launch {sweep.name}: {len(plan.runs)} runs, {len(report.skipped_done)} done, "
         f"{len(report.skipped_running)} running elsewhere, {len(todo)} to submit ({cfg.backend})")
     if not todo:
@@ -218,11 +370,33 @@ def launch(plan: Plan, *, backend: str | None = None, max_parallel: int | None =
     folder.mkdir(parents=True, exist_ok=True)
     if cfg.backend == "local":
         _launch_local(todo, cfg, folder, report, wait=wait, say=say, poll_s=poll_s or 0.2,
-                      signal_delay_s=signal_delay_s)
+                      signal_delay_s=signal_delay_s, costs=costs, progress=progress)
     else:
         _launch_slurm(todo, cfg, folder, report, wait=wait, say=say, poll_s=poll_s or 2.0,
-                      signal_delay_s=signal_delay_s, extra=extra, sweep_name=sweep.name)
+                      signal_delay_s=signal_delay_s, extra=extra, sweep_name=sweep.name,
+                      progress=progress)
     return report
+
+
+def job_costs(plan: Plan) -> dict[str, float]:
+    """run_id -> FLOPs its job trains: the run's own, or for a WSD branch its trunk's job (the longest fork
+    plus every branch's cooldown, as Plan.flops_to_train counts it), since one job trains the whole trunk."""
+    trunk: dict[str, float] = {}
+    for r in plan.runs:
+        if r.schedule == "wsd" and r.trunk_id:
+            step_flops = r.tokens_per_step * r.flops_per_token
+            fork, cool = trunk.get(r.trunk_id + "/fork", 0.0), trunk.get(r.trunk_id + "/cool", 0.0)
+            trunk[r.trunk_id + "/fork"] = max(fork, float(r.fork_step * step_flops))
+            trunk[r.trunk_id + "/cool"] = cool + float(r.cooldown_steps * step_flops)
+    return {r.run_id: (trunk[r.trunk_id + "/fork"] + trunk[r.trunk_id + "/cool"]
+                       if r.schedule == "wsd" and r.trunk_id else float(r.flops)) for r in plan.runs}
+
+
+def longest_first(todo: Sequence[Path], costs: dict[str, float]) -> list[Path]:
+    """The jobs in the order to start them: largest cost first (LPT list scheduling, Graham 1969: each slot
+    takes the next job when it frees, and the makespan is at most 4/3 - 1/(3m) of the optimum on m slots;
+    plan order can leave one slot training the largest run alone at the end). Ties keep plan order."""
+    return sorted(todo, key=lambda d: -costs.get(Path(d).name, 0.0))
 
 
 def _one_job_per_trunk(plan: Plan, todo: list[Path], report: LaunchReport) -> list[Path]:
@@ -323,8 +497,8 @@ def _stderr_to(path: Path) -> Iterator[None]:
 def run_pool(items: Sequence[tuple[str, Callable[[], Any]]], folder: Path, *, max_parallel: int,
              timeout_min: float, signal_delay_s: int = 30, max_num_timeout: int = 3, poll_s: float = 0.2,
              on_done: Callable[[str, submitit.Job], None] | None = None, gpus_per_job: int = 0,
-             visible_gpus: Sequence[int] = (), busy: Callable[[], int] | None = None
-             ) -> dict[str, submitit.Job]:
+             visible_gpus: Sequence[int] = (), busy: Callable[[], int] | None = None,
+             on_tick: Callable[[], None] | None = None) -> dict[str, submitit.Job]:
     """Run callables as submitit local jobs, never more than `max_parallel` at once.
 
     LocalExecutor alone starts every submission immediately; this keeps a queue and submits the next
@@ -335,6 +509,23 @@ def run_pool(items: Sequence[tuple[str, Callable[[], Any]]], folder: Path, *, ma
     still train); they count against max_parallel. SIGINT, SIGTERM or SIGHUP cancel every running job
     (each gets SIGINT and marks its run interrupted) before the exception propagates.
     """
+    _check_pool(max_parallel, timeout_min, gpus_per_job, visible_gpus)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    free_gpus = list(visible_gpus)
+    gpus_of: dict[str, list[int]] = {}
+    executor = _local_executor(folder, timeout_min, signal_delay_s, max_num_timeout)
+    queue = list(items)[::-1]
+    running: dict[str, submitit.Job] = {}
+    finished: dict[str, submitit.Job] = {}
+    with _cancel_on_exit(running):
+        _pool_loop(executor, queue, running, finished, folder, max_parallel=max_parallel, poll_s=poll_s,
+                   on_done=on_done, gpus_per_job=gpus_per_job, free_gpus=free_gpus, gpus_of=gpus_of,
+                   busy=busy, on_tick=on_tick)
+    return finished
+
+
+def _check_pool(max_parallel: int, timeout_min: float, gpus_per_job: int, visible_gpus: Sequence[int]) -> None:
     if max_parallel < 1:
         raise ConfigError(f"run_pool: max_parallel = {max_parallel}: must be >= 1")
     if not timeout_min > 0:
@@ -343,21 +534,23 @@ def run_pool(items: Sequence[tuple[str, Callable[[], Any]]], folder: Path, *, ma
         raise LaunchError(f"[launch].gpus_per_job = {gpus_per_job} x max_parallel = {max_parallel} needs "
                           f"{max_parallel * gpus_per_job} GPUs; this machine shows {len(visible_gpus)} "
                           f"({list(visible_gpus)})")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    free_gpus = list(visible_gpus)
-    gpus_of: dict[str, list[int]] = {}
+
+
+def _local_executor(folder: Path, timeout_min: float, signal_delay_s: int,
+                    max_num_timeout: int) -> submitit.LocalExecutor:
     executor = submitit.LocalExecutor(folder=folder, max_num_timeout=max_num_timeout)
     # The local default limit is 2 minutes; always pass ours explicitly.
     executor.update_parameters(timeout_min=timeout_min, signal_delay_s=signal_delay_s, gpus_per_node=0)
-    queue = list(items)[::-1]
-    running: dict[str, submitit.Job] = {}
-    finished: dict[str, submitit.Job] = {}
+    return executor
+
+
+@contextlib.contextmanager
+def _cancel_on_exit(running: dict[str, submitit.Job]) -> Iterator[None]:
+    """SIGTERM/SIGHUP raise Interrupted in the block; on any exception every job still in `running` is
+    cancelled (SIGINT: each marks its run interrupted and frees its lock) before it propagates."""
     try:
         with _stop_signals_interrupt():
-            _pool_loop(executor, queue, running, finished, folder, max_parallel=max_parallel, poll_s=poll_s,
-                       on_done=on_done, gpus_per_job=gpus_per_job, free_gpus=free_gpus, gpus_of=gpus_of,
-                       busy=busy)
+            yield
     except BaseException:
         for job in running.values():  # interrupted launcher: do not leave orphans behind
             job.cancel(check=False)
@@ -365,16 +558,17 @@ def run_pool(items: Sequence[tuple[str, Callable[[], Any]]], folder: Path, *, ma
         while time.monotonic() < deadline and not all(job.done() for job in running.values()):
             time.sleep(0.05)
         raise
-    return finished
 
 
 def _pool_loop(executor: submitit.LocalExecutor, queue: list[tuple[str, Callable[[], Any]]],
                running: dict[str, submitit.Job], finished: dict[str, submitit.Job], folder: Path, *,
                max_parallel: int, poll_s: float, on_done: Callable[[str, submitit.Job], None] | None,
                gpus_per_job: int, free_gpus: list[int], gpus_of: dict[str, list[int]],
-               busy: Callable[[], int] | None) -> None:
+               busy: Callable[[], int] | None, on_tick: Callable[[], None] | None = None) -> None:
     """The pool's scheduling loop: fill free slots from the queue, collect finished jobs."""
     while queue or running:
+        if on_tick is not None:
+            on_tick()
         taken = busy() if busy is not None and queue else 0
         while queue and len(running) + taken < max_parallel:
             key, fn = queue.pop()
@@ -392,8 +586,96 @@ def _pool_loop(executor: submitit.LocalExecutor, queue: list[tuple[str, Callable
                     on_done(key, job)
 
 
+def run_workers(todo: Sequence[Path], folder: Path, *, costs: dict[str, float], max_parallel: int,
+                timeout_min: float, threads_per_job: int = 1, signal_delay_s: int = 30, max_num_timeout: int = 3,
+                poll_s: float = 0.2, on_run: Callable[[Path, submitit.Job], None] | None = None,
+                gpus_per_job: int = 0, visible_gpus: Sequence[int] = (), busy: Callable[[], int] | None = None,
+                on_tick: Callable[[], None] | None = None, job_cls: type | None = None) -> set[str]:
+    """Train the runs of `todo` (longest first by `costs`) on at most `max_parallel` TrainWorker processes.
+
+    `on_run(run_dir, worker_job)` is called once per run, when its worker ended it or died while training it
+    (as run_pool's on_done per job). A worker that dies before taking any run takes the next one down with
+    it (that run is marked failed with the job's error), so a job that cannot start fails runs one by one, as
+    one process per run would, instead of being restarted forever. Busy slots, GPUs, signals and
+    cancellation as in run_pool. Returns the run ids it reported.
+    """
+    _check_pool(max_parallel, timeout_min, gpus_per_job, visible_gpus)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    queue = WorkQueue.write(folder, [(Path(d), costs.get(Path(d).name, 0.0)) for d in todo])
+    by_name = {d.name: d for d in queue.order}
+    executor = _local_executor(folder, timeout_min, signal_delay_s, max_num_timeout)
+    # A worker stops taking runs that would not fit before the time-limit signal (start-up included).
+    time_limit_s = max(1.0, timeout_min * 60 - signal_delay_s - 10)
+    free_gpus = list(visible_gpus)
+    gpus_of: dict[str, list[int]] = {}
+    running: dict[str, submitit.Job] = {}
+    jobs: dict[str, submitit.Job] = {}
+    reported: set[str] = set()
+
+    def report(name: str, job: submitit.Job) -> None:
+        if name not in reported:
+            reported.add(name)
+            queue.end(by_name[name])
+            if on_run is not None:
+                on_run(by_name[name], job)
+
+    def collect() -> None:
+        claims, ended = queue.claims(), queue.ended()
+        for name in [d.name for d in queue.order if d.name in ended and d.name in claims]:
+            if claims[name] in jobs:
+                report(name, jobs[claims[name]])
+        for wid, job in list(running.items()):
+            if not job.done():
+                continue
+            del running[wid]
+            free_gpus.extend(gpus_of.pop(wid, []))
+            mine = [n for n, w in claims.items() if w == wid]
+            for name in mine:  # ended or not: the worker is gone, so is any run it was training
+                report(name, job)
+            if not mine and _job_failed(job):
+                victim = next((d for d in queue.order if d.name not in claims), None)
+                if victim is not None and queue.try_claim(victim, wid):
+                    report(victim.name, job)
+
+    n_workers = 0
+    with _cancel_on_exit(running):
+        while True:
+            collect()
+            if on_tick is not None:
+                on_tick()
+            claims, ended = queue.claims(), queue.ended()
+            unclaimed = sum(d.name not in claims for d in queue.order)
+            if not unclaimed and not running:
+                break
+            busy_now = {w for n, w in claims.items() if n not in ended}
+            idle = sum(wid not in busy_now for wid in running)  # starting up, or between two runs
+            taken = busy() if busy is not None and unclaimed else 0
+            while unclaimed > idle and len(running) + taken < max_parallel:
+                wid = f"w{n_workers}"
+                n_workers += 1
+                if gpus_per_job:
+                    gpus_of[wid], free_gpus[:] = free_gpus[:gpus_per_job], free_gpus[gpus_per_job:]
+                    executor.update_parameters(gpus_per_node=gpus_per_job, visible_gpus=gpus_of[wid])
+                worker = TrainWorker(folder, wid, threads_per_job, pool_pid=os.getpid(), time_limit_s=time_limit_s,
+                                     job_cls=job_cls)
+                with _stderr_to(folder / "controllers.log"):
+                    running[wid] = jobs[wid] = executor.submit(worker)
+                idle += 1
+            time.sleep(poll_s)
+    return reported
+
+
+def _job_failed(job: submitit.Job) -> bool:
+    try:
+        return job.exception() is not None
+    except Exception:  # no result pickle: killed
+        return True
+
+
 def _launch_local(todo: list[Path], cfg: LaunchConfig, folder: Path, report: LaunchReport, *, wait: bool,
-                  say: Callable[[str], None], poll_s: float, signal_delay_s: int) -> None:
+                  say: Callable[[str], None], poll_s: float, signal_delay_s: int, costs: dict[str, float],
+                  progress: LiveProgress | None = None) -> None:
     # Runs locked by a live process when we started (e.g. the orphaned jobs of a launcher killed with -9)
     # occupy slots of this machine: they count against max_parallel until they end.
     elsewhere = [Path(report.sweep_dir) / r for r in report.skipped_running]
@@ -404,7 +686,9 @@ def _launch_local(todo: list[Path], cfg: LaunchConfig, folder: Path, report: Lau
             "run_dirs": [str(d) for d in todo], "max_parallel": cfg.max_parallel,
             "threads_per_job": cfg.threads_per_job, "timeout_min": cfg.timeout_min,
             "max_num_timeout": cfg.max_num_timeout, "signal_delay_s": signal_delay_s, "poll_s": poll_s,
-            "gpus_per_job": cfg.gpus_per_job, "elsewhere": [str(d) for d in elsewhere]})
+            "gpus_per_job": cfg.gpus_per_job, "elsewhere": [str(d) for d in elsewhere],
+            "process_per_run": cfg.process_per_run, "costs": {d.name: costs.get(d.name, 0.0) for d in todo},
+            "est_flops_per_s": cfg.est_flops_per_s})
         with open(folder / "pool.log", "ab") as out:
             proc = subprocess.Popen([sys.executable, "-m", "scaling.launch", str(manifest)], stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -414,13 +698,18 @@ def _launch_local(todo: list[Path], cfg: LaunchConfig, folder: Path, report: Lau
     failed = _local_pool(todo, folder, max_parallel=cfg.max_parallel, threads_per_job=cfg.threads_per_job,
                          timeout_min=cfg.timeout_min, max_num_timeout=cfg.max_num_timeout,
                          signal_delay_s=signal_delay_s, poll_s=poll_s, say=say, job_ids=report.job_ids,
-                         gpus_per_job=cfg.gpus_per_job, elsewhere=elsewhere)
+                         gpus_per_job=cfg.gpus_per_job, elsewhere=elsewhere, costs=costs,
+                         process_per_run=cfg.process_per_run, progress=progress)
     report.failed = [d.name for d in todo if d.name in failed]
 
 
 def _local_pool(todo: list[Path], folder: Path, *, max_parallel: int, threads_per_job: int, timeout_min: float,
                 max_num_timeout: int, signal_delay_s: int, poll_s: float, say: Callable[[str], None],
-                job_ids: dict[str, str], gpus_per_job: int = 0, elsewhere: Sequence[Path] = ()) -> set[str]:
+                job_ids: dict[str, str], gpus_per_job: int = 0, elsewhere: Sequence[Path] = (),
+                costs: dict[str, float] | None = None, process_per_run: bool = False,
+                progress: LiveProgress | None = None) -> set[str]:
+    """Train `todo` (already in the order to start) on the local pool: one TrainWorker per slot, or with
+    process_per_run one TrainJob process per run; prints a line per finished run and the progress line."""
     n_done = 0
     warned = False
 
@@ -447,7 +736,9 @@ def _local_pool(todo: list[Path], folder: Path, *, max_parallel: int, threads_pe
             return
         if state not in FINAL_STATES:
             if state != "failed":  # died without a word (killed, import error, ...): say so on disk
-                write_status(run_dir, "failed", error=_job_error(job), log=str(job.paths.stderr),
+                error = _job_error(job) if job.done() else (f"job {job.job_id} ended the run without a result "
+                                                            "or an error")
+                write_status(run_dir, "failed", error=error, log=str(job.paths.stderr),
                              stdout=str(job.paths.stdout), stderr=str(job.paths.stderr), job_id=str(job.job_id))
             failed.add(run_dir.name)
             error = (read_json(run_dir / STATUS) or {}).get("error", "")
@@ -456,15 +747,32 @@ def _local_pool(todo: list[Path], folder: Path, *, max_parallel: int, threads_pe
             loss = (read_result(run_dir) or {}).get("val_loss", math.nan)
             say(f"[{n_done}/{len(todo)}] {state} {run_dir.name} val_loss={loss:.4f}")
 
-    items = [(str(d), TrainJob(d, threads_per_job)) for d in todo]
+    def on_done_and_show(key: str, job: submitit.Job) -> None:
+        on_done(key, job)
+        if progress is not None:
+            progress.tick(force=True)
+
+    gpus = local_gpus() if gpus_per_job else ()
+    tick = progress.tick if progress is not None else None
     try:
-        run_pool(items, folder, max_parallel=max_parallel, timeout_min=timeout_min,
-                 signal_delay_s=signal_delay_s, max_num_timeout=max_num_timeout, poll_s=poll_s, on_done=on_done,
-                 gpus_per_job=gpus_per_job, visible_gpus=local_gpus() if gpus_per_job else (),
-                 busy=busy if elsewhere else None)
+        if process_per_run:
+            items = [(str(d), TrainJob(d, threads_per_job)) for d in todo]
+            run_pool(items, folder, max_parallel=max_parallel, timeout_min=timeout_min,
+                     signal_delay_s=signal_delay_s, max_num_timeout=max_num_timeout, poll_s=poll_s,
+                     on_done=on_done_and_show, gpus_per_job=gpus_per_job, visible_gpus=gpus,
+                     busy=busy if elsewhere else None, on_tick=tick)
+        else:
+            run_workers(todo, folder, costs=costs or {}, max_parallel=max_parallel, timeout_min=timeout_min,
+                        threads_per_job=threads_per_job, signal_delay_s=signal_delay_s,
+                        max_num_timeout=max_num_timeout, poll_s=poll_s,
+                        on_run=lambda d, job: on_done_and_show(str(d), job), gpus_per_job=gpus_per_job,
+                        visible_gpus=gpus, busy=busy if elsewhere else None, on_tick=tick, job_cls=TrainJob)
     except KeyboardInterrupt as exc:
         _mark_interrupted(todo, str(exc) or "SIGINT")
         raise
+    finally:
+        if progress is not None:
+            progress.close()
     return failed
 
 
@@ -506,7 +814,11 @@ def _pool_main(manifest: Path) -> None:
                 threads_per_job=m["threads_per_job"], timeout_min=m["timeout_min"],
                 max_num_timeout=m["max_num_timeout"], signal_delay_s=m["signal_delay_s"], poll_s=m["poll_s"],
                 say=_printer(True), job_ids={}, gpus_per_job=m.get("gpus_per_job", 0),
-                elsewhere=[Path(d) for d in m.get("elsewhere", [])])
+                elsewhere=[Path(d) for d in m.get("elsewhere", [])], costs=m.get("costs", {}),
+                process_per_run=m.get("process_per_run", False),
+                progress=LiveProgress(lambda: sweep_status(Path(m["run_dirs"][0]).parent),
+                                      slots=m["max_parallel"], est_flops_per_s=m.get("est_flops_per_s", 5e10),
+                                      stream=sys.stdout))
 
 
 # ---------------------------------------------------------------------------------------------- slurm
@@ -542,7 +854,7 @@ def make_slurm_executor(cfg: LaunchConfig, folder: Path, *, signal_delay_s: int,
 
 def _launch_slurm(todo: list[Path], cfg: LaunchConfig, folder: Path, report: LaunchReport, *, wait: bool,
                   say: Callable[[str], None], poll_s: float, signal_delay_s: int, extra: dict[str, Any],
-                  sweep_name: str) -> None:
+                  sweep_name: str, progress: LiveProgress | None = None) -> None:
     executor = make_slurm_executor(cfg, folder, signal_delay_s=signal_delay_s, extra=extra,
                                    job_name=f"scaling-{sweep_name}")
     jobs: dict[Path, submitit.Job] = {}
@@ -562,16 +874,23 @@ def _launch_slurm(todo: list[Path], cfg: LaunchConfig, folder: Path, report: Lau
     say(f"submitted {len(jobs)} runs as {report.n_arrays} Slurm array(s): "
         f"{sorted({j.job_id.split('_')[0] for j in jobs.values()})}, logs in {folder}")
     if wait:
-        report.failed = _wait_slurm(jobs, say=say, poll_s=poll_s)
+        try:
+            report.failed = _wait_slurm(jobs, say=say, poll_s=poll_s, progress=progress)
+        finally:
+            if progress is not None:
+                progress.close()
 
 
-def _wait_slurm(jobs: dict[Path, submitit.Job], *, say: Callable[[str], None], poll_s: float) -> list[str]:
+def _wait_slurm(jobs: dict[Path, submitit.Job], *, say: Callable[[str], None], poll_s: float,
+                progress: LiveProgress | None = None) -> list[str]:
     """Poll run folders until every run is final or failed; Slurm state only detects silent deaths."""
     left = dict(jobs)
     failed: list[str] = []
     n_done = 0
     last_sacct = 0.0
     while left:
+        if progress is not None:
+            progress.tick()
         time.sleep(poll_s)
         check_slurm = time.time() - last_sacct > max(5 * poll_s, 10.0)
         slurm_states: dict[Path, str] = {}
@@ -599,6 +918,8 @@ def _wait_slurm(jobs: dict[Path, submitit.Job], *, say: Callable[[str], None], p
             else:
                 continue
             del left[run_dir]
+            if progress is not None:
+                progress.tick(force=True)
     return failed
 
 
@@ -630,6 +951,7 @@ def sweep_status(plan_or_sweep_dir: Plan | str | Path) -> pd.DataFrame:
             spec = {}
         status = (read_json(run_dir / STATUS) or {}) if not (why or "").startswith(STATUS) else {}
         result = read_result(run_dir) or {}
+        flops_done, time_s = _work_done(run_dir, state, spec, result)
         rows.append({
             "run_id": run_id, "state": state, "n_params": spec.get("n_params"),
             "n_tokens": spec.get("n_tokens"), "flops": spec.get("flops"),
@@ -638,8 +960,192 @@ def sweep_status(plan_or_sweep_dir: Plan | str | Path) -> pd.DataFrame:
             "log": status.get("log") if state == "failed" else None,
             "error": why or (status.get("error") if state in ("failed", "interrupted")
                              else (result.get("reason") or None)),
+            "flops_done": flops_done, "time_s": time_s,
         })
-    return pd.DataFrame(rows, columns=STATUS_COLUMNS + ["error"])
+    return pd.DataFrame(rows, columns=STATUS_COLUMNS + ["error"] + PROGRESS_COLUMNS)
+
+
+PROGRESS_COLUMNS = ["flops_done", "time_s"]
+"""Columns of sweep_status for the progress line: FLOPs trained so far and the seconds they took (a finished
+run: its FLOPs and wall_s; a running or interrupted one: its last metrics.jsonl record; else 0)."""
+
+
+def _work_done(run_dir: Path, state: str, spec: dict[str, Any], result: dict[str, Any]) -> tuple[float, float]:
+    if state in FINAL_STATES:
+        return float(spec.get("flops") or result.get("flops") or 0.0), float(result.get("wall_s") or 0.0)
+    if state in ("running", "interrupted"):
+        record = _last_metrics_record(run_dir)
+        if record is not None:
+            return float(record.get("flops") or 0.0), float(record.get("elapsed_s") or 0.0)
+    return 0.0, 0.0
+
+
+def _last_metrics_record(run_dir: Path, tail_bytes: int = 8192) -> dict[str, Any] | None:
+    """The last training record of metrics.jsonl (one with flops and elapsed_s), read from the file's tail
+    only: the progress line reads it for every running run every few seconds."""
+    try:
+        with open(Path(run_dir) / METRICS, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - tail_bytes))
+            lines = f.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("flops"), (int, float)) \
+                and isinstance(record.get("elapsed_s"), (int, float)):
+            return record
+    return None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a sweep stands (summarize): counts, FLOPs, measured speed and the time left."""
+
+    n_done: int
+    """Runs done or diverged (final)."""
+    n_running: int
+    n_pending: int
+    """Runs still to train: pending, submitted, requeued, interrupted or damaged."""
+    n_failed: int
+    flops_done: float
+    """FLOPs of final runs plus what running (and interrupted) runs have trained so far."""
+    flops_total: float
+    flops_per_s: float
+    """Speed of one job, FLOP/s: FLOPs trained / seconds taken, over finished and running runs."""
+    measured: bool
+    """False before any run logged a step: flops_per_s is then [launch].est_flops_per_s."""
+    eta_s: float
+    """Seconds until the last run ends if `slots` jobs train the remaining runs longest first."""
+    slots: int
+
+
+def _num(x: Any) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return 0.0
+    return v if math.isfinite(v) else 0.0
+
+
+def summarize(table: pd.DataFrame, *, slots: int, est_flops_per_s: float) -> Progress:
+    """The progress of a sweep from its status table (sweep_status: state, n_params, flops, flops_done,
+    time_s); pure, so the ETA is tested without training.
+
+    Speed: each model size has its own (FLOP/s differ by size, small models waste more on overheads): the
+    FLOPs its finished and running runs trained over the seconds they took; a size with no measurement yet
+    uses the speed over all sizes, or est_flops_per_s before any. The ETA replays the launcher's schedule:
+    running runs keep their slot for their remaining FLOPs, then the remaining runs go longest first to
+    whichever slot frees first (LPT list scheduling, as the pool does), and the ETA is when the last ends.
+    Failed runs are not counted as work left (a rerun retries them).
+    """
+    rows = [dict(state=r.get("state"), n=_num(r.get("n_params")), flops=_num(r.get("flops")),
+                 done=_num(r.get("flops_done")), secs=_num(r.get("time_s"))) for r in table.to_dict("records")]
+    by_size: dict[float, list[float]] = {}
+    for r in rows:
+        if r["done"] > 0 and r["secs"] > 0:
+            acc = by_size.setdefault(r["n"], [0.0, 0.0])
+            acc[0] += r["done"]
+            acc[1] += r["secs"]
+    total_done, total_secs = sum(a[0] for a in by_size.values()), sum(a[1] for a in by_size.values())
+    measured = total_secs > 0
+    overall = total_done / total_secs if measured else float(est_flops_per_s)
+
+    def rate(n: float) -> float:
+        acc = by_size.get(n)
+        return acc[0] / acc[1] if acc else overall
+
+    running = [r for r in rows if r["state"] == "running"]
+    left = [r for r in rows if r["state"] in ("pending", "interrupted", "damaged")]
+    n_slots = max(1, int(slots), len(running))
+    free = sorted(max(0.0, r["flops"] - r["done"]) / rate(r["n"]) for r in running)
+    free += [0.0] * (n_slots - len(free))
+    heapq.heapify(free)
+    for r in sorted(left, key=lambda r: -r["flops"]):
+        heapq.heappush(free, heapq.heappop(free) + max(0.0, r["flops"] - r["done"]) / rate(r["n"]))
+    eta = max(free) if running or left else 0.0
+    final = [r for r in rows if r["state"] in FINAL_STATES]
+    return Progress(
+        n_done=len(final), n_running=len(running), n_pending=len(left),
+        n_failed=sum(r["state"] == "failed" for r in rows),
+        flops_done=sum(r["flops"] for r in final) + sum(r["done"] for r in running + left),
+        flops_total=sum(r["flops"] for r in rows), flops_per_s=overall, measured=measured, eta_s=eta,
+        slots=int(slots))
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def progress_line(p: Progress, elapsed_s: float | None = None) -> str:
+    """One line: "12/24 done, 2 running, 10 pending | 1.2e13/3e13 FLOPs (40%) | 5e10 FLOP/s per job | ETA 3m20s"."""
+    failed = f", {p.n_failed} failed" if p.n_failed else ""
+    share = f" ({p.flops_done / p.flops_total:.0%})" if p.flops_total > 0 else ""
+    speed = f"{p.flops_per_s:.3g} FLOP/s per job" + ("" if p.measured else " (estimate, nothing measured yet)")
+    eta = (f"ETA {_duration(p.eta_s)} on {p.slots} slot{'s' if p.slots != 1 else ''}"
+           if p.n_running or p.n_pending else "nothing left to train")
+    elapsed = f"{_duration(elapsed_s)} elapsed | " if elapsed_s is not None else ""
+    total = p.n_done + p.n_running + p.n_pending + p.n_failed
+    return (f"{p.n_done}/{total} done, {p.n_running} running, {p.n_pending} pending{failed} | "
+            f"{p.flops_done:.3g}/{p.flops_total:.3g} FLOPs{share} | {speed} | {elapsed}{eta}")
+
+
+class LiveProgress:
+    """The launcher's progress line: on a terminal one line rewritten in place (\r) about every second; in a
+    log a plain line every `every_s` seconds and after each finished run (tick(force=True))."""
+
+    def __init__(self, table: Callable[[], pd.DataFrame], *, slots: int, est_flops_per_s: float,
+                 stream: Any = None, every_s: float = 10.0):
+        self.table, self.slots, self.est = table, slots, est_flops_per_s
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.every_s = 1.0 if self.tty else every_s
+        self.t0 = time.monotonic()
+        self.last = -math.inf
+        self.cost = 0.0  # seconds one summary took: a huge sweep refreshes less often
+        self.shown = False
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < max(self.every_s, 20 * self.cost):
+            return
+        self.last = now
+        line = "progress: " + progress_line(summarize(self.table(), slots=self.slots, est_flops_per_s=self.est),
+                                            elapsed_s=now - self.t0)
+        self.cost = time.monotonic() - now
+        if self.tty:
+            self.stream.write("\r\033[K" + line)
+            self.shown = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def say(self, msg: str) -> None:
+        """A message line; on a terminal the live line is cleared first and redrawn by the next tick."""
+        if self.tty and self.shown:
+            self.stream.write("\r\033[K")
+            self.shown = False
+            self.last = -math.inf
+        print(msg, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.tty and self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.shown = False
+
+
+def _progress_for(plan: Plan, verbose: bool) -> LiveProgress | None:
+    if not verbose:
+        return None
+    return LiveProgress(lambda: sweep_status(plan), slots=plan.sweep.launch.max_parallel,
+                        est_flops_per_s=plan.sweep.launch.est_flops_per_s)
 
 
 if __name__ == "__main__":  # the detached local pool: python -m scaling.launch <folder>/pool.json

@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from submitit.helpers import CommandFunction
 
@@ -205,3 +206,145 @@ def test_a_requeue_signal_during_start_up_requeues_without_a_checkpoint(tmp_path
     assert isinstance(delayed, DelayedSubmission)
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "requeued" and status["checkpoint_saved"] is False
+
+# ---------------------------------------------------------------------------------------------- throughput
+
+
+def test_worker_per_slot_gives_bitwise_the_losses_of_one_process_per_run(tmp_path: Path,
+                                                                         text_corpus: Path) -> None:
+    n_tokens = [2560, 5120, 7680, 3840]
+    per_run = make_plan(tmp_path, text_corpus, n_tokens=n_tokens, results="per_run")
+    per_slot = make_plan(tmp_path, text_corpus, n_tokens=n_tokens, results="per_slot")
+    assert not launch(per_run, verbose=False, process_per_run=True).failed
+    report = launch(per_slot, verbose=False)  # the default: a worker process per slot
+    assert not report.failed and len(report.submitted) == 4
+    for spec in per_run.runs:
+        a, b = (read_json(p.sweep.sweep_dir / spec.run_id / "result.json") for p in (per_run, per_slot))
+        assert (a["val_loss"], a["train_loss"]) == (b["val_loss"], b["train_loss"]), spec.run_id
+    # 4 runs on 2 slots: 2 processes trained them (start-up paid once per slot), not 4.
+    pids = {p: {read_json(p.sweep.sweep_dir / r.run_id / STATUS)["pid"] for r in p.runs} for p in (per_run, per_slot)}
+    assert len(pids[per_run]) == 4 and len(pids[per_slot]) == 2, pids
+
+
+def test_runs_start_longest_first(tmp_path: Path, text_corpus: Path) -> None:
+    from scaling.launch import job_costs, longest_first
+
+    plan = make_plan(tmp_path, text_corpus, n_tokens=[2560, 7680, 5120])
+    costs = job_costs(plan)
+    dirs = [plan.sweep.sweep_dir / r.run_id for r in plan.runs]
+    assert [costs[d.name] for d in longest_first(dirs, costs)] == sorted(costs.values(), reverse=True)
+    assert longest_first(dirs[:1] * 0, costs) == []
+    # One slot: the runs are trained in that order (each result.json is written after the previous one).
+    assert not launch(plan, verbose=False, max_parallel=1).failed
+    finished = sorted(dirs, key=lambda d: (d / "result.json").stat().st_mtime_ns)
+    assert [r.run_id for r in sorted(plan.runs, key=lambda r: -r.flops)] == [d.name for d in finished]
+
+
+def test_work_queue_claims_each_run_once_and_a_requeued_worker_resumes_its_own(tmp_path: Path) -> None:
+    from scaling.launch import WorkQueue
+
+    runs = [(tmp_path / name, cost) for name, cost in (("big", 8e9), ("mid", 4e9), ("small", 1e9))]
+    queue = WorkQueue.write(tmp_path / "launch", runs)
+    assert queue.claim_next("w0") == tmp_path / "big"
+    assert queue.claim_next("w1") == tmp_path / "mid"
+    assert queue.claim_next("w0") == tmp_path / "big"  # not ended: a requeued w0 trains it first
+    queue.end(tmp_path / "big")
+    # At 1e9 FLOP/s "small" takes 1 s: it does not fit in 1 s left (80% rule), it does in 10 s.
+    assert queue.claim_next("w0", rate=1e9, seconds_left=1.0) is None
+    assert queue.claim_next("w0", rate=1e9, seconds_left=10.0, pool_alive=False) is None  # orphan: stop
+    assert queue.claim_next("w0", rate=1e9, seconds_left=10.0) == tmp_path / "small"
+    assert queue.claim_next("w2") is None
+    assert queue.claims() == {"big": "w0", "mid": "w1", "small": "w0"}
+
+
+def status_table(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["state", "n_params", "flops", "flops_done", "time_s"])
+
+
+def test_progress_summary_replays_the_longest_first_schedule() -> None:
+    from scaling.launch import progress_line, summarize
+
+    table = status_table([
+        ("done", 1e5, 4e9, 4e9, 4.0),  # size 1e5 runs at 1e9 FLOP/s
+        ("running", 1e6, 8e9, 2e9, 1.0),  # size 1e6 at 2e9 FLOP/s: 3 s left
+        ("pending", 1e6, 2e9, 0.0, 0.0),  # 1 s
+        ("pending", 1e5, 3e9, 0.0, 0.0),  # 3 s
+        ("pending", 1e7, 3.5e9, 0.0, 0.0),  # unmeasured size: overall 6e9 / 5 s = 1.2e9 FLOP/s, ~2.92 s
+        ("failed", 1e5, 9e9, 0.0, 0.0),  # not work left
+    ])
+    p = summarize(table, slots=2, est_flops_per_s=1.0)
+    assert (p.n_done, p.n_running, p.n_pending, p.n_failed) == (1, 1, 3, 1)
+    assert p.flops_done == 6e9 and p.flops_total == 29.5e9 and p.measured
+    assert p.flops_per_s == pytest.approx(1.2e9)
+    # Slots free at 3 s (running) and 0 s; longest first: 3.5e9 (2.92 s) -> slot 0, 3e9 (3 s) -> slot 2.92,
+    # 2e9 (1 s) -> slot 3: ends at 4 s; the other ends at 5.92 s.
+    assert p.eta_s == pytest.approx(3.5e9 / 1.2e9 + 3.0)
+    line = progress_line(p, elapsed_s=65)
+    assert line == ("1/6 done, 1 running, 3 pending, 1 failed | 6e+09/2.95e+10 FLOPs (20%) | "
+                    "1.2e+09 FLOP/s per job | 1m05s elapsed | ETA 6s on 2 slots")
+    before = summarize(status_table([("pending", 1e5, 1e10, 0.0, 0.0)] * 3), slots=2, est_flops_per_s=1e9)
+    assert not before.measured and before.eta_s == 20.0  # two rounds of 10 s at the plan's estimate
+    assert "estimate" in progress_line(before)
+    finished = summarize(status_table([("done", 1e5, 1e9, 1e9, 1.0)]), slots=2, est_flops_per_s=1.0)
+    assert finished.eta_s == 0 and "nothing left to train" in progress_line(finished)
+
+
+def test_live_progress_rewrites_one_line_on_a_terminal_and_prints_lines_in_a_log() -> None:
+    import io
+
+    from scaling.launch import LiveProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    table = status_table([("running", 1e5, 4e9, 1e9, 1.0), ("pending", 1e5, 1e9, 0.0, 0.0)])
+    term, log = Terminal(), io.StringIO()
+    for stream in (term, log):
+        live = LiveProgress(lambda: table, slots=1, est_flops_per_s=1e9, stream=stream, every_s=10)
+        live.tick()
+        live.tick()  # within the interval: nothing new
+        live.say("[1/2] done run-a")
+        live.tick(force=True)
+        live.close()
+    assert term.getvalue().count("\r\033[K") == 3 and term.getvalue().count("\n") == 2  # say + close
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 3 and lines[1] == "[1/2] done run-a" and "\r" not in log.getvalue()
+    assert lines[0].startswith("progress: 0/2 done, 1 running, 1 pending | 1e+09/5e+09 FLOPs (20%)")
+    assert lines[0].endswith("ETA 4s on 1 slot")
+
+
+def test_status_prints_the_progress_line_from_disk(tmp_path: Path, text_corpus: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    from scaling.cli import main
+    from scaling.launch import _duration
+
+    cfg = tiny_sweep("tiny", text_corpus, results_dir=tmp_path / "results", grid={"n_tokens": [2560, 5120]},
+                     launch={"max_parallel": 2, "est_flops_per_s": 1e6})
+    toml = write_sweep(tmp_path / "s.toml", cfg)
+    plan = plan_sweep(load_sweep(toml))
+    assert main(["status", str(toml)]) == 0
+    out = capsys.readouterr().out
+    progress = [line for line in out.splitlines() if line.startswith("progress: ")]
+    eta = _duration(max(r.flops for r in plan.runs) / 1e6)  # one run per slot
+    assert progress == [f"progress: 0/2 done, 0 running, 2 pending | 0/{plan.total_flops:.3g} FLOPs (0%) | "
+                        f"1e+06 FLOP/s per job (estimate, nothing measured yet) | ETA {eta} on 2 slots"], out
+    assert "flops_done" not in out
+
+
+def test_a_worker_that_cannot_start_fails_the_runs_one_by_one(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from scaling.launch import run_workers
+
+    # The job class lives in a module the job processes cannot import (not on their PYTHONPATH): every
+    # worker dies unpickling itself, before it takes a run.
+    (tmp_path / "only_here.py").write_text("from scaling.launch import TrainJob\nclass Job(TrainJob):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import only_here
+
+    dirs = [tmp_path / f"run{i}" for i in range(3)]
+    seen: list[str] = []
+    reported = run_workers(dirs, tmp_path / "launch", costs={d.name: 1.0 for d in dirs}, max_parallel=2,
+                           timeout_min=5, poll_s=0.05, job_cls=only_here.Job,
+                           on_run=lambda d, job: seen.append(d.name))
+    assert sorted(seen) == sorted(reported) == ["run0", "run1", "run2"]  # each once, then the pool ends

@@ -38,12 +38,12 @@ STEP_TOKENS = 8 * 32  # batch_size x seq_len of conftest.tiny_sweep
 
 
 def write_toml(tmp_path: Path, corpus: Path, *, steps: list[int], results: str = "results",
-               train: dict | None = None) -> Path:
+               train: dict | None = None, max_parallel: int = 2) -> Path:
     """A tiny real sweep (1 layer, d_model 32, seq_len 32), one run per entry of `steps`."""
     cfg = tiny_sweep("rel", corpus, results_dir=tmp_path / results, data={"val_tokens": 1024},
                      grid={"n_tokens": [s * STEP_TOKENS for s in steps]},
                      train={"log_every_steps": 1, **(train or {})},
-                     launch={"max_parallel": 2, "threads_per_job": 1, "timeout_min": 10})
+                     launch={"max_parallel": max_parallel, "threads_per_job": 1, "timeout_min": 10})
     return write_sweep(tmp_path / f"{results.replace('/', '_')}.toml", cfg)
 
 
@@ -95,16 +95,17 @@ def ckpt_step(run_dir: Path) -> int:
 @pytest.mark.slow
 def test_kill9_of_launcher_and_job_then_relaunch_equals_an_uninterrupted_sweep(
         tmp_path: Path, text_corpus: Path, count_case: Callable) -> None:
-    steps = [10, 700, 800]  # on 2 slots: the first two start, the third when the short one ends
+    steps = [10, 700, 800]  # on 3 slots all start; the short one ends before the kill
     train = {"checkpoint_every_s": 0.1}
-    toml = write_toml(tmp_path, text_corpus, steps=steps, train=train)
+    toml = write_toml(tmp_path, text_corpus, steps=steps, train=train, max_parallel=3)
     plan = plan_sweep(load_sweep(toml))
     reference = make_plan(tmp_path, text_corpus, steps=steps, train=train, results="reference")
     assert [r.run_id for r in reference.runs] == [r.run_id for r in plan.runs]
     short, orphan, killed = (plan.sweep.sweep_dir / r.run_id for r in plan.runs)
 
     launcher = scaling_cli("run", str(toml), "--no-fit")
-    wait_for(lambda: (killed / CKPT).exists() or launcher.poll() is not None, "the last run's first checkpoint")
+    wait_for(lambda: ((killed / CKPT).exists() and is_done(short)) or launcher.poll() is not None,
+             "the short run's result and the last run's first checkpoint")
     assert launcher.poll() is None, launcher.communicate()[0]
     os.kill(launcher.pid, signal.SIGKILL)
     launcher.wait()
@@ -253,11 +254,15 @@ from scaling.launch import TrainJob
 class DivergingJob(TrainJob):
     def __call__(self):
         kind = dict(x.split("=") for x in os.environ["DIVERGE"].split(",")).get(os.path.basename(self.run_dir))
-        if kind:
-            import scaling.train as train
-            lr_at, bad = train.lr_at, float("inf") if kind == "nan" else 50.0
-            train.lr_at = lambda step, spec: bad if step == 30 else lr_at(step, spec)
-        return super().__call__()
+        if not kind:
+            return super().__call__()
+        import scaling.train as train
+        lr_at, bad = train.lr_at, float("inf") if kind == "nan" else 50.0
+        train.lr_at = lambda step, spec: bad if step == 30 else lr_at(step, spec)
+        try:
+            return super().__call__()
+        finally:  # a worker process trains other runs after this one
+            train.lr_at = lr_at
 '''
 
 
@@ -515,7 +520,9 @@ def test_a_stopped_launcher_cancels_its_jobs_and_leaves_its_runs_interrupted(
 def test_after_a_kill9_a_rerun_counts_orphaned_jobs_against_max_parallel(
         tmp_path: Path, text_corpus: Path, count_case: Callable) -> None:
     toml = write_toml(tmp_path, text_corpus, steps=[LONG, LONG + 1, LONG + 2, LONG + 3])  # max_parallel 2
-    dirs = [load_sweep(toml).sweep_dir / r.run_id for r in plan_sweep(load_sweep(toml)).runs]
+    # In the order the launcher starts them (longest first): two train, two wait for a slot.
+    dirs = [load_sweep(toml).sweep_dir / r.run_id
+            for r in sorted(plan_sweep(load_sweep(toml)).runs, key=lambda r: -r.flops)]
     first = scaling_cli("run", str(toml), "--no-fit")
     wait_for(lambda: all(training_pid(d) for d in dirs[:2]) or first.poll() is not None, "two jobs to train")
     os.kill(first.pid, signal.SIGKILL)

@@ -79,6 +79,9 @@ def test_sweep_runs_as_job_arrays_chunked_below_max_array_size(slurm: str, tmp_p
     assert report.failed == [] and len(report.submitted) == 3
     assert report.n_arrays == 2  # 3 runs, at most 2 per array
     assert len({job_id.split("_")[0] for job_id in report.job_ids.values()}) == 2
+    # Array tasks in longest-first order (Slurm starts them by index): the largest run is the first array's _0.
+    by_task = sorted(report.job_ids, key=lambda r: tuple(int(x) for x in report.job_ids[r].split("_")))
+    assert by_task == [r.run_id for r in sorted(plan.runs, key=lambda r: -r.flops)]
     assert (sweep_status(plan)["state"] == "done").all()
     scripts = "\n".join(p.read_text() for p in Path(report.folder).rglob("*.sh"))
     for option in ("--array=0-1%2", "--partition=debug", "--time=5", "--cpus-per-task=1",
