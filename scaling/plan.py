@@ -170,18 +170,23 @@ class Plan:
         return float(sum(r.flops for r in self.runs))
 
     @property
-    def flops_to_train(self) -> float:
-        """FLOPs the sweep actually spends: WSD runs share their trunk up to the last fork point."""
-        trunks: dict[str, float] = {}
-        total = 0.0
+    def trunk_flops(self) -> dict[str, float]:
+        """WSD: trunk_id -> FLOPs the trunk's one job trains: the trunk up to its last fork point, plus every
+        branch's cooldown."""
+        forks: dict[str, float] = {}
+        cooldowns: dict[str, float] = {}
         for r in self.runs:
             if r.schedule == "wsd" and r.trunk_id:
                 step_flops = r.tokens_per_step * r.flops_per_token
-                trunks[r.trunk_id] = max(trunks.get(r.trunk_id, 0.0), float(r.fork_step * step_flops))
-                total += r.cooldown_steps * step_flops
-            else:
-                total += r.flops
-        return total + sum(trunks.values())
+                forks[r.trunk_id] = max(forks.get(r.trunk_id, 0.0), float(r.fork_step * step_flops))
+                cooldowns[r.trunk_id] = cooldowns.get(r.trunk_id, 0.0) + float(r.cooldown_steps * step_flops)
+        return {t: forks[t] + cooldowns[t] for t in forks}
+
+    @property
+    def flops_to_train(self) -> float:
+        """FLOPs the sweep actually spends: WSD runs share their trunk up to the last fork point."""
+        independent = sum(r.flops for r in self.runs if not (r.schedule == "wsd" and r.trunk_id))
+        return float(independent + sum(self.trunk_flops.values()))
 
     @property
     def flops_saved(self) -> float:
@@ -240,21 +245,18 @@ def plan_sweep(cfg: SweepConfig) -> Plan:
     for shape, n_tok, _budget, _key, _centre in points:
         lo, hi = span.get(shape, (n_tok, n_tok))
         span[shape] = (min(lo, n_tok), max(hi, n_tok))
-    runs, trained = [], set()
-    same_training: dict[tuple, str] = {}
+    runs = []
+    planned_by: dict[str, str] = {}  # what a run trains (its digest without labels) -> the key that planned it
     for shape, n_tok, budget, key, centre in points:
         for mult in cfg.train.lr_sweep or (1.0,):
             for seed in cfg.train.seeds:
                 run = _make_run(cfg, shape, n_tok, budget, seed, key, mult, span[shape], centre)
-                same = _content_digest(run, _LABELS)
-                if budget and same in trained:
-                    continue  # "grid+isoflop": this IsoFLOP point is a grid run already; train it once
-                trained.add(same)
-                # Two budgets that round to one step count train the same model twice under two ids, and a
-                # fit would then average them as if they were seeds.
-                twin = same_training.setdefault((shape, run.n_steps, run.batch_size, run.lr, seed, run.schedule,
-                                                 run.cooldown_steps), key)
+                twin = planned_by.setdefault(_content_digest(run, _LABELS), key)
                 if twin != key:
+                    if budget:
+                        continue  # "grid+isoflop": this IsoFLOP point is a grid run already; train it once
+                    # Two budgets that round to one step count train the same model twice under two ids, and a
+                    # fit would then average them as if they were seeds.
                     raise ConfigError(
                         f"{cfg.source}: {key} = {budget or n_tok:g}: gives the same {run.n_steps} steps of "
                         f"{run.tokens_per_step} tokens as {twin} for L{shape.n_layer} d{shape.d_model}; the "
