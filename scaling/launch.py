@@ -87,17 +87,25 @@ class TrainJob(Checkpointable):
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
         """Called by submitit on timeout or preemption (USR2): save, mark requeued, resubmit the same args."""
-        # A signal during start-up (scaling.train still importing, e.g. torch loading on a busy node) means no
-        # run is active yet: requeue without a new checkpoint. Importing here would re-enter the half-initialised
-        # module and fail the job ("partially initialized module", seen on a loaded CI machine).
-        train = sys.modules.get("scaling.train")
-        active = getattr(train, "checkpoint_active_run", None)
-        saved = active() if active is not None else False
+        saved = _checkpoint_active_run()
         write_status(Path(self.run_dir), "requeued", checkpoint_saved=bool(saved), **_job_info())
         return DelayedSubmission(TrainJob(self.run_dir, self.num_threads))
 
     def __repr__(self) -> str:
         return f"TrainJob({self.run_dir!r}, num_threads={self.num_threads})"
+
+
+def _checkpoint_active_run() -> bool:
+    """In a requeue signal handler: save the run this process trains, if any (scaling.train decides).
+
+    A signal during start-up (scaling.train still importing, e.g. torch loading on a busy node) means no run
+    is active yet: nothing is saved and the job requeues from the checkpoint on disk. Importing here would
+    re-enter the half-initialised module and fail the job ("partially initialized module", seen on a loaded
+    CI machine).
+    """
+    train = sys.modules.get("scaling.train")
+    active = getattr(train, "checkpoint_active_run", None)
+    return bool(active()) if active is not None else False
 
 
 class TrainWorker(Checkpointable):
@@ -154,9 +162,7 @@ class TrainWorker(Checkpointable):
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
         """On timeout or preemption: save the run being trained, mark it requeued; the requeued worker
         trains its claimed, unended run first (from the checkpoint), then goes on with the queue."""
-        from scaling import train
-
-        saved = train.checkpoint_active_run()
+        saved = _checkpoint_active_run()
         if self.current is not None:
             write_status(Path(self.current), "requeued", checkpoint_saved=bool(saved), **_job_info())
         return DelayedSubmission(TrainWorker(self.folder, self.worker_id, self.num_threads,
@@ -380,16 +386,10 @@ def launch(plan: Plan, *, backend: str | None = None, max_parallel: int | None =
 
 def job_costs(plan: Plan) -> dict[str, float]:
     """run_id -> FLOPs its job trains: the run's own, or for a WSD branch its trunk's job (the longest fork
-    plus every branch's cooldown, as Plan.flops_to_train counts it), since one job trains the whole trunk."""
-    trunk: dict[str, float] = {}
-    for r in plan.runs:
-        if r.schedule == "wsd" and r.trunk_id:
-            step_flops = r.tokens_per_step * r.flops_per_token
-            fork, cool = trunk.get(r.trunk_id + "/fork", 0.0), trunk.get(r.trunk_id + "/cool", 0.0)
-            trunk[r.trunk_id + "/fork"] = max(fork, float(r.fork_step * step_flops))
-            trunk[r.trunk_id + "/cool"] = cool + float(r.cooldown_steps * step_flops)
-    return {r.run_id: (trunk[r.trunk_id + "/fork"] + trunk[r.trunk_id + "/cool"]
-                       if r.schedule == "wsd" and r.trunk_id else float(r.flops)) for r in plan.runs}
+    plus every branch's cooldown: Plan.trunk_flops), since one job trains the whole trunk."""
+    trunks = plan.trunk_flops
+    return {r.run_id: trunks[r.trunk_id] if r.schedule == "wsd" and r.trunk_id else float(r.flops)
+            for r in plan.runs}
 
 
 def longest_first(todo: Sequence[Path], costs: dict[str, float]) -> list[Path]:
@@ -572,11 +572,7 @@ def _pool_loop(executor: submitit.LocalExecutor, queue: list[tuple[str, Callable
         taken = busy() if busy is not None and queue else 0
         while queue and len(running) + taken < max_parallel:
             key, fn = queue.pop()
-            if gpus_per_job:
-                gpus_of[key], free_gpus[:] = free_gpus[:gpus_per_job], free_gpus[gpus_per_job:]
-                executor.update_parameters(gpus_per_node=gpus_per_job, visible_gpus=gpus_of[key])
-            with _stderr_to(folder / "controllers.log"):
-                running[key] = executor.submit(fn)
+            running[key] = _submit(executor, key, fn, folder, gpus_per_job, free_gpus, gpus_of)
         time.sleep(poll_s)
         for key, job in list(running.items()):
             if job.done():
@@ -584,6 +580,17 @@ def _pool_loop(executor: submitit.LocalExecutor, queue: list[tuple[str, Callable
                 free_gpus += gpus_of.pop(key, [])
                 if on_done is not None:
                     on_done(key, job)
+
+
+def _submit(executor: submitit.LocalExecutor, key: str, fn: Callable[[], Any], folder: Path, gpus_per_job: int,
+            free_gpus: list[int], gpus_of: dict[str, list[int]]) -> submitit.Job:
+    """Submit one pool job: with gpus_per_job its own GPUs taken from free_gpus (recorded in gpus_of[key], given
+    back when it ends), and its controller's stderr in the launch folder (see _stderr_to)."""
+    if gpus_per_job:
+        gpus_of[key], free_gpus[:] = free_gpus[:gpus_per_job], free_gpus[gpus_per_job:]
+        executor.update_parameters(gpus_per_node=gpus_per_job, visible_gpus=gpus_of[key])
+    with _stderr_to(folder / "controllers.log"):
+        return executor.submit(fn)
 
 
 def run_workers(todo: Sequence[Path], folder: Path, *, costs: dict[str, float], max_parallel: int,
@@ -654,13 +661,9 @@ def run_workers(todo: Sequence[Path], folder: Path, *, costs: dict[str, float], 
             while unclaimed > idle and len(running) + taken < max_parallel:
                 wid = f"w{n_workers}"
                 n_workers += 1
-                if gpus_per_job:
-                    gpus_of[wid], free_gpus[:] = free_gpus[:gpus_per_job], free_gpus[gpus_per_job:]
-                    executor.update_parameters(gpus_per_node=gpus_per_job, visible_gpus=gpus_of[wid])
                 worker = TrainWorker(folder, wid, threads_per_job, pool_pid=os.getpid(), time_limit_s=time_limit_s,
                                      job_cls=job_cls)
-                with _stderr_to(folder / "controllers.log"):
-                    running[wid] = jobs[wid] = executor.submit(worker)
+                running[wid] = jobs[wid] = _submit(executor, wid, worker, folder, gpus_per_job, free_gpus, gpus_of)
                 idle += 1
             time.sleep(poll_s)
     return reported

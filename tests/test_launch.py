@@ -197,15 +197,20 @@ def test_a_requeue_signal_during_start_up_requeues_without_a_checkpoint(tmp_path
 
     from submitit.core.utils import DelayedSubmission
 
-    from scaling.launch import TrainJob
+    from scaling.launch import TrainJob, TrainWorker
 
     half = types.ModuleType("scaling.train")  # partially initialised: no functions defined yet
     monkeypatch.setitem(sys.modules, "scaling.train", half)
     monkeypatch.setattr(scaling, "train", half, raising=False)
-    delayed = TrainJob(str(tmp_path), 1).checkpoint()
-    assert isinstance(delayed, DelayedSubmission)
-    status = json.loads((tmp_path / "status.json").read_text())
-    assert status["state"] == "requeued" and status["checkpoint_saved"] is False
+    job_run, worker_run = tmp_path / "job", tmp_path / "worker"
+    for run_dir in (job_run, worker_run):
+        run_dir.mkdir()
+    worker = TrainWorker(tmp_path / "pool", "w0", 1, pool_pid=os.getpid(), time_limit_s=60.0)
+    worker.current = str(worker_run)  # a worker of the local pool, between claiming a run and training it
+    for run_dir, delayed in ((job_run, TrainJob(str(job_run), 1).checkpoint()), (worker_run, worker.checkpoint())):
+        assert isinstance(delayed, DelayedSubmission)
+        status = json.loads((run_dir / "status.json").read_text())
+        assert status["state"] == "requeued" and status["checkpoint_saved"] is False
 
 # ---------------------------------------------------------------------------------------------- throughput
 
