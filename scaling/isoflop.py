@@ -192,11 +192,12 @@ def centre_of(law: object, budget: float, line: tuple[np.ndarray, np.ndarray]) -
 def _parabola_minimum(law: object, budget: float, log_n: np.ndarray, flops_per_tok: np.ndarray) -> float:
     """ln N at the minimum of Approach 2's parabola through the law's losses at sizes exp(log_n), each
     trained for D = budget / flops_per_tok (nan for a law without predict, or a parabola with no minimum)."""
+    from scaling.analysis.approaches import fit_parabola  # SciPy-backed: only when an IsoFLOP design is planned
+
     if not hasattr(law, "predict"):
         return math.nan
     loss = np.asarray(law.predict(np.exp(log_n), budget / flops_per_tok), dtype=float)  # type: ignore
-    c2, c1, _c0 = np.polyfit(log_n, loss, 2)
-    return float(-c1 / (2 * c2)) if c2 > 0 else math.nan
+    return fit_parabola(log_n, loss)[3]
 
 
 def _shapes_minimum(law: object, budget: float, shapes: tuple[ModelShape, ...]) -> float:

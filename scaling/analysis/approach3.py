@@ -171,6 +171,14 @@ _BOX_EPS = 1e-6
 """A coordinate of theta within this of a bound of _THETA_BOUNDS counts as on the search box."""
 
 
+def _on_box(theta: np.ndarray) -> np.ndarray:
+    """Which coordinates of theta (shape (..., 5)) sit on the search box: within _BOX_EPS of a bound of
+    _THETA_BOUNDS, or past it (log E = -inf when a bootstrap refit's E underflowed to 0)."""
+    lo, hi = np.array(_THETA_BOUNDS).T
+    theta = np.asarray(theta, dtype=float)
+    return (theta <= lo + _BOX_EPS) | (theta >= hi - _BOX_EPS)
+
+
 def _minimize_from(theta0: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
                    weights: np.ndarray, delta: float) -> tuple[np.ndarray, float, bool, str]:
     """One L-BFGS-B run; returns (theta, objective, converged, message)."""
@@ -353,9 +361,7 @@ class ChinchillaLaw:
         A well-identified interior optimum (Chinchilla's data) so costs two refits per resample, not six.
         """
         self._check_fitted()
-        on_box = any(abs(t - lo) < _BOX_EPS or abs(t - hi) < _BOX_EPS
-                     for t, (lo, hi) in zip(self.theta_, _THETA_BOUNDS))
-        doubtful = self.E_ < 0.5 * min_loss or on_box
+        doubtful = self.E_ < 0.5 * min_loss or bool(_on_box(self.theta_).any())
         starts = [self.theta_]
         fractions = (0.5, *BOOT_E_FRACTIONS) if doubtful else (0.5,)
         if doubtful:

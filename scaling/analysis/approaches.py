@@ -25,6 +25,7 @@ log = logging.getLogger("scaling.fit")
 
 __all__ = [
     "fit_power_law",
+    "fit_parabola",
     "group_by_relative",
     "PowerLawFit",
     "EnvelopeResult",
@@ -64,6 +65,17 @@ def fit_power_law(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarr
         raise FitError(f"power law needs >= 2 distinct y values; all {len(y)} points have y = {y[0]:.4g}")
     exponent, log_k = np.polyfit(np.log(x), np.log(y), 1)
     return float(math.exp(log_k)), float(exponent)
+
+
+def fit_parabola(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float, float]:
+    """Least squares y = c0 + c1 x + c2 x^2 (Approach 2's curve, x = ln N); returns (c0, c1, c2, x_opt, y_opt),
+    the vertex nan when the parabola opens downward (c2 <= 0: no minimum). Approach 2, the envelope's
+    refinement in N and the IsoFLOP planner's check of its own design all take their minimum here."""
+    c2, c1, c0 = (float(c) for c in np.polyfit(x, y, 2))
+    if c2 <= 0:
+        return c0, c1, c2, math.nan, math.nan
+    x_opt = -c1 / (2.0 * c2)
+    return c0, c1, c2, x_opt, c0 + c1 * x_opt + c2 * x_opt ** 2
 
 
 def group_by_relative(values: Sequence[float] | np.ndarray, rel_tol: float = 0.05) -> np.ndarray:
@@ -192,13 +204,11 @@ def fit_envelope(frame: pd.DataFrame | Points, n_compute: int = 200, rel_tol: fl
         if j in (0, len(covered) - 1):  # the lowest curve is the smallest or largest covering size
             continue
         x = log_sizes[covered][j - 1:j + 2]
-        c2, c1, c0 = np.polyfit(x, losses[j - 1:j + 2], 2)
-        x_opt = -c1 / (2.0 * c2)
-        if not (c2 > 0 and x[0] < x_opt < x[2]):
+        *_, x_opt, loss_opt = fit_parabola(x, losses[j - 1:j + 2])
+        if not x[0] < x_opt < x[2]:  # False for nan too (no minimum)
             continue
         n_opt = math.exp(x_opt)
-        rows.append({"flops": float(C), "n_params": n_opt, "n_tokens": C / (k * n_opt),
-                     "loss": float(c0 + c1 * x_opt + c2 * x_opt ** 2)})
+        rows.append({"flops": float(C), "n_params": n_opt, "n_tokens": C / (k * n_opt), "loss": loss_opt})
     env = pd.DataFrame(rows, columns=["flops", "n_params", "n_tokens", "loss"])
     span = float(env["flops"].max() / env["flops"].min()) if len(env) else 1.0
     if len(env) < 3 or span < 2:
@@ -285,7 +295,7 @@ def fit_isoflop(frame: pd.DataFrame | Points, rel_tol: float = 0.05, min_points:
             continue
         x = np.log(group["n_params"].to_numpy())
         y = group["loss"].to_numpy()
-        c2, c1, c0 = np.polyfit(x, y, 2)
+        c0, c1, c2, x_opt, loss_opt = fit_parabola(x, y)
         x_min, x_max = float(x.min()), float(x.max())
         flops_per_nd = float(np.median(group["flops"] / (group["n_params"] * group["n_tokens"])))
         row = {"budget": float(budget), "n_points": n, "c0": c0, "c1": c1, "c2": c2,
@@ -295,9 +305,7 @@ def fit_isoflop(frame: pd.DataFrame | Points, rel_tol: float = 0.05, min_points:
             row.update(n_opt=np.nan, d_opt=np.nan, loss_opt=np.nan, used=False,
                        flag="parabola opens downward (no minimum)")
         else:
-            x_opt = -c1 / (2.0 * c2)
-            row.update(n_opt=math.exp(x_opt), d_opt=budget / (flops_per_nd * math.exp(x_opt)),
-                       loss_opt=float(c0 + c1 * x_opt + c2 * x_opt ** 2))
+            row.update(n_opt=math.exp(x_opt), d_opt=budget / (flops_per_nd * math.exp(x_opt)), loss_opt=loss_opt)
             x_mid, half = (x_min + x_max) / 2, (x_max - x_min) / 2
             row["shift"] = (x_opt - x_mid) / half
             flags = []

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.approach3 import _BOX_EPS, _THETA_BOUNDS, _THETA_NAMES, PARAM_NAMES, ChinchillaLaw
+from scaling.analysis.approach3 import _THETA_NAMES, PARAM_NAMES, ChinchillaLaw, _on_box
 
 __all__ = [
     "NOT_IDENTIFIED_FACTOR",
@@ -43,11 +43,11 @@ OUTLIER_MIN_REL = 0.01
 """...and more than 1% off the law in loss (so a near-noiseless fit does not flag rounding)."""
 
 
-def _theta_samples(boot: pd.DataFrame) -> pd.DataFrame:
-    """Bootstrap parameters as the optimizer's theta = (log A, log B, log E, alpha, beta)."""
+def _theta_samples(boot: pd.DataFrame) -> np.ndarray:
+    """Bootstrap parameters as the optimizer's theta = (log A, log B, log E, alpha, beta), shape (n, 5)."""
     with np.errstate(divide="ignore"):
-        return pd.DataFrame({"a": np.log(boot["A"]), "b": np.log(boot["B"]), "e": np.log(boot["E"]),
-                             "alpha": boot["alpha"], "beta": boot["beta"]})
+        return np.column_stack([np.log(boot["A"]), np.log(boot["B"]), np.log(boot["E"]), boot["alpha"],
+                                boot["beta"]])
 
 
 def identification(law: ChinchillaLaw, done: pd.DataFrame, level: float = 0.95) -> dict[str, str]:
@@ -68,24 +68,21 @@ def identification(law: ChinchillaLaw, done: pd.DataFrame, level: float = 0.95) 
                 f"{d_hi / d_lo:.2g}x) for several sizes")
     remedy = {"E": f"runs nearer the loss floor: longer token budgets for the largest sizes (lowest loss "
                    f"{min_loss:.3g})", "A": remedy_n, "alpha": remedy_n, "B": remedy_d, "beta": remedy_d}
-    theta_name = {"A": "a", "B": "b", "E": "e", "alpha": "alpha", "beta": "beta"}
-    bounds = dict(zip(_THETA_NAMES, _THETA_BOUNDS))
-    theta = dict(zip(_THETA_NAMES, law.theta_)) if hasattr(law, "theta_") else None
+    column = {name: _THETA_NAMES.index(t) for name, t in
+              (("A", "a"), ("B", "b"), ("E", "e"), ("alpha", "alpha"), ("beta", "beta"))}
+    estimate_on_box = _on_box(law.theta_) if hasattr(law, "theta_") else None
     boot = getattr(law, "bootstrap_params_", None)
-    boot_theta = _theta_samples(boot) if boot is not None and len(boot) > 1 else None
+    refits_on_box = _on_box(_theta_samples(boot)) if boot is not None and len(boot) > 1 else None
     values = law.params_.to_dict()
     out: dict[str, str] = {}
     for name in PARAM_NAMES:
-        lo_box, hi_box = bounds[theta_name[name]]
         why = ""
-        if theta is not None and min(abs(theta[theta_name[name]] - lo_box),
-                                     abs(theta[theta_name[name]] - hi_box)) < _BOX_EPS:
+        if estimate_on_box is not None and estimate_on_box[column[name]]:
             why = f"the fit ended on its search box ({name} = {values[name]:.3g})"
         elif name == "E" and values["E"] < 0.05 * min_loss:
             why = f"E = {values['E']:.3g} is near 0: the sweep stays far above the loss floor"
-        elif boot_theta is not None:
-            samples = boot_theta[theta_name[name]].to_numpy()
-            at_box = float(np.mean((samples <= lo_box + _BOX_EPS) | (samples >= hi_box - _BOX_EPS)))
+        elif refits_on_box is not None:
+            at_box = float(refits_on_box[:, column[name]].mean())
             lo, hi = law.interval(name, level)
             if at_box > AT_BOX_SHARE:
                 why = f"{at_box:.0%} of the bootstrap refits end on the search box"
@@ -94,7 +91,7 @@ def identification(law: ChinchillaLaw, done: pd.DataFrame, level: float = 0.95) 
                 why = (f"its {level:.0%} interval [{lo:.3g}, {hi:.3g}] spans {span} "
                        f"(> {NOT_IDENTIFIED_FACTOR[name]:g}x)")
         out[name] = f"{why}; would pin it: {remedy[name]}" if why else ""
-    if boot_theta is not None:
+    if refits_on_box is not None:
         lo, hi = law.interval("a", level)
         if not (math.isfinite(lo) and math.isfinite(hi)) or hi - lo > A_MAX_WIDTH or lo < A_EDGE \
                 or hi > 1 - A_EDGE:
