@@ -234,7 +234,8 @@ def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from scaling.launch import PROGRESS_COLUMNS, progress_line, summarize, sweep_status
+    from scaling.launch import progress_line, summarize, sweep_status
+    from scaling.results import PROGRESS_COLUMNS
 
     cfg = _load(args)
     table = sweep_status(plan_sweep(cfg))

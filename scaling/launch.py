@@ -17,7 +17,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,9 +35,10 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 from scaling.config import LaunchConfig, tasks_per_job, validate
 from scaling.errors import ConfigError, LaunchError
 from scaling.plan import Plan
+from scaling import results
 from scaling.results import (
-    FINAL_STATES, METRICS, SPEC, STATUS, RunLock, damage, read_json, read_result, run_dirs, run_state,
-    spec_problem, write_json_atomic, write_status,
+    FINAL_STATES, SPEC, STATUS, RunLock, read_json, read_result, read_run, run_state,
+    spec_problem, write_json_atomic, write_spec, write_status,
 )
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -351,17 +351,14 @@ def launch(plan: Plan, *, backend: str | None = None, max_parallel: int | None =
         if read_result(run_dir) is not None:
             on_disk = read_json(run_dir / SPEC)
             if on_disk is None or spec_problem(on_disk):  # a lost or damaged spec.json hides the run from fits
-                write_json_atomic(run_dir / SPEC, spec.to_dict())
+                write_spec(run_dir, spec)
             report.skipped_done.append(spec.run_id)
             continue
         if RunLock(run_dir).is_held_elsewhere():
             report.skipped_running.append(spec.run_id)
             continue
-        if read_json(run_dir / SPEC) != json.loads(json.dumps(spec.to_dict())):
-            write_json_atomic(run_dir / SPEC, spec.to_dict())
-        # A fresh status (not merged): stale errors and log paths of earlier attempts must not linger.
-        write_json_atomic(run_dir / STATUS, {"state": "submitted", "time": time.time(), "launch": str(folder),
-                                             "host": socket.gethostname(), "pid": os.getpid()})
+        write_spec(run_dir, spec)
+        write_status(run_dir, "submitted", fresh=True, launch=str(folder))
         todo.append(run_dir)
         report.submitted.append(spec.run_id)
     todo = _one_job_per_trunk(plan, todo, report)
@@ -440,7 +437,7 @@ def _printer(verbose: bool) -> Callable[[str], None]:
 
 
 def _log_of(run_dir: Path, job: submitit.Job | None = None) -> str:
-    status = read_json(run_dir / STATUS) or {}
+    status = read_run(run_dir).status
     if status.get("log"):
         return str(status["log"])
     return str(job.paths.stderr) if job is not None else "?"
@@ -744,8 +741,8 @@ def _local_pool(todo: list[Path], folder: Path, *, max_parallel: int, threads_pe
                 write_status(run_dir, "failed", error=error, log=str(job.paths.stderr),
                              stdout=str(job.paths.stdout), stderr=str(job.paths.stderr), job_id=str(job.job_id))
             failed.add(run_dir.name)
-            error = (read_json(run_dir / STATUS) or {}).get("error", "")
-            say(f"[{n_done}/{len(todo)}] FAILED {run_dir.name}: {error} (log: {_log_of(run_dir, job)})")
+            say(f"[{n_done}/{len(todo)}] FAILED {run_dir.name}: {read_run(run_dir).error or ''} "
+                f"(log: {_log_of(run_dir, job)})")
         else:
             loss = (read_result(run_dir) or {}).get("val_loss", math.nan)
             say(f"[{n_done}/{len(todo)}] {state} {run_dir.name} val_loss={loss:.4f}")
@@ -905,10 +902,11 @@ def _wait_slurm(jobs: dict[Path, submitit.Job], *, say: Callable[[str], None], p
                 except Exception:
                     slurm_states[run_dir] = "UNKNOWN"
         for run_dir, job in list(left.items()):
-            state = run_state(run_dir)  # read after the Slurm state: a COMPLETED job wrote its result before
+            run = read_run(run_dir)  # read after the Slurm state: a COMPLETED job wrote its result before
+            state = run.state
             if state in FINAL_STATES:
                 n_done += 1
-                loss = (read_result(run_dir) or {}).get("val_loss", math.nan)
+                loss = run.result.get("val_loss", math.nan)
                 say(f"[{n_done}/{len(jobs)}] {state} {run_dir.name} val_loss={loss:.4f}")
             elif state == "failed" or slurm_states.get(run_dir) in _SLURM_DEAD:
                 if state != "failed":
@@ -916,8 +914,8 @@ def _wait_slurm(jobs: dict[Path, submitit.Job], *, say: Callable[[str], None], p
                                  error=f"Slurm job {job.job_id} ended {slurm_states[run_dir]} without a result")
                 n_done += 1
                 failed.append(run_dir.name)
-                error = (read_json(run_dir / STATUS) or {}).get("error", "")
-                say(f"[{n_done}/{len(jobs)}] FAILED {run_dir.name}: {error} (log: {_log_of(run_dir, job)})")
+                say(f"[{n_done}/{len(jobs)}] FAILED {run_dir.name}: {read_run(run_dir).error or ''} "
+                    f"(log: {_log_of(run_dir, job)})")
             else:
                 continue
             del left[run_dir]
@@ -929,79 +927,14 @@ def _wait_slurm(jobs: dict[Path, submitit.Job], *, say: Callable[[str], None], p
 # ---------------------------------------------------------------------------------------------- status
 
 
-STATUS_COLUMNS = ["run_id", "state", "n_params", "n_tokens", "flops", "val_loss", "detail", "job_id", "log"]
-
-
 def sweep_status(plan_or_sweep_dir: Plan | str | Path) -> pd.DataFrame:
-    """One row per run, from disk alone: done / running / failed / diverged / pending.
-
-    Given a Plan, planned runs without a folder yet are listed as pending; given a folder, every run folder
-    with a spec.json. `detail` keeps the finer state (submitted, requeued); `log` is set for failed runs.
-    """
+    """One row per run, from disk alone: done / running / failed / diverged / damaged / interrupted / pending
+    (scaling.results.sweep_status). Given a Plan, planned runs without a folder yet are listed as pending;
+    given a folder, every run folder with a spec.json."""
     if isinstance(plan_or_sweep_dir, Plan):
-        sweep_dir = Path(plan_or_sweep_dir.sweep.sweep_dir)
-        runs = [(s.run_id, s.to_dict()) for s in plan_or_sweep_dir.runs]
-    else:
-        sweep_dir = Path(plan_or_sweep_dir)
-        runs = [(p.name, read_json(p / SPEC) or {}) for p in run_dirs(sweep_dir)]
-    rows = []
-    for run_id, spec in runs:
-        run_dir = sweep_dir / run_id
-        detail = run_state(run_dir) if run_dir.is_dir() else "pending"
-        state = detail if detail in ("done", "diverged", "failed", "damaged", "interrupted", "running") else "pending"
-        why = damage(run_dir) if state == "damaged" else None
-        if why is not None and spec_problem(spec):
-            spec = {}
-        status = (read_json(run_dir / STATUS) or {}) if not (why or "").startswith(STATUS) else {}
-        result = read_result(run_dir) or {}
-        flops_done, time_s = _work_done(run_dir, state, spec, result)
-        rows.append({
-            "run_id": run_id, "state": state, "n_params": spec.get("n_params"),
-            "n_tokens": spec.get("n_tokens"), "flops": spec.get("flops"),
-            "val_loss": result.get("val_loss", math.nan), "detail": detail,
-            "job_id": status.get("job_id"),
-            "log": status.get("log") if state == "failed" else None,
-            "error": why or (status.get("error") if state in ("failed", "interrupted")
-                             else (result.get("reason") or None)),
-            "flops_done": flops_done, "time_s": time_s,
-        })
-    return pd.DataFrame(rows, columns=STATUS_COLUMNS + ["error"] + PROGRESS_COLUMNS)
-
-
-PROGRESS_COLUMNS = ["flops_done", "time_s"]
-"""Columns of sweep_status for the progress line: FLOPs trained so far and the seconds they took (a finished
-run: its FLOPs and wall_s; a running or interrupted one: its last metrics.jsonl record; else 0)."""
-
-
-def _work_done(run_dir: Path, state: str, spec: dict[str, Any], result: dict[str, Any]) -> tuple[float, float]:
-    if state in FINAL_STATES:
-        return float(spec.get("flops") or result.get("flops") or 0.0), float(result.get("wall_s") or 0.0)
-    if state in ("running", "interrupted"):
-        record = _last_metrics_record(run_dir)
-        if record is not None:
-            return float(record.get("flops") or 0.0), float(record.get("elapsed_s") or 0.0)
-    return 0.0, 0.0
-
-
-def _last_metrics_record(run_dir: Path, tail_bytes: int = 8192) -> dict[str, Any] | None:
-    """The last training record of metrics.jsonl (one with flops and elapsed_s), read from the file's tail
-    only: the progress line reads it for every running run every few seconds."""
-    try:
-        with open(Path(run_dir) / METRICS, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - tail_bytes))
-            lines = f.read().decode("utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
-            continue
-        if isinstance(record, dict) and isinstance(record.get("flops"), (int, float)) \
-                and isinstance(record.get("elapsed_s"), (int, float)):
-            return record
-    return None
+        return results.sweep_status({s.run_id: s.to_dict() for s in plan_or_sweep_dir.runs},
+                                    plan_or_sweep_dir.sweep.sweep_dir)
+    return results.sweep_status(plan_or_sweep_dir)
 
 
 @dataclass(frozen=True)

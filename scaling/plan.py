@@ -1,135 +1,24 @@
 """Planning: a validated SweepConfig -> a tuple of fully specified runs. Pure and torch-free.
 
-Each RunSpec holds everything a training job needs (it is written to the run's spec.json), and its
-run_id is derived from that content, so relaunching the same sweep maps every run to the same folder.
+Each RunSpec (scaling.results.records, the run folder's record) holds everything a training job needs (it is
+written to the run's spec.json), and its run_id is derived from that content, so relaunching the same sweep maps every run to the same folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
 from scaling.accounting import ModelShape, flops_per_token, n_params, resolve_shape
 from scaling import hparams
-from scaling.config import MAX_FLOPS, MAX_PARAMS, MAX_TOKENS, DataConfig, SweepConfig, WandbConfig
+from scaling.config import MAX_FLOPS, MAX_PARAMS, MAX_TOKENS, SweepConfig
 from scaling.errors import ConfigError
 from scaling.isoflop import Window, check_design, design_exponents, plan_windows, resolve_prior
+from scaling.results.records import RunSpec, run_id_for, trunk_id_for, twin_key
 
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One training run: model shape, token budget, optimizer, data, and derived accounting."""
-
-    run_id: str
-    sweep: str
-    shape: ModelShape
-    seed: int
-    n_params: int
-    """Total trainable parameters (tied embedding once)."""
-    n_params_non_embedding: int
-    flops_per_token: int
-    """Training FLOPs per token, Chinchilla's counting (see scaling.accounting)."""
-    n_tokens: int
-    """Tokens actually trained: n_steps * batch_size * seq_len."""
-    n_tokens_target: float
-    """The budget the plan asked for, before rounding to whole steps."""
-    flops: float
-    """flops_per_token * n_tokens."""
-    flops_6nd: float
-    """6 * n_params * n_tokens, the usual approximation, stored beside the exact count."""
-    flops_budget: float
-    """The IsoFLOP budget C this run belongs to (0 for grid designs)."""
-    n_steps: int
-    warmup_steps: int
-    batch_size: int
-    lr: float
-    min_lr_ratio: float
-    weight_decay: float
-    beta1: float
-    beta2: float
-    grad_clip: float
-    eval_every_steps: int
-    log_every_steps: int
-    checkpoint_every_s: float
-    data: DataConfig
-    wandb: WandbConfig
-    schedule: str = "cosine"
-    """"cosine" or "wsd" (see TrainConfig.schedule)."""
-    cooldown_steps: int = 0
-    """WSD: the last cooldown_steps steps decay the LR; the steps before them run at the peak LR."""
-    cooldown_shape: str = "linear"
-    """WSD: "linear" or "1-sqrt"."""
-    trunk_id: str = ""
-    """WSD: runs sharing a trunk_id share every step before their cooldown; one job trains them all."""
-    lr_mult: float = 1.0
-    """The [train].lr_sweep multiplier applied to the rule's LR (1.0 without a sweep)."""
-    isoflop_centre: float = 0.0
-    """IsoFLOP designs: the prior law's N_opt for this run's budget, the centre of its window (0 for grid runs)."""
-
-    @property
-    def fork_step(self) -> int:
-        """WSD: the step at which this run leaves its trunk (n_steps for cosine runs)."""
-        return self.n_steps - self.cooldown_steps if self.schedule == "wsd" else self.n_steps
-
-    @property
-    def tokens_per_step(self) -> int:
-        return self.batch_size * self.shape.seq_len
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> RunSpec:
-        raw = dict(raw)
-        raw["shape"] = ModelShape(**raw["shape"])
-        raw["data"] = DataConfig(**raw["data"])
-        raw["wandb"] = WandbConfig(**raw["wandb"])
-        return cls(**raw)
-
-
-# Fields that do not change what a run computes: left out of the run id so editing them keeps the folder.
-_NOT_IN_ID = {"run_id", "sweep", "eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb",
-              "trunk_id"}
-# Fields added after run ids existed: left out of the id at their default so older runs keep their folders.
-_ID_DEFAULTS = {"schedule": "cosine", "cooldown_steps": 0, "cooldown_shape": "linear", "lr_mult": 1.0,
-                "isoflop_centre": 0.0}
-# Fields that differ between the branches of one WSD trunk (everything else is shared).
-_NOT_IN_TRUNK = _NOT_IN_ID | {"n_tokens", "n_tokens_target", "flops", "flops_6nd", "flops_budget", "n_steps",
-                              "cooldown_steps", "isoflop_centre"}
-# Fields that only label a run (which budget or window planned it): two planned runs equal in everything
-# else train the same model on the same tokens, so "grid+isoflop" trains them once.
-_LABELS = _NOT_IN_ID | {"flops_budget", "n_tokens_target", "isoflop_centre"}
-
-
-def _content_digest(spec: RunSpec, leave_out: set[str]) -> str:
-    content = {k: v for k, v in spec.to_dict().items()
-               if k not in leave_out and not (k in _ID_DEFAULTS and v == _ID_DEFAULTS[k])}
-    return hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def run_id_for(spec: RunSpec) -> str:
-    """Readable and content-addressed: `gpt-L2-d64-T1.05M-s0-1a2b3c4d`."""
-    s = spec.shape
-    digest = _content_digest(spec, _NOT_IN_ID)
-    return f"{s.arch}-L{s.n_layer}-d{s.d_model}-T{_si(spec.n_tokens)}-s{spec.seed}-{digest}"
-
-
-def trunk_id_for(spec: RunSpec) -> str:
-    """The WSD trunk a run branches from: same model, seed and optimizer, any token budget."""
-    s = spec.shape
-    return f"trunk-{s.arch}-L{s.n_layer}-d{s.d_model}-s{spec.seed}-{_content_digest(spec, _NOT_IN_TRUNK)}"
-
-
-def _si(x: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if x >= scale:
-            return f"{x / scale:.3g}{unit}"
-    return f"{x:.3g}"
+__all__ = ["Plan", "RunSpec", "count_runs", "plan_sweep", "run_id_for", "trunk_id_for"]  # RunSpec: scaling.results
 
 
 @dataclass(frozen=True)
@@ -251,7 +140,7 @@ def plan_sweep(cfg: SweepConfig) -> Plan:
         for mult in cfg.train.lr_sweep or (1.0,):
             for seed in cfg.train.seeds:
                 run = _make_run(cfg, shape, n_tok, budget, seed, key, mult, span[shape], centre)
-                twin = planned_by.setdefault(_content_digest(run, _LABELS), key)
+                twin = planned_by.setdefault(twin_key(run), key)
                 if twin != key:
                     if budget:
                         continue  # "grid+isoflop": this IsoFLOP point is a grid run already; train it once

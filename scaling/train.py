@@ -9,7 +9,6 @@ count, a resumed run is bitwise identical to an uninterrupted one (tests/test_tr
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -30,10 +29,9 @@ from scaling import ddp
 from scaling.data import Corpus, get_batch, load_corpus, val_windows
 from scaling.errors import LaunchError
 from scaling.model import build_model
-from scaling.plan import RunSpec
-from scaling.results import (CKPT, METRICS, SPEC, RunLock, append_metrics, atomic_path, read_json, read_metrics,
-                             spec_problem,
-                             read_result, write_result, write_status)
+from scaling.results import (CKPT, METRICS, SPEC, RunLock, RunResult, RunSpec, append_metrics, atomic_path,
+                             checkpoint_id, read_json, read_metrics, read_result, spec_problem, write_result,
+                             write_status)
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +41,6 @@ TRAIN_LOSS_TAIL = 0.05
 """result.train_loss is the mean step loss over this final fraction of steps (at least the last step)."""
 SPIKE_FACTOR = 3.0
 """After warmup, a step loss above this multiple of the lowest step loss so far marks the run diverged."""
-# Spec fields that do not change what is computed: editing them keeps an existing checkpoint valid.
-_NOT_IN_CKPT_HASH = {"eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb"}
-# Spec fields added after checkpoints existed: left out at their default so those checkpoints stay valid.
-_CKPT_HASH_DEFAULTS = {"isoflop_centre": 0.0}
-
-
 @dataclass
 class _ActiveRun:
     """What checkpoint_active_run() needs to save the current run from a signal handler."""
@@ -105,12 +97,6 @@ def _save_checkpoint(run: _ActiveRun) -> None:
     # Readers see the old checkpoint or the new one, never half of one; a full disk is a StorageError.
     with atomic_path(run.run_dir / CKPT, "wb") as f:
         torch.save(state, f)
-
-
-def spec_hash(spec: RunSpec) -> str:
-    content = {k: v for k, v in spec.to_dict().items() if k not in _NOT_IN_CKPT_HASH
-               and not (k in _CKPT_HASH_DEFAULTS and v == _CKPT_HASH_DEFAULTS[k])}
-    return hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def lr_at(step: int, spec: RunSpec) -> float:
@@ -240,7 +226,7 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
     model, optimizer = _build(spec, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda else nullcontext()
 
-    run = _ActiveRun(run_dir=run_dir, spec_hash=spec_hash(spec), model=model, optimizer=optimizer, step=0,
+    run = _ActiveRun(run_dir=run_dir, spec_hash=checkpoint_id(spec), model=model, optimizer=optimizer, step=0,
                      data_fingerprint=corpus.fingerprint)
     if env.is_main:
         _resume(run, spec, device)
@@ -338,15 +324,11 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
     _save_checkpoint(run)  # the finished state: a crash before result.json below then costs no training
     val_loss = _log_eval(run, spec, corpus, device, autocast, tracker, train_s)
     tail = max(1, round(TRAIN_LOSS_TAIL * len(run.losses)))
-    result = _result_base(spec, corpus, device, run.step, t_call) | {
-        "status": "done",
-        "train_loss": sum(run.losses[-tail:]) / tail,
-        "val_loss": val_loss,
-        "train_s": train_s,
-        "tokens_per_s": run.step * tokens_per_step / max(train_s, 1e-9),
-        "world_size": env.world,
-    }
-    write_result(run_dir, result)
+    record = _result(spec, corpus, device, run.step, t_call, status="done",
+                     train_loss=sum(run.losses[-tail:]) / tail, val_loss=val_loss, train_s=train_s,
+                     tokens_per_s=run.step * tokens_per_step / max(train_s, 1e-9), world_size=env.world)
+    write_result(run_dir, record)
+    result = record.to_dict()
     tracker.finish(result)
     log.info("%s: done in %.1fs: val_loss %.4f, train_loss %.4f, %.0f tok/s", spec.run_id,
              result["wall_s"], val_loss, result["train_loss"], result["tokens_per_s"])
@@ -465,28 +447,28 @@ def _diverged(run: _ActiveRun, spec: RunSpec, corpus: Corpus, device: str, loss:
               f"loss spike: {loss:.4g} > {SPIKE_FACTOR:g} x running minimum {best:.4g} at step {step}")
     log.warning("%s: diverged: %s", spec.run_id, reason)
     train_s = run.train_s + time.perf_counter() - run.attempt_t0
-    result = _result_base(spec, corpus, device, run.step, t_call) | {
-        "status": "diverged", "reason": reason, "train_loss": math.nan, "val_loss": math.nan,
-        "train_s": train_s, "tokens_per_s": run.step * spec.tokens_per_step / max(train_s, 1e-9),
-    }
-    write_result(run.run_dir, result)
+    record = _result(spec, corpus, device, run.step, t_call, status="diverged", reason=reason,
+                     train_loss=math.nan, val_loss=math.nan, train_s=train_s,
+                     tokens_per_s=run.step * spec.tokens_per_step / max(train_s, 1e-9))
+    write_result(run.run_dir, record)
+    result = record.to_dict()
     tracker.finish(result)
     return result
 
 
-def _result_base(spec: RunSpec, corpus: Corpus, device: str, steps_done: int, t_call: float) -> dict[str, Any]:
+def _result(spec: RunSpec, corpus: Corpus, device: str, steps_done: int, t_call: float, **how: Any) -> RunResult:
+    """The run's result record: its accounting for the steps done, where and on what it ran, and `how` it
+    ended (status, losses, timing)."""
     n_tokens = steps_done * spec.tokens_per_step
-    return {
-        "run_id": spec.run_id, "n_params": spec.n_params, "n_params_non_embedding": spec.n_params_non_embedding,
-        "n_tokens": n_tokens, "flops": float(n_tokens * spec.flops_per_token),
-        "flops_6nd": 6.0 * spec.n_params * n_tokens, "steps_done": steps_done,
-        "wall_s": time.perf_counter() - t_call, "git_sha": git_sha(), "torch_version": torch.__version__,
-        "python_version": platform.python_version(), "device": device,
-        "num_threads": torch.get_num_threads(), "hostname": socket.gethostname(),
-        "corpus": {"source": corpus.source, "fingerprint": corpus.fingerprint,
-                   "n_train_tokens": corpus.n_train_tokens, "n_val_tokens": corpus.n_val_tokens},
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    return RunResult(
+        run_id=spec.run_id, n_params=spec.n_params, n_params_non_embedding=spec.n_params_non_embedding,
+        n_tokens=n_tokens, flops=float(n_tokens * spec.flops_per_token), flops_6nd=6.0 * spec.n_params * n_tokens,
+        steps_done=steps_done, wall_s=time.perf_counter() - t_call, git_sha=git_sha(),
+        torch_version=torch.__version__, python_version=platform.python_version(), device=device,
+        num_threads=torch.get_num_threads(), hostname=socket.gethostname(),
+        corpus={"source": corpus.source, "fingerprint": corpus.fingerprint,
+                "n_train_tokens": corpus.n_train_tokens, "n_val_tokens": corpus.n_val_tokens},
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **how)
 
 
 @functools.cache

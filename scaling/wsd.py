@@ -21,7 +21,6 @@ path; rank 0 alone writes (trunk spec, forks, accounting), as in train_run (test
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -31,9 +30,8 @@ import torch
 
 from scaling import ddp, train
 from scaling.errors import LaunchError
-from scaling.plan import RunSpec
-from scaling.results import (CKPT, METRICS, RESULT, SPEC, append_metrics, atomic_path, read_json, read_metrics,
-                             read_result, write_json_atomic, write_result)
+from scaling.results import (CKPT, METRICS, SPEC, RunResult, RunSpec, append_metrics, atomic_path, checkpoint_id,
+                             read_json, read_metrics, read_result, write_result, write_spec)
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -134,9 +132,7 @@ def _prepare_trunk(run_dir: Path) -> tuple[RunSpec, list[tuple[Path, RunSpec]]]:
         raise LaunchError(f"{run_dir}: not a WSD branch (schedule {spec.schedule!r})")
     trunk_dir = trunk_dir_of(run_dir, spec)
     trunk_dir.mkdir(parents=True, exist_ok=True)
-    trunk_spec = trunk_spec_of(spec)
-    if read_json(trunk_dir / SPEC) != json.loads(json.dumps(trunk_spec.to_dict())):
-        write_json_atomic(trunk_dir / SPEC, trunk_spec.to_dict())
+    write_spec(trunk_dir, trunk_spec_of(spec))
     return spec, branches_of(run_dir, spec)
 
 
@@ -153,7 +149,7 @@ def _fork(trunk_dir: Path, branch_dir: Path, branch: RunSpec) -> bool:
     state = torch.load(trunk_dir / CKPT, map_location="cpu", weights_only=True)
     if int(state["step"]) != branch.fork_step:
         return False
-    state["spec_hash"] = train.spec_hash(branch)  # the trunk state is the branch's own state at this step
+    state["spec_hash"] = checkpoint_id(branch)  # the trunk state is the branch's own state at this step
     with atomic_path(branch_dir / CKPT, "wb") as f:
         torch.save(state, f)
     # The branch's curve starts with the trunk's (the trainer drops any record after the resume step).
@@ -166,19 +162,21 @@ def _fork(trunk_dir: Path, branch_dir: Path, branch: RunSpec) -> bool:
 
 def _add_accounting(branch_dir: Path, branch: RunSpec, from_trunk: bool = True) -> None:
     """Record in result.json what this branch cost on its own and what it shared with its trunk."""
-    result = read_json(branch_dir / RESULT)
+    result = read_result(branch_dir)
     if result is None or "flops_spent" in result:
         return
     step_flops = float(branch.tokens_per_step * branch.flops_per_token)
     trunk_steps = branch.fork_step if from_trunk else 0
-    result.update(trunk_id=branch.trunk_id, fork_step=trunk_steps, flops_trunk=trunk_steps * step_flops,
-                  flops_spent=(branch.n_steps - trunk_steps) * step_flops)
-    write_result(branch_dir, result)
+    write_result(branch_dir, RunResult.from_dict(result).replace(
+        trunk_id=branch.trunk_id, fork_step=trunk_steps, flops_trunk=trunk_steps * step_flops,
+        flops_spent=(branch.n_steps - trunk_steps) * step_flops))
 
 
 def _write_trunk_diverged(branch_dir: Path, branch: RunSpec, state: dict[str, Any]) -> None:
-    result = {k: v for k, v in state.items() if k not in ("run_id", "n_tokens", "flops", "flops_6nd")}
-    result.update(run_id=branch.run_id, status="diverged", reason=f"trunk {branch.trunk_id}: "
-                  f"{state.get('reason', 'diverged')}", n_params=branch.n_params, n_tokens=branch.n_tokens,
-                  flops=branch.flops, flops_spent=0.0, train_loss=float("nan"), val_loss=float("nan"))
-    write_result(branch_dir, result)
+    """The branch's result when its trunk diverged before the fork: diverged, with the trunk's reason and
+    where it ran, and this branch's planned accounting (it spent nothing of its own)."""
+    trunk = RunResult.from_dict(state)
+    write_result(branch_dir, trunk.replace(
+        run_id=branch.run_id, status="diverged", reason=f"trunk {branch.trunk_id}: {trunk.reason or 'diverged'}",
+        n_params=branch.n_params, n_tokens=branch.n_tokens, flops=branch.flops, flops_6nd=None,
+        flops_spent=0.0, train_loss=float("nan"), val_loss=float("nan")))

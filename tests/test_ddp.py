@@ -39,7 +39,7 @@ rank, writes = int(os.environ["RANK"]), []
 if rank > 0:
     spied = [(t, name) for name in ("write_result", "write_status", "append_metrics", "_save_checkpoint",
                                     "_drop_metrics_after")]
-    spied += [(w, name) for name in ("write_json_atomic", "write_result", "append_metrics", "_fork",
+    spied += [(w, name) for name in ("write_spec", "write_result", "append_metrics", "_fork",
                                      "_add_accounting", "_write_trunk_diverged")]
     for module, name in spied:
         def spy(*a, _name=f"{module.__name__}.{name}", _orig=getattr(module, name), **k):

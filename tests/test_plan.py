@@ -285,10 +285,10 @@ def test_a_pilot_too_small_to_fit_is_refused_in_one_line(tmp_path: Path) -> None
 
 
 def test_checkpoints_of_grid_runs_stay_valid_with_the_isoflop_centre_field(tmp_path: Path) -> None:
-    from scaling.train import spec_hash  # imports torch
+    from scaling.results import checkpoint_id
 
     # The hash main wrote into checkpoints before the field existed: an interrupted run still resumes.
-    assert spec_hash(plan_of(tmp_path, GRID).runs[0]) == "1d0114ebc78e8942"
+    assert checkpoint_id(plan_of(tmp_path, GRID).runs[0]) == "1d0114ebc78e8942"
 
 
 def test_each_family_gets_its_own_centred_windows(tmp_path: Path) -> None:

@@ -1,0 +1,329 @@
+"""The run folder's records: the spec a run trains (RunSpec, spec.json), the result it ends with (RunResult,
+result.json), the one digest that names runs, trunks and checkpoints, and the schema checks that tell a
+record from damage. Pure and torch-free.
+
+Records are written from these dataclasses and read back as checked dicts (tables and fits want columns,
+not objects): a record that fails its check reads as damage (scaling.results.state), never as a number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from scaling.accounting import ModelShape
+from scaling.config import MAX_FLOPS, MAX_PARAMS, MAX_TOKENS, DataConfig, WandbConfig
+
+FINAL_STATES = ("done", "diverged")
+STATES = ("done", "diverged", "failed", "damaged", "interrupted", "running", "pending")
+"""`damaged`: a run file is unreadable or fails the schema check below (the run is redone by the next
+launch and never fitted); `interrupted`: the launcher was stopped (Ctrl-C, SIGTERM, SIGHUP) while it trained."""
+
+RESULT_FIELDS = ("status", "train_loss", "val_loss", "n_params", "n_tokens", "flops", "wall_s")
+"""What every result.json holds (RunResult's required fields)."""
+
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "n_params": (1.0, MAX_PARAMS), "n_tokens": (1.0, MAX_TOKENS), "flops": (1.0, MAX_FLOPS),
+    "loss": (1e-6, 1e6), "train_loss": (1e-6, 1e6), "val_loss": (1e-6, 1e6),
+}
+"""Open ranges outside which a recorded number is damage, not a measurement: sizes up to the limits a sweep
+config accepts (scaling.config), losses (nats/token) in (1e-6, 1e6): the loss of a uniform guess over even a
+10^6-token vocabulary is ln(10^6) ~ 14, and no cross-entropy is below 0."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: model shape, token budget, optimizer, data, and derived accounting."""
+
+    run_id: str
+    sweep: str
+    shape: ModelShape
+    seed: int
+    n_params: int
+    """Total trainable parameters (tied embedding once)."""
+    n_params_non_embedding: int
+    flops_per_token: int
+    """Training FLOPs per token, Chinchilla's counting (see scaling.accounting)."""
+    n_tokens: int
+    """Tokens actually trained: n_steps * batch_size * seq_len."""
+    n_tokens_target: float
+    """The budget the plan asked for, before rounding to whole steps."""
+    flops: float
+    """flops_per_token * n_tokens."""
+    flops_6nd: float
+    """6 * n_params * n_tokens, the usual approximation, stored beside the exact count."""
+    flops_budget: float
+    """The IsoFLOP budget C this run belongs to (0 for grid designs)."""
+    n_steps: int
+    warmup_steps: int
+    batch_size: int
+    lr: float
+    min_lr_ratio: float
+    weight_decay: float
+    beta1: float
+    beta2: float
+    grad_clip: float
+    eval_every_steps: int
+    log_every_steps: int
+    checkpoint_every_s: float
+    data: DataConfig
+    wandb: WandbConfig
+    schedule: str = "cosine"
+    """"cosine" or "wsd" (see TrainConfig.schedule)."""
+    cooldown_steps: int = 0
+    """WSD: the last cooldown_steps steps decay the LR; the steps before them run at the peak LR."""
+    cooldown_shape: str = "linear"
+    """WSD: "linear" or "1-sqrt"."""
+    trunk_id: str = ""
+    """WSD: runs sharing a trunk_id share every step before their cooldown; one job trains them all."""
+    lr_mult: float = 1.0
+    """The [train].lr_sweep multiplier applied to the rule's LR (1.0 without a sweep)."""
+    isoflop_centre: float = 0.0
+    """IsoFLOP designs: the prior law's N_opt for this run's budget, the centre of its window (0 for grid runs)."""
+
+    @property
+    def fork_step(self) -> int:
+        """WSD: the step at which this run leaves its trunk (n_steps for cosine runs)."""
+        return self.n_steps - self.cooldown_steps if self.schedule == "wsd" else self.n_steps
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.shape.seq_len
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunSpec:
+        raw = dict(raw)
+        raw["shape"] = ModelShape(**raw["shape"])
+        raw["data"] = DataConfig(**raw["data"])
+        raw["wandb"] = WandbConfig(**raw["wandb"])
+        return cls(**raw)
+
+
+
+# ------------------------------------------------------------------------------------------------ digest
+
+NOT_COMPUTED = frozenset({"eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb"})
+"""Spec fields that do not change what a run computes: editing them keeps its folder and its checkpoint."""
+NAMES = frozenset({"run_id", "sweep", "trunk_id"})
+"""Spec fields that name a run rather than describe it: left out of its own id."""
+ADDED_LATER: dict[str, Any] = {"schedule": "cosine", "cooldown_steps": 0, "cooldown_shape": "linear",
+                               "lr_mult": 1.0, "isoflop_centre": 0.0}
+"""Spec fields added after run ids existed, with their defaults: a field at its default is left out of the
+digests, so runs planned before it existed keep their folders. A new RunSpec field goes here."""
+ADDED_AFTER_CHECKPOINTS = frozenset({"isoflop_centre"})
+"""The ADDED_LATER fields that came after checkpoints stored a digest (the others were in it from the start):
+only these are left out of checkpoint_id at their default, so an interrupted run still resumes."""
+BRANCH_ONLY = frozenset({"n_tokens", "n_tokens_target", "flops", "flops_6nd", "flops_budget", "n_steps",
+                         "cooldown_steps", "isoflop_centre"})
+"""Fields that differ between the branches of one WSD trunk (everything else is shared)."""
+LABELS = frozenset({"flops_budget", "n_tokens_target", "isoflop_centre"})
+"""Fields that only label a run (which budget or window planned it): two planned runs equal in everything
+else train the same model on the same tokens, so "grid+isoflop" trains them once."""
+
+
+def spec_digest(spec: RunSpec, leave_out: frozenset[str], n_hex: int = 8,
+                added_later: frozenset[str] = frozenset(ADDED_LATER)) -> str:
+    """The one content digest of the project: sha1 of the spec's JSON without `leave_out` and without the
+    `added_later` fields at their ADDED_LATER defaults, first n_hex hex digits."""
+    content = {k: v for k, v in spec.to_dict().items()
+               if k not in leave_out and not (k in added_later and v == ADDED_LATER[k])}
+    return hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:n_hex]
+
+
+def run_id_for(spec: RunSpec) -> str:
+    """Readable and content-addressed: `gpt-L2-d64-T1.05M-s0-1a2b3c4d`."""
+    s = spec.shape
+    return f"{s.arch}-L{s.n_layer}-d{s.d_model}-T{si(spec.n_tokens)}-s{spec.seed}-{spec_digest(spec, NOT_COMPUTED | NAMES)}"
+
+
+def trunk_id_for(spec: RunSpec) -> str:
+    """The WSD trunk a run branches from: same model, seed and optimizer, any token budget."""
+    s = spec.shape
+    digest = spec_digest(spec, NOT_COMPUTED | NAMES | BRANCH_ONLY)
+    return f"trunk-{s.arch}-L{s.n_layer}-d{s.d_model}-s{spec.seed}-{digest}"
+
+
+def twin_key(spec: RunSpec) -> str:
+    """Equal for two planned runs that train the same model on the same tokens (they differ in LABELS only)."""
+    return spec_digest(spec, NOT_COMPUTED | NAMES | LABELS)
+
+
+def checkpoint_id(spec: RunSpec) -> str:
+    """Stored in ckpt.pt: a checkpoint is resumed only by the run whose computation it is (its name
+    included, so a WSD branch resumes only the trunk state handed to it, scaling.wsd)."""
+    return spec_digest(spec, NOT_COMPUTED, n_hex=16, added_later=ADDED_AFTER_CHECKPOINTS)
+
+
+def si(x: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+# ------------------------------------------------------------------------------------------------ result
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """result.json: how a run ended. Its presence (passing result_problem) means the run is finished.
+
+    Written by the trainer (scaling.train) and by WSD trunks for their branches (scaling.wsd); fields that
+    are None are left out of the file. Keys this class does not know (an external trainer's own) are kept
+    in `extra` and written back unchanged.
+    """
+
+    status: str
+    """"done" or "diverged" (FINAL_STATES)."""
+    train_loss: float
+    """Mean step loss over the final 5% of steps (NaN when diverged)."""
+    val_loss: float
+    """Held-out loss at the end (NaN when diverged): the `loss` that fits use."""
+    n_params: int
+    n_tokens: int
+    """Tokens trained (steps_done * tokens per step)."""
+    flops: float
+    wall_s: float
+    """Seconds from the job's call to its result, start-up and evaluation included."""
+    run_id: str | None = None
+    n_params_non_embedding: int | None = None
+    flops_6nd: float | None = None
+    steps_done: int | None = None
+    train_s: float | None = None
+    """Seconds in the training loop, summed over attempts (requeues)."""
+    tokens_per_s: float | None = None
+    world_size: int | None = None
+    reason: str | None = None
+    """Why a run diverged."""
+    git_sha: str | None = None
+    torch_version: str | None = None
+    python_version: str | None = None
+    device: str | None = None
+    num_threads: int | None = None
+    hostname: str | None = None
+    corpus: dict[str, Any] | None = None
+    """source, fingerprint, n_train_tokens, n_val_tokens of the text trained on."""
+    finished_at: str | None = None
+    trunk_id: str | None = None
+    """WSD branches: the trunk this run shared its first fork_step steps with."""
+    fork_step: int | None = None
+    flops_trunk: float | None = None
+    """WSD: FLOPs of the shared trunk steps (counted once per trunk in a sweep's cost)."""
+    flops_spent: float | None = None
+    """WSD: FLOPs this branch cost on its own (its cooldown)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**self.extra, **{k: v for k, v in out.items() if v is not None}}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RunResult:
+        """The record of a result dict; ValueError naming the problem if it fails result_problem."""
+        why = result_problem(dict(raw))
+        if why is not None:
+            raise ValueError(f"not a result record: {why}")
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in raw.items() if k in known},
+                   extra={k: v for k, v in raw.items() if k not in known})
+
+    def replace(self, **changes: Any) -> RunResult:
+        return dataclasses.replace(self, **changes)
+
+
+# ------------------------------------------------------------------------------------------------ schema
+
+
+def number(value: Any) -> float | None:
+    """value as a finite float, or None for bools, strings, NaN, inf and integers too big for a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        out = float(value)
+    except OverflowError:  # an integer such as 10**400
+        return None
+    return out if math.isfinite(out) else None
+
+
+def implausible(name: str, value: Any) -> str | None:
+    """Why `value` cannot be a real `name` (see PLAUSIBLE), or None when it can."""
+    x = number(value)
+    if x is None:
+        return f"{name} = {_short(value)} is not a finite number"
+    lo, hi = PLAUSIBLE[name]
+    if not lo < x < hi if name.endswith("loss") else not lo <= x <= hi:
+        return f"{name} = {x:g} is outside the plausible range ({lo:g}, {hi:g})"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+_SPEC_SHAPE_INTS = ("n_layer", "d_model", "n_head", "seq_len", "vocab_size")
+
+
+def spec_problem(spec: dict[str, Any]) -> str | None:
+    """The schema check of a spec.json record (the fields tables and fits read), or None when it passes."""
+    shape = spec.get("shape")
+    if not isinstance(shape, dict):
+        return f"shape = {_short(shape)} is not an object"
+    if not isinstance(shape.get("arch"), str):
+        return f"shape.arch = {_short(shape.get('arch'))} is not a string"
+    for key in _SPEC_SHAPE_INTS:
+        value = shape.get(key)
+        if key in shape and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            return f"shape.{key} = {_short(value)} is not a positive integer"
+    for key in ("n_params", "n_tokens", "flops"):
+        why = implausible(key, spec.get(key))
+        if why and not (key != "n_params" and spec.get(key) == 0):  # a WSD trunk's spec plans no tokens itself
+            return why
+    for key in ("lr", "n_params_non_embedding", "flops_6nd", "flops_budget"):
+        value = number(spec.get(key)) if spec.get(key) is not None else 1.0
+        if value is None or value < 0 or (value == 0 and key == "lr"):  # budget 0: a grid run; 0: a WSD trunk
+            return f"{key} = {_short(spec[key])} is not a finite number {'> 0' if key == 'lr' else '>= 0'}"
+    for key in ("seed", "batch_size", "n_steps"):
+        value = spec.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"{key} = {_short(value)} is not an integer"
+    for key in ("run_id", "sweep"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            return f"{key} = {_short(spec[key])} is not a string"
+    return None
+
+
+def result_problem(result: dict[str, Any]) -> str | None:
+    """The schema check of a result.json record, or None when it passes."""
+    missing = [k for k in RESULT_FIELDS if k not in result]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if result["status"] not in FINAL_STATES:
+        return f"status = {_short(result['status'])} is not one of {', '.join(FINAL_STATES)}"
+    if result["status"] == "done":
+        for key in RESULT_FIELDS[1:6]:
+            why = implausible(key, result[key])
+            if why:
+                return why
+    return None
+
+
+def status_problem(status: dict[str, Any]) -> str | None:
+    """The schema check of a status.json record, or None when it passes."""
+    if not isinstance(status.get("state"), str):
+        return f"state = {_short(status.get('state'))} is not a string"
+    if "time" in status and number(status["time"]) is None:
+        return f"time = {_short(status['time'])} is not a number"
+    for key in ("error", "log", "host", "job_id"):
+        if status.get(key) is not None and not isinstance(status[key], str):
+            return f"{key} = {_short(status[key])} is not a string"
+    return None
+
