@@ -106,3 +106,37 @@ def test_load_results_table(tmp_path: Path) -> None:
     assert csv.read_text().splitlines()[0].startswith("run_id,")
     # `scaling fit SWEEP --out new/folder` writes the table into a folder that does not exist yet
     assert export_csv(frame, tmp_path / "new" / "folder" / "runs.csv").read_text() == csv.read_text()
+
+
+def test_result_records_are_typed_and_keep_what_they_do_not_know(tmp_path: Path) -> None:
+    from scaling.results import RunResult
+
+    record = RunResult.from_dict(RESULT | {"reason": None, "my_trainer_note": "kept"})
+    assert record.val_loss == 2.1 and record.extra == {"my_trainer_note": "kept"}
+    run = make_run(tmp_path, "r")
+    write_result(run, record.replace(steps_done=10))
+    on_disk = json.loads((run / "result.json").read_text())
+    assert on_disk == RESULT | {"steps_done": 10, "my_trainer_note": "kept"}  # None fields are left out
+    with pytest.raises(ValueError, match="not a result record: val_loss = -1 is outside"):
+        write_result(run, RESULT | {"val_loss": -1.0})  # damage is refused at write time too
+    assert read_result(run) == on_disk
+
+
+def test_one_reader_behind_state_table_and_status(tmp_path: Path) -> None:
+    from scaling.results import read_run, sweep_status
+
+    done, failed, damaged = (make_run(tmp_path, n) for n in ("done", "failed", "damaged"))
+    write_result(done, RESULT)
+    write_status(failed, "failed", error="boom")
+    (damaged / "status.json").write_text('{"state": 3}')
+    runs = {d.name: read_run(d) for d in (done, failed, damaged)}
+    assert {n: r.state for n, r in runs.items()} == {"done": "done", "failed": "failed", "damaged": "damaged"}
+    assert runs["failed"].error == "boom" and runs["damaged"].error == "status.json: state = 3 is not a string"
+    table = load_results(tmp_path).set_index("run_id")
+    status = sweep_status(tmp_path).set_index("run_id")
+    for name, run in runs.items():
+        assert table.loc[name, "status"] == status.loc[name, "state"] == run_state(tmp_path / name) == run.state
+        text = lambda v: v if isinstance(v, str) else None  # a missing reason reads NaN in a table
+        assert text(table.loc[name, "reason"]) == text(status.loc[name, "error"]) == run.error
+    planned = sweep_status({"done": None, "not-yet": {"n_params": 5}}, tmp_path).set_index("run_id")
+    assert list(planned["state"]) == ["done", "pending"] and planned.loc["not-yet", "n_params"] == 5
