@@ -83,6 +83,14 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def content_dict(self) -> dict[str, Any]:
+        """to_dict without the shape fields added after run ids and checkpoints existed, where they are at
+        their default: what run ids and checkpoint hashes digest, so older runs keep their folders."""
+        raw = self.to_dict()
+        raw["shape"] = {k: v for k, v in raw["shape"].items()
+                        if not (k in _SHAPE_ID_DEFAULTS and v == _SHAPE_ID_DEFAULTS[k])}
+        return raw
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunSpec:
         raw = dict(raw)
@@ -98,6 +106,7 @@ _NOT_IN_ID = {"run_id", "sweep", "eval_every_steps", "log_every_steps", "checkpo
 # Fields added after run ids existed: left out of the id at their default so older runs keep their folders.
 _ID_DEFAULTS = {"schedule": "cosine", "cooldown_steps": 0, "cooldown_shape": "linear", "lr_mult": 1.0,
                 "isoflop_centre": 0.0}
+_SHAPE_ID_DEFAULTS = {"tie_embeddings": True, "parametrization": "sp", "base_width": 0}
 # Fields that differ between the branches of one WSD trunk (everything else is shared).
 _NOT_IN_TRUNK = _NOT_IN_ID | {"n_tokens", "n_tokens_target", "flops", "flops_6nd", "flops_budget", "n_steps",
                               "cooldown_steps", "isoflop_centre"}
@@ -107,7 +116,7 @@ _LABELS = _NOT_IN_ID | {"flops_budget", "n_tokens_target", "isoflop_centre"}
 
 
 def _content_digest(spec: RunSpec, leave_out: set[str]) -> str:
-    content = {k: v for k, v in spec.to_dict().items()
+    content = {k: v for k, v in spec.content_dict().items()
                if k not in leave_out and not (k in _ID_DEFAULTS and v == _ID_DEFAULTS[k])}
     return hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -283,10 +292,10 @@ def _family_shapes(cfg: SweepConfig, arch: str) -> list[ModelShape]:
         heads = s.n_head or max(1, s.d_model // m.head_dim)
         shapes.append((f"[grid].shapes[{i}]", ModelShape(
             arch=arch, n_layer=s.n_layer, d_model=s.d_model, n_head=heads, seq_len=m.seq_len,
-            vocab_size=V, mlp_ratio=m.mlp_ratio)))
+            vocab_size=V, mlp_ratio=m.mlp_ratio, **m.shape_options())))
     for i, target in enumerate(g.n_params):
         shape = resolve_shape(target, arch=arch, seq_len=m.seq_len, vocab_size=V, head_dim=m.head_dim,
-                              aspect_ratio=m.aspect_ratio, mlp_ratio=m.mlp_ratio)
+                              aspect_ratio=m.aspect_ratio, mlp_ratio=m.mlp_ratio, **m.shape_options())
         shapes.append((f"[grid].n_params[{i}]", shape))
     for key, shape in shapes:  # the config caps hold for what is planned, not only for what was typed
         _check_cap(cfg, key, shape, "parameters", n_params(shape), MAX_PARAMS)
