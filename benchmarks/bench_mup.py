@@ -1,6 +1,6 @@
 """muP's LR transfer: an LR sweep at several widths under both parametrizations, on CPU.
 
-    python benchmarks/bench_mup.py                       # gpt, widths 16..128, 8 LRs, ~4 min on 1 thread
+    python benchmarks/bench_mup.py                       # gpt, widths 16..128, 7 LRs: 56 runs, 1 thread
     python benchmarks/bench_mup.py --arch llama --widths 32,64,128,256 --steps 150
 
 Every run goes through the real pipeline: a sweep TOML ([grid].shapes at each width, one depth, [train].lr_sweep
@@ -98,13 +98,13 @@ def main() -> None:
     p.add_argument("--arch", default="gpt", choices=["gpt", "llama"])
     p.add_argument("--widths", default="16,32,64,128", help="d_model values, narrowest first (the muP base)")
     p.add_argument("--n-layer", type=int, default=2)
-    p.add_argument("--head-dim", type=int, default=8)
-    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--head-dim", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=150)
     p.add_argument("--base-lr", type=float, default=1e-3, help="the smallest LR of the grid")
-    p.add_argument("--n-lrs", type=int, default=8, help="grid points, a factor 2 apart")
-    p.add_argument("--val-tokens", type=int, default=16384)
+    p.add_argument("--n-lrs", type=int, default=7, help="grid points, a factor 2 apart")
+    p.add_argument("--val-tokens", type=int, default=8192)
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     t0 = time.perf_counter()

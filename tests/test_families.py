@@ -106,6 +106,24 @@ def test_four_families_plan_and_train(tmp_path: Path, text_corpus: Path) -> None
         assert result["val_loss"] < math.log(256), run.run_id  # learned something beyond uniform bytes
 
 
+def test_mup_runs_plan_and_train(tmp_path: Path, text_corpus: Path) -> None:
+    toml = write_sweep(tmp_path / "mup.toml", tiny_sweep(
+        "mup", text_corpus, results_dir=tmp_path / "results", grid={"n_tokens": [6_000]}, train={"lr": 3e-3},
+        model={"arch": ["gpt", "llama"], "parametrization": "mup", "base_width": 16, "tie_embeddings": False}))
+    plan = plan_sweep(load_sweep(toml))
+    sp = plan_sweep(load_sweep(write_sweep(tmp_path / "sp.toml", tiny_sweep(
+        "mup", text_corpus, results_dir=tmp_path / "results", grid={"n_tokens": [6_000]}, train={"lr": 3e-3},
+        model={"arch": ["gpt", "llama"], "tie_embeddings": False}))))
+    assert {r.run_id for r in plan.runs}.isdisjoint(r.run_id for r in sp.runs)  # muP runs get their own folders
+    for run in plan.runs:
+        assert run.shape.parametrization == "mup" and run.shape.base_width == 16 and run.shape.d_model == 32
+        run_dir = plan.sweep.sweep_dir / run.run_id
+        run_dir.mkdir(parents=True)
+        write_json_atomic(run_dir / "spec.json", run.to_dict())
+        result = train_run(run_dir, num_threads=1)
+        assert result["status"] == "done" and result["val_loss"] < math.log(256), run.run_id
+
+
 def test_untied_head_adds_v_times_d_and_keeps_tied_run_ids(tmp_path: Path, text_corpus: Path) -> None:
     tied = plan_sweep(load_sweep(four_families(tmp_path, text_corpus)))
     untied = plan_sweep(load_sweep(four_families(tmp_path, text_corpus, tie_embeddings=False)))
