@@ -6,8 +6,9 @@
 Every run goes through the real pipeline: a sweep TOML ([grid].shapes at each width, one depth, [train].lr_sweep
 over the LR grid, [model].parametrization = "sp" or "mup" with base_width = the narrowest width) is planned
 with plan_sweep and each run trained with train_run, one thread; the loss is the run's held-out val_loss.
-The script prints the loss table (width x LR) per parametrization, the best LR per width, and how many grid
-steps the best LR moves from the narrowest to the widest width. Yang et al. 2022 (Tensor Programs V, fig. 1)
+The script prints the loss table (width x LR) per parametrization, the best LR per width (the lowest loss, and
+the vertex of a parabola in log LR through it and its neighbours), and how many grid steps the best LR moves
+from the narrowest to the widest width. Yang et al. 2022 (Tensor Programs V, fig. 1)
 expect the SP optimum to move with width and the muP one to stay.
 """
 
@@ -20,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -54,6 +57,7 @@ batch_size = {args.batch_size}
 lr = {args.base_lr}
 lr_sweep = [{mults}]
 warmup_fraction = 0.1
+min_lr_ratio = {args.min_lr_ratio}
 log_every_steps = 1000
 """)
     return path
@@ -73,24 +77,39 @@ def sweep_losses(args: argparse.Namespace, parametrization: str, workdir: Path) 
     return losses
 
 
-def report(name: str, losses: dict[tuple[int, float], float]) -> int:
-    """Print the table and the best LR per width; return how many grid steps the best LR moved."""
+def vertex(row: list[float], best: int) -> float:
+    """The best LR's grid index from a parabola in log2(LR) through the argmin and up to two neighbours each side
+    (the grid is a factor 2 apart, so index = log2(LR / smallest LR)); near a flat optimum the argmin alone
+    jumps between grid points with run-to-run noise, the parabola's vertex much less. Falls back to the argmin
+    where the points are not convex; clipped to the grid."""
+    idx = [i for i in range(best - 2, best + 3) if 0 <= i < len(row) and math.isfinite(row[i])]
+    if len(idx) < 3:
+        return float(best)
+    a, b, _c = np.polyfit(idx, [row[i] for i in idx], 2)
+    return float(np.clip(-b / (2 * a), 0, len(row) - 1)) if a > 0 else float(best)
+
+
+def report(name: str, losses: dict[tuple[int, float], float]) -> tuple[int, float]:
+    """Print the table and the best LR per width; return how many grid steps the best LR moved from the
+    narrowest width to the widest, by argmin and by parabola vertex."""
     widths = sorted({w for w, _ in losses})
     lrs = sorted({lr for _, lr in losses})
-    print(f"\n{name}: held-out loss by width (rows) and peak LR (columns)")
-    print("| d_model | " + " | ".join(f"{lr:.2g}" for lr in lrs) + " | best LR |")
-    print("|---|" + "---|" * (len(lrs) + 1))
-    best = {}
+    print(f"\n{name}: held-out loss by width (rows) and peak LR (columns); bold: the lowest")
+    print("| d_model | " + " | ".join(f"{lr:.2g}" for lr in lrs) + " | best LR | parabola's best LR |")
+    print("|---|" + "---|" * (len(lrs) + 2))
+    best, smooth = {}, {}
     for w in widths:
         row = [losses[(w, lr)] for lr in lrs]
         best[w] = min(range(len(lrs)), key=lambda i: row[i])
+        smooth[w] = vertex(row, best[w])
         cells = [("**" if i == best[w] else "") + (f"{v:.3f}" if math.isfinite(v) else "div") +
                  ("**" if i == best[w] else "") for i, v in enumerate(row)]
-        print(f"| {w} | " + " | ".join(cells) + f" | {lrs[best[w]]:.3g} |")
-    shift = best[widths[-1]] - best[widths[0]]
+        print(f"| {w} | " + " | ".join(cells) + f" | {lrs[best[w]]:.3g} | {lrs[0] * 2 ** smooth[w]:.3g} |")
+    shift, smooth_shift = best[widths[-1]] - best[widths[0]], smooth[widths[-1]] - smooth[widths[0]]
     print(f"{name}: best LR at d_model {widths[0]}: {lrs[best[widths[0]]]:.3g}; at {widths[-1]}: "
-          f"{lrs[best[widths[-1]]]:.3g}; moved {shift:+d} grid steps (x2 each)")
-    return shift
+          f"{lrs[best[widths[-1]]]:.3g}; moved {shift:+d} grid steps (x2 each); the parabola's moved "
+          f"{smooth_shift:+.2f}")
+    return shift, smooth_shift
 
 
 def main() -> None:
@@ -99,23 +118,28 @@ def main() -> None:
     p.add_argument("--widths", default="16,32,64,128", help="d_model values, narrowest first (the muP base)")
     p.add_argument("--n-layer", type=int, default=2)
     p.add_argument("--head-dim", type=int, default=16)
-    p.add_argument("--seq-len", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--base-lr", type=float, default=1e-3, help="the smallest LR of the grid")
     p.add_argument("--n-lrs", type=int, default=7, help="grid points, a factor 2 apart")
     p.add_argument("--val-tokens", type=int, default=8192)
+    p.add_argument("--min-lr-ratio", type=float, default=0.0,
+                   help="cosine decay to this fraction of the peak; 0 anneals each run fully, so its final loss "
+                        "is not the noise of a large last LR")
+    p.add_argument("--parametrizations", default="sp,mup")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         shifts = {}
-        for parametrization in ("sp", "mup"):
+        for parametrization in args.parametrizations.split(","):
             t = time.perf_counter()
             shifts[parametrization] = report(parametrization, sweep_losses(args, parametrization, Path(tmp)))
             print(f"{parametrization}: {time.perf_counter() - t:.0f} s wall for the sweep")
-    print(f"\nbest-LR shift, narrowest to widest: sp {shifts['sp']:+d} steps, mup {shifts['mup']:+d} steps "
-          f"(transfer holds when |shift| <= 1); {time.perf_counter() - t0:.0f} s wall in all, 1 thread")
+    print("\nbest-LR shift, narrowest to widest, in grid steps (argmin; parabola): "
+          + ", ".join(f"{k} {a:+d}; {b:+.2f}" for k, (a, b) in shifts.items())
+          + f" (transfer holds when |shift| <= 1); {time.perf_counter() - t0:.0f} s wall in all, 1 thread")
 
 
 if __name__ == "__main__":

@@ -435,6 +435,8 @@ def validate(cfg: SweepConfig) -> None:
     c(len(set(m.arch)) == len(m.arch), cfg, "[model].arch", list(m.arch), "must not repeat")
     c(m.seq_len > 0, cfg, "[model].seq_len", m.seq_len, "must be > 0")
     c(m.head_dim > 0, cfg, "[model].head_dim", m.head_dim, "must be > 0")
+    c("llama" not in m.arch or m.head_dim % 2 == 0, cfg, "[model].head_dim", m.head_dim,
+      "must be even for llama (rotary embeddings rotate channel pairs)")
     c(ASPECT_RATIO_RANGE[0] <= m.aspect_ratio <= ASPECT_RATIO_RANGE[1], cfg, "[model].aspect_ratio",
       m.aspect_ratio, f"must be in [{ASPECT_RATIO_RANGE[0]:g}, {ASPECT_RATIO_RANGE[1]:g}] (d_model per layer)")
     c(m.mlp_ratio > 0, cfg, "[model].mlp_ratio", m.mlp_ratio, "must be > 0")
@@ -458,6 +460,8 @@ def validate(cfg: SweepConfig) -> None:
         heads = s.n_head or max(1, s.d_model // m.head_dim)
         c(s.d_model % heads == 0, cfg, f"[grid].shapes[{i}].d_model", s.d_model,
           f"must be divisible by its {heads} heads")
+        c("llama" not in m.arch or (s.d_model // heads) % 2 == 0, cfg, f"[grid].shapes[{i}].d_model", s.d_model,
+          f"gives llama heads of odd width {s.d_model // heads} (rotary embeddings rotate channel pairs)")
     for i, n in enumerate(g.n_params):
         c(0 < n <= MAX_PARAMS, cfg, f"[grid].n_params[{i}]", n, f"must be in (0, {MAX_PARAMS:g}]")
     for i, n in enumerate(g.n_tokens):

@@ -61,6 +61,8 @@ class Rotary(nn.Module):
     def __init__(self, shape: ModelShape):
         super().__init__()
         hs = shape.d_model // shape.n_head
+        if hs % 2:
+            raise ValueError(f"rotary embeddings rotate channel pairs: head width {hs} must be even")
         inv_freq = 10000.0 ** (-torch.arange(0, hs, 2, dtype=torch.float32) / hs)  # (hs/2,)
         angles = torch.outer(torch.arange(shape.seq_len, dtype=torch.float32), inv_freq)  # (T, hs/2)
         # buffers, not parameters: counted nowhere, and left out of checkpoints (recomputed on load)

@@ -140,8 +140,9 @@ def test_untied_head_adds_v_times_d_and_keeps_tied_run_ids(tmp_path: Path, text_
      r"\[model\]\.arch\[1\] = 'lstm': parametrization = \"mup\" is defined for gpt, llama only"),
     ({"parametrization": "mu-p"}, r"\[model\]\.parametrization = 'mu-p': must be one of sp, mup"),
     ({"base_width": 32}, r"\[model\]\.base_width = 32: only used with parametrization = \"mup\""),
+    ({"arch": "llama", "head_dim": 15}, r"\[model\]\.head_dim = 15: must be even for llama"),
 ])
-def test_mup_config_errors(tmp_path: Path, text_corpus: Path, model: dict, match: str) -> None:
+def test_model_config_errors(tmp_path: Path, text_corpus: Path, model: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         load_sweep(write_sweep(tmp_path / "m.toml", tiny_sweep("m", text_corpus, model=model)))
 
