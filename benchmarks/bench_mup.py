@@ -58,6 +58,7 @@ lr = {args.base_lr}
 lr_sweep = [{mults}]
 warmup_fraction = 0.1
 min_lr_ratio = {args.min_lr_ratio}
+weight_decay = {args.weight_decay}
 log_every_steps = 1000
 """)
     return path
@@ -128,6 +129,7 @@ def main() -> None:
                    help="cosine decay to this fraction of the peak; 0 anneals each run fully, so its final loss "
                         "is not the noise of a large last LR")
     p.add_argument("--parametrizations", default="sp,mup")
+    p.add_argument("--weight-decay", type=float, default=0.1, help="[train].weight_decay (the default's)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     t0 = time.perf_counter()
