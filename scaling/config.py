@@ -52,8 +52,10 @@ class ModelConfig:
     """`[model]`: architecture and the depth/width rule used to resolve target parameter counts."""
 
     arch: tuple[str, ...] = ("gpt",)
-    """Architecture family: "gpt" (pre-norm decoder, causal SDPA attention) or "lstm"; a list such as
-    ["gpt", "lstm"] trains every family on the same grid, and fits and compares each one separately."""
+    """Architecture family: "gpt" (GPT-2-style pre-norm decoder: learned positions, LayerNorm, GELU MLP),
+    "llama" (RMSNorm, SwiGLU MLP, rotary positions, no biases), "lstm" or "gru"; a list such as
+    ["gpt", "llama", "lstm", "gru"] trains every family on the same grid, and fits and compares each one
+    separately."""
     seq_len: int = 128
     """Context length in tokens."""
     head_dim: int = 32
@@ -62,7 +64,23 @@ class ModelConfig:
     """Depth/width rule for targets: d_model ~= aspect_ratio * n_layer (Kaplan et al. 2020 found loss
     insensitive to the ratio over a wide range; see resolve_shape). Must be in [1, 1000]."""
     mlp_ratio: int = 4
-    """MLP hidden width as a multiple of d_model."""
+    """MLP hidden width as a multiple of d_model (llama's SwiGLU: 2/3 of it, rounded up to a multiple of 8,
+    so its three matrices hold about as many parameters as gpt's two)."""
+    tie_embeddings: bool = True
+    """The output head reuses the token embedding (every family); false gives each model its own V x d
+    head, counted in N and in non-embedding N."""
+    parametrization: str = "sp"
+    """"sp" (standard) or "mup" (maximal update parametrization, Yang et al. 2022, for gpt and llama:
+    init, per-layer LRs and multipliers that let [train].lr tuned at base_width transfer to every width;
+    see scaling/mup.py)."""
+    base_width: int = 0
+    """muP: the d_model of the base model, the width at which [train].lr is the LR of every layer (required
+    with parametrization = "mup"; 0 otherwise)."""
+
+    def shape_options(self) -> dict[str, Any]:
+        """The scaling.accounting.ModelShape fields this section sets besides the depth/width rule."""
+        return {"tie_embeddings": self.tie_embeddings, "parametrization": self.parametrization,
+                "base_width": self.base_width}
 
 
 @dataclass(frozen=True)
@@ -264,7 +282,11 @@ MAX_PARAMS, MAX_TOKENS, MAX_FLOPS = 1e13, 1e16, 1e28
 ASPECT_RATIO_RANGE = (1.0, 1000.0)
 BYTE_VOCAB = 256
 """Vocabulary of byte-level text sources (stdlib, text files and folders)."""
-ARCHS = ("gpt", "lstm")
+ARCHS = ("gpt", "llama", "lstm", "gru")
+PARAMETRIZATIONS = ("sp", "mup")
+MUP_ARCHS = ("gpt", "llama")
+"""Families scaling.mup is defined for: every width of theirs scales with d_model (the recurrent families'
+gates would need rules of their own)."""
 DESIGNS = ("grid", "isoflop", "grid+isoflop")
 BACKENDS = ("local", "slurm")
 WANDB_MODES = ("offline", "online", "disabled")
@@ -413,9 +435,23 @@ def validate(cfg: SweepConfig) -> None:
     c(len(set(m.arch)) == len(m.arch), cfg, "[model].arch", list(m.arch), "must not repeat")
     c(m.seq_len > 0, cfg, "[model].seq_len", m.seq_len, "must be > 0")
     c(m.head_dim > 0, cfg, "[model].head_dim", m.head_dim, "must be > 0")
+    c("llama" not in m.arch or m.head_dim % 2 == 0, cfg, "[model].head_dim", m.head_dim,
+      "must be even for llama (rotary embeddings rotate channel pairs)")
     c(ASPECT_RATIO_RANGE[0] <= m.aspect_ratio <= ASPECT_RATIO_RANGE[1], cfg, "[model].aspect_ratio",
       m.aspect_ratio, f"must be in [{ASPECT_RATIO_RANGE[0]:g}, {ASPECT_RATIO_RANGE[1]:g}] (d_model per layer)")
     c(m.mlp_ratio > 0, cfg, "[model].mlp_ratio", m.mlp_ratio, "must be > 0")
+    c(m.parametrization in PARAMETRIZATIONS, cfg, "[model].parametrization", m.parametrization,
+      f"must be one of {', '.join(PARAMETRIZATIONS)}")
+    if m.parametrization == "mup":
+        c(m.base_width > 0, cfg, "[model].base_width", m.base_width,
+          "must be > 0 with parametrization = \"mup\" (the d_model at which [train].lr was tuned)")
+        for i, arch in enumerate(m.arch):
+            key = "[model].arch" if len(m.arch) == 1 else f"[model].arch[{i}]"
+            c(arch in MUP_ARCHS, cfg, key, arch,
+              f"parametrization = \"mup\" is defined for {', '.join(MUP_ARCHS)} only")
+    else:
+        c(m.base_width == 0, cfg, "[model].base_width", m.base_width,
+          "only used with parametrization = \"mup\"")
     c(g.design in DESIGNS, cfg, "[grid].design", g.design, f"must be one of {', '.join(DESIGNS)}")
     for i, s in enumerate(g.shapes):
         c(s.n_layer > 0, cfg, f"[grid].shapes[{i}].n_layer", s.n_layer, "must be > 0")
@@ -424,6 +460,8 @@ def validate(cfg: SweepConfig) -> None:
         heads = s.n_head or max(1, s.d_model // m.head_dim)
         c(s.d_model % heads == 0, cfg, f"[grid].shapes[{i}].d_model", s.d_model,
           f"must be divisible by its {heads} heads")
+        c("llama" not in m.arch or (s.d_model // heads) % 2 == 0, cfg, f"[grid].shapes[{i}].d_model", s.d_model,
+          f"gives llama heads of odd width {s.d_model // heads} (rotary embeddings rotate channel pairs)")
     for i, n in enumerate(g.n_params):
         c(0 < n <= MAX_PARAMS, cfg, f"[grid].n_params[{i}]", n, f"must be in (0, {MAX_PARAMS:g}]")
     for i, n in enumerate(g.n_tokens):

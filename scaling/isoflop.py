@@ -90,14 +90,15 @@ def _fit_pilot(path: Path, src: str) -> Prior:
 
 @functools.lru_cache(maxsize=32)
 def candidate_shapes(arch: str, seq_len: int, vocab_size: int, head_dim: int, aspect_ratio: float,
-                     mlp_ratio: int) -> tuple[ModelShape, ...]:
+                     mlp_ratio: int, **options: object) -> tuple[ModelShape, ...]:
     """Every shape the depth/width rule allows (the ones resolve_shape chooses from), smallest first:
-    d_model a multiple of head_dim, n_layer = d_model / aspect_ratio rounded down or up (at least 1)."""
+    d_model a multiple of head_dim, n_layer = d_model / aspect_ratio rounded down or up (at least 1).
+    `options`: the other ModelShape fields ([model].shape_options())."""
     shapes: set[ModelShape] = set()
     for multiple in range(1, 4097):
         d = multiple * head_dim
         row = [ModelShape(arch=arch, n_layer=n_layer, d_model=d, n_head=multiple, seq_len=seq_len,
-                          vocab_size=vocab_size, mlp_ratio=mlp_ratio)
+                          vocab_size=vocab_size, mlp_ratio=mlp_ratio, **options)  # type: ignore[arg-type]
                for n_layer in {max(1, math.floor(d / aspect_ratio)), max(1, math.ceil(d / aspect_ratio))}]
         shapes.update(row)
         if min(n_params(s) for s in row) > 10 * MAX_PARAMS:
@@ -138,8 +139,8 @@ class Window:
 
 
 @functools.lru_cache(maxsize=32)
-def _line(arch: str, seq_len: int, vocab_size: int, head_dim: int, aspect_ratio: float, mlp_ratio: int
-          ) -> tuple[np.ndarray, np.ndarray]:
+def _line(arch: str, seq_len: int, vocab_size: int, head_dim: int, aspect_ratio: float, mlp_ratio: int,
+          **options: object) -> tuple[np.ndarray, np.ndarray]:
     """ln N and ln(flops_per_token / N) along the depth/width rule taken as continuous (d_model any real,
     n_layer = d_model / aspect_ratio but at least 1, d_model / head_dim heads): a smooth version of the
     available shapes, whose own ratios jitter by a few % with the rounding of n_layer. The planned IsoFLOP
@@ -149,7 +150,7 @@ def _line(arch: str, seq_len: int, vocab_size: int, head_dim: int, aspect_ratio:
     for d in np.geomspace(head_dim, 4096 * head_dim, 4000):
         shape = ModelShape(arch=arch, n_layer=max(1.0, d / aspect_ratio), d_model=d,  # type: ignore[arg-type]
                            n_head=d / head_dim, seq_len=seq_len, vocab_size=vocab_size,  # type: ignore[arg-type]
-                           mlp_ratio=mlp_ratio)
+                           mlp_ratio=mlp_ratio, **options)  # type: ignore[arg-type]
         n = n_params(shape)
         log_n.append(math.log(n))
         log_r.append(math.log(flops_per_token(shape) / n))
@@ -241,8 +242,10 @@ def plan_windows(cfg: SweepConfig, arch: str, prior: Prior) -> list[Window]:
     they still move a by more than A_TOLERANCE).
     """
     m, g, src = cfg.model, cfg.grid, cfg.source or "<config>"
-    shapes = candidate_shapes(arch, m.seq_len, cfg.data.vocab_size, m.head_dim, m.aspect_ratio, m.mlp_ratio)
-    line = _line(arch, m.seq_len, cfg.data.vocab_size, m.head_dim, m.aspect_ratio, m.mlp_ratio)
+    shapes = candidate_shapes(arch, m.seq_len, cfg.data.vocab_size, m.head_dim, m.aspect_ratio, m.mlp_ratio,
+                              **m.shape_options())
+    line = _line(arch, m.seq_len, cfg.data.vocab_size, m.head_dim, m.aspect_ratio, m.mlp_ratio,
+                 **m.shape_options())
     log_sizes = np.log([n_params(s) for s in shapes])
     step = g.window ** (1.0 / (g.n_sizes - 1))
     offsets = np.linspace(-0.5, 0.5, g.n_sizes) * math.log(g.window)  # the targets around ln N_opt

@@ -1,7 +1,9 @@
-"""The models a sweep trains: a nanoGPT-style pre-norm GPT and a tied-embedding LSTM baseline.
+"""The models a sweep trains: a nanoGPT-style pre-norm GPT, a Llama-style decoder (RMSNorm, SwiGLU, rotary
+positions, no biases), and LSTM and GRU baselines. Every family ties its output head to the token embedding
+unless shape.tie_embeddings is false; muP (scaling.mup) changes init and two multipliers of gpt and llama.
 
-Parameter counts match scaling.accounting.n_params exactly (tests/test_model.py checks it), so the
-N of every fit is the N of the module that was trained.
+Parameter counts match scaling.accounting.n_params exactly (tests/test_model.py and tests/test_families.py
+check it), so the N of every fit is the N of the module that was trained.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from scaling.accounting import ModelShape
+from scaling import mup
+from scaling.accounting import RECURRENT, ModelShape, swiglu_hidden
 
 
 class CausalSelfAttention(nn.Module):
@@ -24,6 +27,8 @@ class CausalSelfAttention(nn.Module):
         self.n_head = shape.n_head
         self.c_attn = nn.Linear(d, 3 * d, bias=False)  # q, k, v in one matmul
         self.c_proj = nn.Linear(d, d, bias=False)
+        self.scale = mup.attention_scale(shape)  # None: SDPA's 1 / sqrt(hs)
+        self.rotary = Rotary(shape) if shape.arch == "llama" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.size()
@@ -31,7 +36,9 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+        if self.rotary is not None:
+            q, k = self.rotary(q), self.rotary(k)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
         return self.c_proj(y)
 
@@ -47,13 +54,50 @@ class MLP(nn.Module):
         return self.c_proj(F.gelu(self.c_fc(x)))
 
 
+class Rotary(nn.Module):
+    """Rotary position embeddings (Su et al. 2021, RoFormer): each pair of channels (i, i + hs/2) of q and k
+    is rotated by the angle pos * 10000^(-2i/hs), so q.k depends on positions only through their offset."""
+
+    def __init__(self, shape: ModelShape):
+        super().__init__()
+        hs = shape.d_model // shape.n_head
+        if hs % 2:
+            raise ValueError(f"rotary embeddings rotate channel pairs: head width {hs} must be even")
+        inv_freq = 10000.0 ** (-torch.arange(0, hs, 2, dtype=torch.float32) / hs)  # (hs/2,)
+        angles = torch.outer(torch.arange(shape.seq_len, dtype=torch.float32), inv_freq)  # (T, hs/2)
+        # buffers, not parameters: counted nowhere, and left out of checkpoints (recomputed on load)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T = x.size(-2)
+        x1, x2 = x.chunk(2, dim=-1)  # 2 x (B, nh, T, hs/2)
+        cos, sin = self.cos[:T].to(x.dtype), self.sin[:T].to(x.dtype)  # (T, hs/2)
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, nh, T, hs)
+
+
+class SwiGLU(nn.Module):
+    """Llama's MLP (Shazeer 2020): down(silu(gate(x)) * up(x)), hidden width accounting.swiglu_hidden."""
+
+    def __init__(self, shape: ModelShape):
+        super().__init__()
+        d, self.hidden = shape.d_model, swiglu_hidden(shape.d_model, shape.mlp_ratio)
+        self.c_fc = nn.Linear(d, 2 * self.hidden, bias=False)  # gate and up in one matmul
+        self.c_proj = nn.Linear(self.hidden, d, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.c_fc(x).split(self.hidden, dim=-1)  # 2 x (B, T, h)
+        return self.c_proj(F.silu(gate) * up)
+
+
 class Block(nn.Module):
     def __init__(self, shape: ModelShape):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(shape.d_model, bias=False)
+        llama = shape.arch == "llama"
+        self.ln_1 = nn.RMSNorm(shape.d_model, eps=1e-5) if llama else nn.LayerNorm(shape.d_model, bias=False)
         self.attn = CausalSelfAttention(shape)
-        self.ln_2 = nn.LayerNorm(shape.d_model, bias=False)
-        self.mlp = MLP(shape)
+        self.ln_2 = nn.RMSNorm(shape.d_model, eps=1e-5) if llama else nn.LayerNorm(shape.d_model, bias=False)
+        self.mlp = SwiGLU(shape) if llama else MLP(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
@@ -62,14 +106,19 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    """The decoder families: "gpt" (learned positions, LayerNorm, GELU MLP) and "llama" (rotary positions,
+    RMSNorm, SwiGLU MLP); both pre-norm with no biases."""
+
     def __init__(self, shape: ModelShape):
         super().__init__()
         self.shape = shape
         d = shape.d_model
         self.wte = nn.Embedding(shape.vocab_size, d)
-        self.wpe = nn.Embedding(shape.seq_len, d)
+        self.wpe = nn.Embedding(shape.seq_len, d) if shape.arch == "gpt" else None
         self.blocks = nn.ModuleList([Block(shape) for _ in range(shape.n_layer)])
-        self.ln_f = nn.LayerNorm(d, bias=False)
+        self.ln_f = nn.RMSNorm(d, eps=1e-5) if shape.arch == "llama" else nn.LayerNorm(d, bias=False)
+        self.lm_head = None if shape.tie_embeddings else nn.Linear(d, shape.vocab_size, bias=False)
+        self.output_mult = mup.output_mult(shape)
         self.apply(_init_weights)
         # GPT-2 paper: scale residual projections by 1/sqrt(2L) so the residual stream's variance does
         # not grow with depth (two residual additions per block).
@@ -81,30 +130,47 @@ class GPT(nn.Module):
         B, T = idx.size()
         if T > self.shape.seq_len:
             raise ValueError(f"sequence of length {T} exceeds seq_len {self.shape.seq_len}")
-        pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
-        x = self.wte(idx) + self.wpe(pos)  # (B, T, C)
+        x = self.wte(idx)  # (B, T, C)
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(T, dtype=torch.long, device=idx.device))  # + (T, C)
         for block in self.blocks:
             x = block(x)
-        x = self.ln_f(x)
-        # Tied head: reuse the token embedding as the output projection (counted once in n_params).
-        return x @ self.wte.weight.T  # (B, T, V)
+        return _logits(self, self.ln_f(x))
 
 
-class LSTM(nn.Module):
+class Recurrent(nn.Module):
+    """The recurrent baselines, "lstm" (torch.nn.LSTM) and "gru" (torch.nn.GRU): same embedding, final
+    LayerNorm and head, n_layer stacked layers of width d_model."""
+
     def __init__(self, shape: ModelShape):
         super().__init__()
         self.shape = shape
         d = shape.d_model
         self.wte = nn.Embedding(shape.vocab_size, d)
-        self.lstm = nn.LSTM(d, d, num_layers=shape.n_layer, batch_first=True)
+        # one attribute per cell type: an LSTM's checkpoints keep the parameter names they always had
+        if shape.arch == "lstm":
+            self.lstm = nn.LSTM(d, d, num_layers=shape.n_layer, batch_first=True)
+        else:
+            self.gru = nn.GRU(d, d, num_layers=shape.n_layer, batch_first=True)
         self.ln_f = nn.LayerNorm(d, bias=False)
+        self.lm_head = None if shape.tie_embeddings else nn.Linear(d, shape.vocab_size, bias=False)
+        self.output_mult = 1.0
         nn.init.normal_(self.wte.weight, mean=0.0, std=0.02)
+        if self.lm_head is not None:
+            nn.init.normal_(self.lm_head.weight, mean=0.0, std=0.02)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.wte(idx)  # (B, T, C)
-        x, _ = self.lstm(x)  # (B, T, C); a fresh zero state per sequence
-        x = self.ln_f(x)
-        return x @ self.wte.weight.T  # (B, T, V)
+        x, _ = (self.lstm if self.shape.arch == "lstm" else self.gru)(x)  # (B, T, C); a fresh zero state per sequence
+        return _logits(self, self.ln_f(x))
+
+
+def _logits(model: GPT | Recurrent, x: torch.Tensor) -> torch.Tensor:
+    """(B, T, C) -> (B, T, V). A tied head reuses the token embedding (counted once in n_params)."""
+    weight = model.wte.weight if model.lm_head is None else model.lm_head.weight  # (V, C)
+    logits = x @ weight.T
+    # muP's readout multiplier 1 / m; SP skips the multiply (its factor is 1)
+    return logits if model.output_mult == 1.0 else logits * model.output_mult
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -115,8 +181,12 @@ def _init_weights(module: nn.Module) -> None:
 
 def build_model(shape: ModelShape) -> nn.Module:
     """The module for `shape`; its parameter count is scaling.accounting.n_params(shape)."""
-    if shape.arch == "gpt":
-        return GPT(shape)
-    if shape.arch == "lstm":
-        return LSTM(shape)
-    raise ValueError(f"unknown arch {shape.arch!r} (valid: gpt, lstm)")
+    mup.width_mult(shape)  # refuses an unknown parametrization, or muP for a family it is not defined for
+    if shape.arch in ("gpt", "llama"):
+        model: nn.Module = GPT(shape)
+    elif shape.arch in RECURRENT:
+        model = Recurrent(shape)
+    else:
+        raise ValueError(f"unknown arch {shape.arch!r} (valid: gpt, llama, lstm, gru)")
+    mup.init_(model, shape)
+    return model

@@ -172,10 +172,10 @@ def _family_shapes(cfg: SweepConfig, arch: str) -> list[ModelShape]:
         heads = s.n_head or max(1, s.d_model // m.head_dim)
         shapes.append((f"[grid].shapes[{i}]", ModelShape(
             arch=arch, n_layer=s.n_layer, d_model=s.d_model, n_head=heads, seq_len=m.seq_len,
-            vocab_size=V, mlp_ratio=m.mlp_ratio)))
+            vocab_size=V, mlp_ratio=m.mlp_ratio, **m.shape_options())))
     for i, target in enumerate(g.n_params):
         shape = resolve_shape(target, arch=arch, seq_len=m.seq_len, vocab_size=V, head_dim=m.head_dim,
-                              aspect_ratio=m.aspect_ratio, mlp_ratio=m.mlp_ratio)
+                              aspect_ratio=m.aspect_ratio, mlp_ratio=m.mlp_ratio, **m.shape_options())
         shapes.append((f"[grid].n_params[{i}]", shape))
     for key, shape in shapes:  # the config caps hold for what is planned, not only for what was typed
         _check_cap(cfg, key, shape, "parameters", n_params(shape), MAX_PARAMS)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from scaling import ddp
+from scaling import ddp, mup
 from scaling.data import Corpus, get_batch, load_corpus, val_windows
 from scaling.errors import LaunchError
 from scaling.model import build_model
@@ -260,7 +260,7 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
         step = run.step
         lr = lr_at(step, spec)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # muP's per-layer LR (1 under SP; scaling.mup)
         x, y = get_batch(corpus.train, step, B, T, spec.seed)  # (B, T), (B, T)
         if env.world > 1:
             x, y = ddp.shard(x, y, env)  # (B / world, T): rows rank::world of the same global batch
@@ -338,11 +338,10 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
 def _build(spec: RunSpec, device: str) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(spec.seed)  # the initial weights are a function of the seed
     model = build_model(spec.shape).to(device)
-    # Decay matrices (linear, embedding, LSTM weights) only; LayerNorm weights and biases are left alone.
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    # Decay matrices (linear, embedding, LSTM weights) only; norm weights and biases are left alone. muP
+    # splits the matrices further, each group with its own LR scale and decay (scaling.mup).
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        mup.param_groups(model, spec.shape, spec.weight_decay),
         lr=spec.lr, betas=(spec.beta1, spec.beta2), fused=True)  # one kernel per step; also shrinks the window checkpoint_active_run() must skip
     return model, optimizer
 

@@ -35,11 +35,11 @@ def sweep(tmp_path: Path, arch: str | list[str]) -> Path:
 def test_arch_is_a_name_or_a_list(tmp_path: Path) -> None:
     assert load_sweep(sweep(tmp_path, "lstm")).model.arch == ("lstm",)
     assert load_sweep(sweep(tmp_path, ["gpt", "lstm"])).model.arch == ("gpt", "lstm")
-    with pytest.raises(ConfigError, match=r"s\.toml: \[model\]\.arch\[1\] = 'rnn': must be one of gpt, lstm"):
+    with pytest.raises(ConfigError, match=r"s\.toml: \[model\]\.arch\[1\] = 'rnn': must be one of gpt, llama, lstm, gru"):
         load_sweep(sweep(tmp_path, ["gpt", "rnn"]))
     with pytest.raises(ConfigError, match=r"\[model\]\.arch = \['gpt', 'gpt'\]: must not repeat"):
         load_sweep(sweep(tmp_path, ["gpt", "gpt"]))
-    with pytest.raises(ConfigError, match=r"\[model\]\.arch = \[\]: give at least one of gpt, lstm"):
+    with pytest.raises(ConfigError, match=r"\[model\]\.arch = \[\]: give at least one of gpt, llama, lstm, gru"):
         load_sweep(sweep(tmp_path, []))
 
 

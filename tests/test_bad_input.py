@@ -150,7 +150,7 @@ def test_every_numeric_config_field_rejects_an_out_of_range_value(tmp_path: Path
     ("data", "path", "x", r"\[data\].path: unknown key"),
     ("grid.shapes", "width", 3, "width: unknown key"),
     (None, "trian", {"lr": 1e-3}, "trian: unknown key"),
-    ("model", "arch", "transformerxl", r"\[model\].arch = 'transformerxl': must be one of gpt, lstm"),
+    ("model", "arch", "transformerxl", r"\[model\].arch = 'transformerxl': must be one of gpt, llama, lstm, gru"),
     ("data", "source", "/no/such/corpus", r"\[data\].source = '/no/such/corpus': no such file"),
     ("launch", "backend", "kubernetes", r"\[launch\].backend"),
     ("grid", "design", "random", r"\[grid\].design"),

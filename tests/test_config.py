@@ -50,7 +50,7 @@ def test_tiny_sweep_is_the_default_with_16_runs() -> None:
     ("[train]", "seeds = [0, 0]", r"\[train\].seeds = \[0, 0\]: must not repeat"),
     ("[launch]", "timeout_min = 0", r"\[launch\].timeout_min = 0: must be > 0"),
     ("[launch]", 'backend = "k8s"', r"\[launch\].backend = 'k8s': must be one of local, slurm"),
-    ("[model]", 'arch = "rnn"', r"\[model\].arch = 'rnn': must be one of gpt, lstm"),
+    ("[model]", 'arch = "rnn"', r"\[model\].arch = 'rnn': must be one of gpt, llama, lstm, gru"),
     ("[train]", 'warmup_rule = "long"', r"\[train\].warmup_rule = 'long': must be one of fraction, params, kaplan"),
     ("[model]", "mlp_ratio = 0", r"\[model\].mlp_ratio = 0: must be > 0"),
     ("[data]", 'source = "no/such/corpus"', r"\[data\].source = '.*no/such/corpus': no such file"),

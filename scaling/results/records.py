@@ -118,6 +118,8 @@ ADDED_LATER: dict[str, Any] = {"schedule": "cosine", "cooldown_steps": 0, "coold
                                "lr_mult": 1.0, "isoflop_centre": 0.0}
 """Spec fields added after run ids existed, with their defaults: a field at its default is left out of the
 digests, so runs planned before it existed keep their folders. A new RunSpec field goes here."""
+SHAPE_ADDED_LATER: dict[str, Any] = {"tie_embeddings": True, "parametrization": "sp", "base_width": 0}
+"""The same for fields of the model shape (ModelShape): left out of every digest at their defaults."""
 ADDED_AFTER_CHECKPOINTS = frozenset({"isoflop_centre"})
 """The ADDED_LATER fields that came after checkpoints stored a digest (the others were in it from the start):
 only these are left out of checkpoint_id at their default, so an interrupted run still resumes."""
@@ -135,6 +137,9 @@ def spec_digest(spec: RunSpec, leave_out: frozenset[str], n_hex: int = 8,
     `added_later` fields at their ADDED_LATER defaults, first n_hex hex digits."""
     content = {k: v for k, v in spec.to_dict().items()
                if k not in leave_out and not (k in added_later and v == ADDED_LATER[k])}
+    if "shape" in content:
+        content["shape"] = {k: v for k, v in content["shape"].items()
+                            if not (k in SHAPE_ADDED_LATER and v == SHAPE_ADDED_LATER[k])}
     return hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:n_hex]
 
 

@@ -1,0 +1,110 @@
+"""muP, the maximal update parametrization (Yang et al. 2022, "Tensor Programs V: Tuning Large Neural
+Networks via Zero-Shot Hyperparameter Transfer", arXiv:2203.03466), for the transformer families.
+
+Under `[model] parametrization = "mup"` a model of width d trains like its base model of width
+`base_width` with the same hyperparameters, so an LR tuned on the base transfers to wider models. With
+width multiplier m = d_model / base_width, for Adam (Table 3 of the paper; microsoft/mup's MuAdam and
+MuReadout implement the same rules):
+
+| parameters | init | Adam LR | AdamW weight decay |
+|---|---|---|---|
+| embeddings (token, position: one infinite dimension) | as SP | lr | as SP |
+| hidden matrices (both dimensions grow with d) | std / sqrt(m), var ~ 1/fan_in | lr / m | wd * m |
+| untied output head | zero | lr | as SP |
+| norm weights (vectors) | as SP | lr | none |
+
+and two multipliers in the forward pass: logits times 1/m (the readout's fan-in grows with d; a tied head
+shares the embedding's LR and gets the same multiplier, like MuSharedReadout), and attention logits
+q.k * 8 / d_head instead of q.k / sqrt(d_head) (Tensor Programs V, sec. 4: q and k become correlated during
+training, so their dot product grows like d_head, not sqrt(d_head); 8 / d_head equals 1 / sqrt(d_head) at
+d_head = 64, the constant microsoft/mup's README uses). Queries start at zero (Tensor Programs V, appendix
+D.2), so every attention starts uniform at every width. The weight decay is multiplied by m because torch's
+AdamW decays by lr * wd * p: the product stays at the base model's (microsoft/mup's decoupled_wd=False).
+
+At m = 1 the init, LRs and logits equal SP's; the attention scale and the zero queries still differ, so a
+muP base model is close to, not equal to, its SP twin. Under "sp" nothing here changes a run: the
+optimizer gets the same two groups in the same order, and the model no multiplier.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from scaling.accounting import ModelShape
+from scaling.config import MUP_ARCHS, PARAMETRIZATIONS  # MUP_ARCHS: every width of theirs scales with d_model
+
+ATTENTION_NUMERATOR = 8.0
+"""muP attention scale = ATTENTION_NUMERATOR / d_head (equal to SP's 1 / sqrt(d_head) at d_head = 64)."""
+
+
+def width_mult(shape: ModelShape) -> float:
+    """m = d_model / base_width under muP; 1.0 under SP."""
+    if shape.parametrization == "sp":
+        return 1.0
+    if shape.parametrization != "mup":
+        raise ValueError(f"unknown parametrization {shape.parametrization!r} (valid: {', '.join(PARAMETRIZATIONS)})")
+    if shape.arch not in MUP_ARCHS:
+        raise ValueError(f"parametrization 'mup' is defined for {', '.join(MUP_ARCHS)}, not {shape.arch!r}")
+    if shape.base_width <= 0:
+        raise ValueError(f"parametrization 'mup' needs base_width > 0, got {shape.base_width}")
+    return shape.d_model / shape.base_width
+
+
+def attention_scale(shape: ModelShape) -> float | None:
+    """The factor on q.k; None means SDPA's default 1 / sqrt(d_head) (SP)."""
+    if shape.parametrization == "sp":
+        return None
+    return ATTENTION_NUMERATOR / (shape.d_model // shape.n_head)
+
+
+def output_mult(shape: ModelShape) -> float:
+    """The factor on the logits: 1 / m."""
+    return 1.0 / width_mult(shape)
+
+
+def kind(name: str, param: torch.Tensor) -> str:
+    """"embedding", "output", "hidden" or "vector" for a named parameter of a scaling.model module."""
+    if name.split(".")[0] in ("wte", "wpe"):
+        return "embedding"
+    if name.split(".")[0] == "lm_head":
+        return "output"
+    return "hidden" if param.dim() >= 2 else "vector"
+
+
+def init_(model: nn.Module, shape: ModelShape) -> None:
+    """Rescale the SP init that the model's constructor drew to muP's (in place, drawing no random numbers,
+    so an SP model and its muP twin start from the same draws). No-op under SP."""
+    if shape.parametrization == "sp":
+        return
+    m = width_mult(shape)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            k = kind(name, p)
+            if k == "hidden":
+                p.mul_(1.0 / math.sqrt(m))  # std 0.02 at the base width, variance ~ 1 / fan_in
+            elif k == "output":
+                p.zero_()
+        for module in model.modules():
+            if hasattr(module, "c_attn"):  # zero queries: the first d_model rows of the fused q, k, v matmul
+                module.c_attn.weight[: shape.d_model].zero_()
+
+
+def param_groups(model: nn.Module, shape: ModelShape, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: matrices decayed, vectors not; under muP hidden matrices also get LR x 1/m and
+    weight decay x m. Each group's "lr_scale" multiplies the schedule's LR (scaling.train sets
+    lr = lr_at(step) * lr_scale every step)."""
+    named = list(model.named_parameters())
+    if shape.parametrization == "sp":
+        # Exactly the groups scaling.train has always built: SP runs stay bitwise the same.
+        return [{"params": [p for _, p in named if p.dim() >= 2], "weight_decay": weight_decay, "lr_scale": 1.0},
+                {"params": [p for _, p in named if p.dim() < 2], "weight_decay": 0.0, "lr_scale": 1.0}]
+    m = width_mult(shape)
+    hidden = [p for n, p in named if kind(n, p) == "hidden"]
+    other_matrices = [p for n, p in named if kind(n, p) in ("embedding", "output")]
+    vectors = [p for n, p in named if kind(n, p) == "vector"]
+    return [{"params": hidden, "weight_decay": weight_decay * m, "lr_scale": 1.0 / m},
+            {"params": other_matrices, "weight_decay": weight_decay, "lr_scale": 1.0},
+            {"params": vectors, "weight_decay": 0.0, "lr_scale": 1.0}]
