@@ -70,6 +70,9 @@ class RunSpec:
     """The [train].lr_sweep multiplier applied to the rule's LR (1.0 without a sweep)."""
     isoflop_centre: float = 0.0
     """IsoFLOP designs: the prior law's N_opt for this run's budget, the centre of its window (0 for grid runs)."""
+    compile: bool = False
+    """Train through torch.compile, falling back to eager if it fails ([train].compile); how the run executes,
+    like its device, so not part of its id."""
 
     @property
     def fork_step(self) -> int:
@@ -94,7 +97,7 @@ class RunSpec:
 
 # Fields that do not change what a run computes: left out of the run id so editing them keeps the folder.
 _NOT_IN_ID = {"run_id", "sweep", "eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb",
-              "trunk_id"}
+              "trunk_id", "compile"}
 # Fields added after run ids existed: left out of the id at their default so older runs keep their folders.
 _ID_DEFAULTS = {"schedule": "cosine", "cooldown_steps": 0, "cooldown_shape": "linear", "lr_mult": 1.0,
                 "isoflop_centre": 0.0}
@@ -358,7 +361,7 @@ def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budge
         checkpoint_every_s=t.checkpoint_every_s, data=cfg.data, wandb=cfg.wandb,
         schedule=t.schedule, cooldown_steps=cooldown_steps,
         cooldown_shape=t.cooldown_shape if wsd else "linear", lr_mult=lr_mult,
-        isoflop_centre=float(isoflop_centre),
+        isoflop_centre=float(isoflop_centre), compile=t.compile,
     )
     if wsd:
         spec = dataclasses.replace(spec, trunk_id=trunk_id_for(spec))
