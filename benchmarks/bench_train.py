@@ -26,6 +26,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import math
+import statistics
 
 import numpy as np
 import torch
@@ -202,6 +203,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0, help="rough training time per shape")
     parser.add_argument("--source", default="stdlib")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare-loop comparison")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="trainer / nanoGPT-style pairs per shape (median ratio; more on a busy machine)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile in the trainer ([train].compile) and in the nanoGPT-style loop")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -243,18 +246,25 @@ def main() -> None:
         probe = bare_loop(make_spec(shape, 1, args.batch_size, args.source), corpus.train, 5, device)
         n_steps = max(20, int(args.seconds * probe / (args.batch_size * args.seq_len)))
         spec = make_spec(shape, n_steps, args.batch_size, args.source, args.compile)
-        with tempfile.TemporaryDirectory() as tmp:
-            run_dir = Path(tmp)
-            write_json_atomic(run_dir / "spec.json", spec.to_dict())
-            result = train_run(run_dir, num_threads=args.threads, device=device)
-        tok_s = result["tokens_per_s"]
+        # Trainer and nanoGPT-style loop alternate, args.repeats times each, so a change of machine load hits
+        # both alike; the ratio printed is the median of the per-pair ratios. Both time the same number of
+        # steps and neither counts its compile (the trainer compiles before its clock starts, the loop in its
+        # untimed first steps).
+        pairs = []
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as tmp:
+                run_dir = Path(tmp)
+                write_json_atomic(run_dir / "spec.json", spec.to_dict())
+                result = train_run(run_dir, num_threads=args.threads, device=device)
+            nano = nanogpt_loop(shape, corpus.train, n_steps, args.batch_size, device, args.compile)
+            pairs.append((result["tokens_per_s"], nano, result["wall_s"] - result["train_s"]))
+        tok_s, nano, setup_s = (statistics.median(col) for col in zip(*pairs))
+        ratio = statistics.median(ours / theirs for ours, theirs, _ in pairs)
         bare = float("nan") if args.no_bare else bare_loop(spec, corpus.train, min(n_steps, 200), device)
-        # As many timed steps as the trainer ran (it ran them all), so compile start-up weighs alike in both.
-        nano = nanogpt_loop(shape, corpus.train, n_steps, args.batch_size, device, args.compile)
-        ratios.append(tok_s / nano)
+        ratios.append(ratio)
         print(f"  L{shape.n_layer} d{shape.d_model:<4} {n_params(shape):>11,} {tok_s:>9.0f} "
               f"{tok_s * fpt / 1e9:>8.1f} {tok_s * fpt / 1e9 / peak:>7.1%} {bare:>10.0f} "
-              f"{tok_s / bare:>9.2f} {nano:>13.0f} {tok_s / nano:>9.2f} {result['wall_s'] - result['train_s']:>12.2f}")
+              f"{tok_s / bare:>9.2f} {nano:>13.0f} {ratio:>9.2f} {setup_s:>12.2f}", flush=True)
     print(f"trainer / nanoGPT-style tokens/s: min {min(ratios):.2f}, geometric mean "
           f"{math.exp(sum(map(math.log, ratios)) / len(ratios)):.2f} over {len(ratios)} shapes")
 

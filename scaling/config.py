@@ -178,9 +178,10 @@ class TrainConfig:
     lr_sweep: tuple[float, ...] = ()
     """Multipliers of each run's peak LR, e.g. [0.5, 1, 2]: one run per multiplier; fits keep the best."""
     compile: bool = False
-    """Train through torch.compile (inductor). If compiling fails, the run warns once and trains eagerly. Losses
-    are close to, not bitwise equal to, eager ones; it pays on GPUs (on 2 CPU cores the compile costs more than it
-    saves for these shapes, benchmarks/README.md). Not part of the run id or the checkpoint check."""
+    """Train through torch.compile (inductor), meant for GPUs. If compiling fails, the run trains eagerly (one
+    warning per process). Compiled losses are close to, not bitwise equal to, eager ones. On 2 CPU cores it did not
+    speed up the default sweep's shapes and costs seconds of compiling per run (benchmarks/README.md). Not part of
+    the run id or the checkpoint check, so turning it on keeps finished runs and resumes checkpoints."""
 
 
 @dataclass(frozen=True)
