@@ -375,6 +375,9 @@ def _compiled(fwd: torch.nn.Module, spec: RunSpec, corpus: Corpus, step: int, en
     if env.world > 1:
         x, y = ddp.shard(x, y, env)
     try:
+        # A worker trains run after run in one process: drop the graphs of its earlier runs, or after
+        # torch._dynamo.config.recompile_limit (8) shapes dynamo would silently run the rest eagerly.
+        torch._dynamo.reset()
         compiled = torch.compile(fwd, backend=COMPILE_BACKEND)
         with autocast:
             loss = F.cross_entropy(compiled(x.to(device)).view(-1, V).float(), y.to(device).view(-1))
