@@ -217,3 +217,17 @@ def test_compile_that_fails_warns_once_and_trains_eagerly_with_the_same_losses(
     for run_dir in compiled:
         assert train_losses(run_dir) == train_losses(eager)
         assert read_result(run_dir)["val_loss"] == read_result(eager)["val_loss"]
+
+
+def test_compile_keeps_run_ids_and_checkpoints(tmp_path: Path, text_corpus: Path) -> None:
+    # Turning [train].compile on keeps finished runs (same folders) and resumes their checkpoints.
+    from scaling.train import spec_hash
+
+    plans = []
+    for compile in (False, True):
+        cfg = tiny_sweep("t", text_corpus, grid={"n_tokens": [2560, 5120]}, train={"compile": compile})
+        plans.append(plan_sweep(load_sweep(write_sweep(tmp_path / f"{compile}.toml", cfg))).runs)
+    eager, compiled = plans
+    assert [r.compile for r in compiled] == [True, True] and [r.compile for r in eager] == [False, False]
+    assert [r.run_id for r in compiled] == [r.run_id for r in eager]
+    assert [spec_hash(r) for r in compiled] == [spec_hash(r) for r in eager]
