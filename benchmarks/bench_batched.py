@@ -54,7 +54,8 @@ def one_by_one(shape: ModelShape, tokens, k: int, n_steps: int, B: int) -> tuple
 def stacked(shape: ModelShape, tokens, k: int, n_steps: int, B: int) -> tuple[float, list[float]]:
     torch.manual_seed(0)
     base = build_model(shape)
-    params = {n: p.detach().unsqueeze(0).repeat(k, *[1] * p.dim()).requires_grad_() for n, p in base.named_parameters()}
+    params = {n: p.detach().unsqueeze(0).repeat(k, *[1] * p.dim()).requires_grad_()
+              for n, p in base.named_parameters()}  # (K, ...) per weight
     opt = torch.optim.AdamW(list(params.values()), lr=3e-3, fused=True)  # elementwise: K members independent
     V, T = shape.vocab_size, shape.seq_len
 
@@ -101,14 +102,16 @@ def stacked_forward(w: dict[str, torch.Tensor], idx: torch.Tensor, shape: ModelS
 def stacked_bmm(shape: ModelShape, tokens, k: int, n_steps: int, B: int) -> tuple[float, list[float]]:
     torch.manual_seed(0)
     base = build_model(shape)
-    params = {n: p.detach().unsqueeze(0).repeat(k, *[1] * p.dim()).requires_grad_() for n, p in base.named_parameters()}
+    params = {n: p.detach().unsqueeze(0).repeat(k, *[1] * p.dim()).requires_grad_()
+              for n, p in base.named_parameters()}  # (K, ...) per weight
     opt = torch.optim.AdamW(list(params.values()), lr=3e-3, fused=True)
     V, T = shape.vocab_size, shape.seq_len
     t0 = time.perf_counter()
     for step in range(n_steps):
         xs, ys = zip(*(get_batch(tokens, step, B, T, i) for i in range(k)))
         logits = stacked_forward(params, torch.stack(xs), shape)  # (K, B, T, V)
-        losses = F.cross_entropy(logits.reshape(-1, V), torch.stack(ys).view(-1), reduction="none").view(k, -1).mean(1)
+        per_token = F.cross_entropy(logits.reshape(-1, V), torch.stack(ys).view(-1), reduction="none")
+        losses = per_token.view(k, -1).mean(1)  # (K,): each member's mean loss
         losses.sum().backward()  # members share no weights: each gets the gradient of its own loss
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -127,7 +130,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tokens = load_corpus(DataConfig(source="stdlib")).train
-    print(f"threads={args.threads}  K={args.k}  seq_len={args.seq_len}  batch={args.batch_size}  (torch {torch.__version__})")
+    print(f"threads={args.threads}  K={args.k}  seq_len={args.seq_len}  batch={args.batch_size}  "
+          f"(torch {torch.__version__})")
     print(f"{'shape':>8} {'one-by-one tok/s':>17} {'vmap tok/s':>11} {'bmm tok/s':>10} {'vmap/one':>9} {'bmm/one':>8} "
           f"{'max |dloss| vmap, bmm':>22}")
     for item in args.shapes.split(","):
@@ -138,8 +142,9 @@ def main() -> None:
             fn(shape, tokens, args.k, 3, args.batch_size)
         rows = []
         for _ in range(args.repeats):  # interleaved, so load changes hit every path alike
-            rows.append([fn(shape, tokens, args.k, args.steps, args.batch_size) for fn in (one_by_one, stacked, stacked_bmm)])
-        (one, l1), (vm, lv), (bm, lb) = rows[-1]
+            rows.append([fn(shape, tokens, args.k, args.steps, args.batch_size)
+                         for fn in (one_by_one, stacked, stacked_bmm)])
+        (_, l1), (_, lv), (_, lb) = rows[-1]
         med = [statistics.median(r[j][0] / r[0][0] for r in rows) for j in (1, 2)]
         best = [max(r[j][0] for r in rows) for j in range(3)]
         diff = [max(abs(x - y) for x, y in zip(l1, other)) for other in (lv, lb)]

@@ -505,9 +505,10 @@ def run_pool(items: Sequence[tuple[str, Callable[[], Any]]], folder: Path, *, ma
     LocalExecutor alone starts every submission immediately; this keeps a queue and submits the next
     callable only when a slot frees. A failing job does not stop the others. Returns key -> finished job.
     With gpus_per_job > 0 each running job gets its own GPUs out of visible_gpus (LocalExecutor alone
-    would give every job GPU 0, and gpus_per_node=0 hides all GPUs: silent CPU training); with runs_per_gpu > 1
-    up to that many jobs share one GPU (gpu_slots, take_gpus). `busy()` counts slots taken by jobs this pool did not start (runs a killed launcher's orphaned jobs
-    still train); they count against max_parallel. SIGINT, SIGTERM or SIGHUP cancel every running job
+    would give every job GPU 0, and gpus_per_node=0 hides all GPUs: silent CPU training); with
+    runs_per_gpu > 1 up to that many jobs share one GPU (gpu_slots, take_gpus). `busy()` counts slots taken
+    by jobs this pool did not start (runs a killed launcher's orphaned jobs still train); they count
+    against max_parallel. SIGINT, SIGTERM or SIGHUP cancel every running job
     (each gets SIGINT and marks its run interrupted) before the exception propagates.
     """
     _check_pool(max_parallel, timeout_min, gpus_per_job, visible_gpus, runs_per_gpu)
@@ -717,7 +718,8 @@ def _launch_local(todo: list[Path], cfg: LaunchConfig, folder: Path, report: Lau
             "run_dirs": [str(d) for d in todo], "max_parallel": cfg.max_parallel,
             "threads_per_job": cfg.threads_per_job, "timeout_min": cfg.timeout_min,
             "max_num_timeout": cfg.max_num_timeout, "signal_delay_s": signal_delay_s, "poll_s": poll_s,
-            "gpus_per_job": cfg.gpus_per_job, "runs_per_gpu": cfg.runs_per_gpu, "elsewhere": [str(d) for d in elsewhere],
+            "gpus_per_job": cfg.gpus_per_job, "runs_per_gpu": cfg.runs_per_gpu,
+            "elsewhere": [str(d) for d in elsewhere],
             "process_per_run": cfg.process_per_run, "costs": {d.name: costs.get(d.name, 0.0) for d in todo},
             "est_flops_per_s": cfg.est_flops_per_s})
         with open(folder / "pool.log", "ab") as out:

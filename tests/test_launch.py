@@ -389,7 +389,8 @@ def test_pool_runs_two_jobs_per_gpu_with_runs_per_gpu(tmp_path: Path) -> None:
 def test_runs_per_gpu_is_checked_in_the_config(tmp_path: Path, text_corpus: Path) -> None:
     base = tiny_sweep("gpus", text_corpus, results_dir=tmp_path / "results", grid={"n_tokens": [2560]})
     for launch_cfg, match in [({"runs_per_gpu": 0}, r"\[launch\].runs_per_gpu = 0: must be >= 1"),
-                              ({"runs_per_gpu": 2}, r"\[launch\].runs_per_gpu = 2: sharing a GPU needs gpus_per_job = 1"),
+                              ({"runs_per_gpu": 2},
+                               r"\[launch\].runs_per_gpu = 2: sharing a GPU needs gpus_per_job = 1"),
                               ({"runs_per_gpu": 2, "gpus_per_job": 1, "backend": "slurm"},
                                r"\[launch\].runs_per_gpu = 2: must be 1 on Slurm")]:
         toml = tmp_path / "s.toml"
