@@ -195,6 +195,11 @@ class TrainConfig:
     """Batch size per run: "constant" (= batch_size) or "deepseek" (DeepSeek LLM 2024 eq. 1, B_opt(C))."""
     lr_sweep: tuple[float, ...] = ()
     """Multipliers of each run's peak LR, e.g. [0.5, 1, 2]: one run per multiplier; fits keep the best."""
+    compile: bool = False
+    """Train through torch.compile (inductor), meant for GPUs. If compiling fails, the run trains eagerly (one
+    warning per process). Compiled losses are close to, not bitwise equal to, eager ones. On 2 CPU cores it did not
+    speed up the default sweep's shapes and costs seconds of compiling per run (benchmarks/README.md). Not part of
+    the run id or the checkpoint check, so turning it on keeps finished runs and resumes checkpoints."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,10 @@ class LaunchConfig:
     once per slot. Results are bitwise the same either way. Slurm always runs one run per array task."""
     partition: str = ""
     """Slurm partition ("" = the cluster's default)."""
+    runs_per_gpu: int = 1
+    """Local, with gpus_per_job = 1: up to this many runs share each GPU at once (small models leave most of a
+    GPU idle); max_parallel may then be up to runs_per_gpu x the visible GPUs. Runs are spread over the GPUs
+    first, then stacked. Slurm gives each array task its own GPU (1 only)."""
     gpus_per_job: int = 0
     """GPUs per run. On Slurm more than 1 means DDP across them, one process per GPU (locally a run is one
     process, which trains on the first of its GPUs)."""
@@ -524,6 +533,11 @@ def validate(cfg: SweepConfig) -> None:
     c(la.max_num_timeout >= 0, cfg, "[launch].max_num_timeout", la.max_num_timeout, "must be >= 0")
     c(la.gpus_per_job >= 0, cfg, "[launch].gpus_per_job", la.gpus_per_job, "must be >= 0")
     c(la.tasks_per_job >= 0, cfg, "[launch].tasks_per_job", la.tasks_per_job, "must be >= 0")
+    c(la.runs_per_gpu >= 1, cfg, "[launch].runs_per_gpu", la.runs_per_gpu, "must be >= 1")
+    c(la.runs_per_gpu == 1 or la.gpus_per_job == 1, cfg, "[launch].runs_per_gpu", la.runs_per_gpu,
+      f"sharing a GPU needs gpus_per_job = 1 (it is {la.gpus_per_job})")
+    c(la.runs_per_gpu == 1 or la.backend == "local", cfg, "[launch].runs_per_gpu", la.runs_per_gpu,
+      "must be 1 on Slurm (each array task gets its own GPU)")
     c(la.gpus_per_job <= 1 or la.tasks_per_job in (0, la.gpus_per_job), cfg, "[launch].tasks_per_job",
       la.tasks_per_job, f"must be 0 or gpus_per_job ({la.gpus_per_job}): one process per GPU")
     c(la.tasks_per_job <= 1 or la.backend == "slurm", cfg, "[launch].tasks_per_job", la.tasks_per_job,

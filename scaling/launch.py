@@ -10,6 +10,7 @@ their thread counts.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import heapq
@@ -495,21 +496,22 @@ def run_pool(items: Sequence[tuple[str, Callable[[], Any]]], folder: Path, *, ma
              timeout_min: float, signal_delay_s: int = 30, max_num_timeout: int = 3, poll_s: float = 0.2,
              on_done: Callable[[str, submitit.Job], None] | None = None, gpus_per_job: int = 0,
              visible_gpus: Sequence[int] = (), busy: Callable[[], int] | None = None,
-             on_tick: Callable[[], None] | None = None) -> dict[str, submitit.Job]:
+             on_tick: Callable[[], None] | None = None, runs_per_gpu: int = 1) -> dict[str, submitit.Job]:
     """Run callables as submitit local jobs, never more than `max_parallel` at once.
 
     LocalExecutor alone starts every submission immediately; this keeps a queue and submits the next
     callable only when a slot frees. A failing job does not stop the others. Returns key -> finished job.
     With gpus_per_job > 0 each running job gets its own GPUs out of visible_gpus (LocalExecutor alone
-    would give every job GPU 0, and gpus_per_node=0 hides all GPUs: silent CPU training).
-    `busy()` counts slots taken by jobs this pool did not start (runs a killed launcher's orphaned jobs
-    still train); they count against max_parallel. SIGINT, SIGTERM or SIGHUP cancel every running job
+    would give every job GPU 0, and gpus_per_node=0 hides all GPUs: silent CPU training); with
+    runs_per_gpu > 1 up to that many jobs share one GPU (gpu_slots, take_gpus). `busy()` counts slots taken
+    by jobs this pool did not start (runs a killed launcher's orphaned jobs still train); they count
+    against max_parallel. SIGINT, SIGTERM or SIGHUP cancel every running job
     (each gets SIGINT and marks its run interrupted) before the exception propagates.
     """
-    _check_pool(max_parallel, timeout_min, gpus_per_job, visible_gpus)
+    _check_pool(max_parallel, timeout_min, gpus_per_job, visible_gpus, runs_per_gpu)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    free_gpus = list(visible_gpus)
+    free_gpus = gpu_slots(visible_gpus, runs_per_gpu)
     gpus_of: dict[str, list[int]] = {}
     executor = _local_executor(folder, timeout_min, signal_delay_s, max_num_timeout)
     queue = list(items)[::-1]
@@ -522,15 +524,41 @@ def run_pool(items: Sequence[tuple[str, Callable[[], Any]]], folder: Path, *, ma
     return finished
 
 
-def _check_pool(max_parallel: int, timeout_min: float, gpus_per_job: int, visible_gpus: Sequence[int]) -> None:
+def _check_pool(max_parallel: int, timeout_min: float, gpus_per_job: int, visible_gpus: Sequence[int],
+                runs_per_gpu: int = 1) -> None:
     if max_parallel < 1:
         raise ConfigError(f"run_pool: max_parallel = {max_parallel}: must be >= 1")
     if not timeout_min > 0:
         raise ConfigError(f"run_pool: timeout_min = {timeout_min}: must be > 0")
-    if gpus_per_job and max_parallel * gpus_per_job > len(visible_gpus):
+    if runs_per_gpu < 1 or (runs_per_gpu > 1 and gpus_per_job != 1):
+        raise ConfigError(f"run_pool: runs_per_gpu = {runs_per_gpu}: must be >= 1, and 1 unless gpus_per_job = 1")
+    if gpus_per_job and max_parallel * gpus_per_job > len(visible_gpus) * runs_per_gpu:
+        what = f"GPU slots ({runs_per_gpu} runs per GPU)" if runs_per_gpu > 1 else "GPUs"
         raise LaunchError(f"[launch].gpus_per_job = {gpus_per_job} x max_parallel = {max_parallel} needs "
-                          f"{max_parallel * gpus_per_job} GPUs; this machine shows {len(visible_gpus)} "
+                          f"{max_parallel * gpus_per_job} {what}; this machine shows {len(visible_gpus)} "
                           f"({list(visible_gpus)})")
+
+
+def gpu_slots(visible_gpus: Sequence[int], runs_per_gpu: int = 1) -> list[int]:
+    """A local pool's free list of GPU slots: each visible GPU once per run it may hold at a time."""
+    return [gpu for gpu in visible_gpus for _ in range(runs_per_gpu)]
+
+
+def take_gpus(free_gpus: Sequence[int], n: int) -> tuple[list[int], list[int]]:
+    """Pick `n` distinct GPUs for a job from the free slots, those with the most free slots first (ties in
+    list order), so jobs spread over every GPU before any GPU holds two. Returns (taken, free slots left).
+
+    With one slot per GPU this is the first `n` free GPUs, the pool's order before runs_per_gpu existed.
+    """
+    count = collections.Counter(free_gpus)
+    first = {gpu: i for i, gpu in reversed(list(enumerate(free_gpus)))}
+    taken = sorted(count, key=lambda gpu: (-count[gpu], first[gpu]))[:n]
+    if len(taken) < n:
+        raise LaunchError(f"a job needs {n} distinct GPUs; only {sorted(count)} have a free slot")
+    left = list(free_gpus)
+    for gpu in taken:
+        left.remove(gpu)
+    return taken, left
 
 
 def _local_executor(folder: Path, timeout_min: float, signal_delay_s: int,
@@ -584,7 +612,7 @@ def _submit(executor: submitit.LocalExecutor, key: str, fn: Callable[[], Any], f
     """Submit one pool job: with gpus_per_job its own GPUs taken from free_gpus (recorded in gpus_of[key], given
     back when it ends), and its controller's stderr in the launch folder (see _stderr_to)."""
     if gpus_per_job:
-        gpus_of[key], free_gpus[:] = free_gpus[:gpus_per_job], free_gpus[gpus_per_job:]
+        gpus_of[key], free_gpus[:] = take_gpus(free_gpus, gpus_per_job)
         executor.update_parameters(gpus_per_node=gpus_per_job, visible_gpus=gpus_of[key])
     with _stderr_to(folder / "controllers.log"):
         return executor.submit(fn)
@@ -594,7 +622,8 @@ def run_workers(todo: Sequence[Path], folder: Path, *, costs: dict[str, float], 
                 timeout_min: float, threads_per_job: int = 1, signal_delay_s: int = 30, max_num_timeout: int = 3,
                 poll_s: float = 0.2, on_run: Callable[[Path, submitit.Job], None] | None = None,
                 gpus_per_job: int = 0, visible_gpus: Sequence[int] = (), busy: Callable[[], int] | None = None,
-                on_tick: Callable[[], None] | None = None, job_cls: type | None = None) -> set[str]:
+                on_tick: Callable[[], None] | None = None, job_cls: type | None = None,
+                runs_per_gpu: int = 1) -> set[str]:
     """Train the runs of `todo` (longest first by `costs`) on at most `max_parallel` TrainWorker processes.
 
     `on_run(run_dir, worker_job)` is called once per run, when its worker ended it or died while training it
@@ -603,7 +632,7 @@ def run_workers(todo: Sequence[Path], folder: Path, *, costs: dict[str, float], 
     one process per run would, instead of being restarted forever. Busy slots, GPUs, signals and
     cancellation as in run_pool. Returns the run ids it reported.
     """
-    _check_pool(max_parallel, timeout_min, gpus_per_job, visible_gpus)
+    _check_pool(max_parallel, timeout_min, gpus_per_job, visible_gpus, runs_per_gpu)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     queue = WorkQueue.write(folder, [(Path(d), costs.get(Path(d).name, 0.0)) for d in todo])
@@ -611,7 +640,7 @@ def run_workers(todo: Sequence[Path], folder: Path, *, costs: dict[str, float], 
     executor = _local_executor(folder, timeout_min, signal_delay_s, max_num_timeout)
     # A worker stops taking runs that would not fit before the time-limit signal (start-up included).
     time_limit_s = max(1.0, timeout_min * 60 - signal_delay_s - 10)
-    free_gpus = list(visible_gpus)
+    free_gpus = gpu_slots(visible_gpus, runs_per_gpu)
     gpus_of: dict[str, list[int]] = {}
     running: dict[str, submitit.Job] = {}
     jobs: dict[str, submitit.Job] = {}
@@ -686,7 +715,8 @@ def _launch_local(todo: list[Path], cfg: LaunchConfig, folder: Path, report: Lau
             "run_dirs": [str(d) for d in todo], "max_parallel": cfg.max_parallel,
             "threads_per_job": cfg.threads_per_job, "timeout_min": cfg.timeout_min,
             "max_num_timeout": cfg.max_num_timeout, "signal_delay_s": signal_delay_s, "poll_s": poll_s,
-            "gpus_per_job": cfg.gpus_per_job, "elsewhere": [str(d) for d in elsewhere],
+            "gpus_per_job": cfg.gpus_per_job, "runs_per_gpu": cfg.runs_per_gpu,
+            "elsewhere": [str(d) for d in elsewhere],
             "process_per_run": cfg.process_per_run, "costs": {d.name: costs.get(d.name, 0.0) for d in todo},
             "est_flops_per_s": cfg.est_flops_per_s})
         with open(folder / "pool.log", "ab") as out:
@@ -699,7 +729,7 @@ def _launch_local(todo: list[Path], cfg: LaunchConfig, folder: Path, report: Lau
                          timeout_min=cfg.timeout_min, max_num_timeout=cfg.max_num_timeout,
                          signal_delay_s=signal_delay_s, poll_s=poll_s, say=say, job_ids=report.job_ids,
                          gpus_per_job=cfg.gpus_per_job, elsewhere=elsewhere, costs=costs,
-                         process_per_run=cfg.process_per_run, progress=progress)
+                         process_per_run=cfg.process_per_run, progress=progress, runs_per_gpu=cfg.runs_per_gpu)
     report.failed = [d.name for d in todo if d.name in failed]
 
 
@@ -707,7 +737,7 @@ def _local_pool(todo: list[Path], folder: Path, *, max_parallel: int, threads_pe
                 max_num_timeout: int, signal_delay_s: int, poll_s: float, say: Callable[[str], None],
                 job_ids: dict[str, str], gpus_per_job: int = 0, elsewhere: Sequence[Path] = (),
                 costs: dict[str, float] | None = None, process_per_run: bool = False,
-                progress: LiveProgress | None = None) -> set[str]:
+                progress: LiveProgress | None = None, runs_per_gpu: int = 1) -> set[str]:
     """Train `todo` (already in the order to start) on the local pool: one TrainWorker per slot, or with
     process_per_run one TrainJob process per run; prints a line per finished run and the progress line."""
     n_done = 0
@@ -760,13 +790,14 @@ def _local_pool(todo: list[Path], folder: Path, *, max_parallel: int, threads_pe
             run_pool(items, folder, max_parallel=max_parallel, timeout_min=timeout_min,
                      signal_delay_s=signal_delay_s, max_num_timeout=max_num_timeout, poll_s=poll_s,
                      on_done=on_done_and_show, gpus_per_job=gpus_per_job, visible_gpus=gpus,
-                     busy=busy if elsewhere else None, on_tick=tick)
+                     busy=busy if elsewhere else None, on_tick=tick, runs_per_gpu=runs_per_gpu)
         else:
             run_workers(todo, folder, costs=costs or {}, max_parallel=max_parallel, timeout_min=timeout_min,
                         threads_per_job=threads_per_job, signal_delay_s=signal_delay_s,
                         max_num_timeout=max_num_timeout, poll_s=poll_s,
                         on_run=lambda d, job: on_done_and_show(str(d), job), gpus_per_job=gpus_per_job,
-                        visible_gpus=gpus, busy=busy if elsewhere else None, on_tick=tick, job_cls=TrainJob)
+                        visible_gpus=gpus, busy=busy if elsewhere else None, on_tick=tick, job_cls=TrainJob,
+                        runs_per_gpu=runs_per_gpu)
     except KeyboardInterrupt as exc:
         _mark_interrupted(todo, str(exc) or "SIGINT")
         raise
@@ -815,7 +846,7 @@ def _pool_main(manifest: Path) -> None:
                 max_num_timeout=m["max_num_timeout"], signal_delay_s=m["signal_delay_s"], poll_s=m["poll_s"],
                 say=_printer(True), job_ids={}, gpus_per_job=m.get("gpus_per_job", 0),
                 elsewhere=[Path(d) for d in m.get("elsewhere", [])], costs=m.get("costs", {}),
-                process_per_run=m.get("process_per_run", False),
+                process_per_run=m.get("process_per_run", False), runs_per_gpu=m.get("runs_per_gpu", 1),
                 progress=LiveProgress(lambda: sweep_status(Path(m["run_dirs"][0]).parent),
                                       slots=m["max_parallel"], est_flops_per_s=m.get("est_flops_per_s", 5e10),
                                       stream=sys.stdout))

@@ -247,7 +247,7 @@ def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budge
         checkpoint_every_s=t.checkpoint_every_s, data=cfg.data, wandb=cfg.wandb,
         schedule=t.schedule, cooldown_steps=cooldown_steps,
         cooldown_shape=t.cooldown_shape if wsd else "linear", lr_mult=lr_mult,
-        isoflop_centre=float(isoflop_centre),
+        isoflop_centre=float(isoflop_centre), compile=t.compile,
     )
     if wsd:
         spec = dataclasses.replace(spec, trunk_id=trunk_id_for(spec))

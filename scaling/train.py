@@ -238,6 +238,8 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
             raise LaunchError(f"{run_dir}: rank {env.rank} resumed at step {run.step}, unlike rank 0")
     model, optimizer = run.model, run.optimizer
     fwd = ddp.wrap(model, device) if env.world > 1 else model  # run.model stays the bare module (checkpoints)
+    if spec.compile:
+        fwd = _compiled(fwd, spec, corpus, run.step, env, device, autocast)
     if env.is_main:
         _drop_metrics_after(run_dir, run.step)
     best = min(run.losses, default=math.inf)  # running minimum for the loss-spike rule
@@ -333,6 +335,44 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
     log.info("%s: done in %.1fs: val_loss %.4f, train_loss %.4f, %.0f tok/s", spec.run_id,
              result["wall_s"], val_loss, result["train_loss"], result["tokens_per_s"])
     return result
+
+
+COMPILE_BACKEND = "inductor"
+"""The torch.compile backend of [train].compile (inductor: generated C++ on CPU, Triton on CUDA)."""
+_COMPILE_WARNED = False
+"""Whether this process has warned that torch.compile failed (a worker training many runs warns once)."""
+
+
+def _compiled(fwd: torch.nn.Module, spec: RunSpec, corpus: Corpus, step: int, env: ddp.DistEnv, device: str,
+              autocast: Any) -> Any:
+    """`fwd` through torch.compile, or `fwd` itself if compiling fails (warned once per process).
+
+    torch.compile is lazy: it compiles at the first call (and the backward at the first backward), so it is
+    tried here on the run's next batch, forward and backward, and the gradients are dropped. Weights,
+    optimizer state and the data order are untouched, so the loop then trains exactly as it would have.
+    """
+    global _COMPILE_WARNED
+    B, T, V = spec.batch_size, spec.shape.seq_len, spec.shape.vocab_size
+    x, y = get_batch(corpus.train, step, B, T, spec.seed)  # (B, T), (B, T)
+    if env.world > 1:
+        x, y = ddp.shard(x, y, env)
+    try:
+        # A worker trains run after run in one process: drop the graphs of its earlier runs, or after
+        # torch._dynamo.config.recompile_limit (8) shapes dynamo would silently run the rest eagerly.
+        torch._dynamo.reset()
+        compiled = torch.compile(fwd, backend=COMPILE_BACKEND)
+        with autocast:
+            loss = F.cross_entropy(compiled(x.to(device)).view(-1, V).float(), y.to(device).view(-1))
+        loss.backward()
+    except Exception as exc:  # no C++ compiler, an unsupported op or platform, ...: eager still trains
+        say = log.info if _COMPILE_WARNED else log.warning
+        _COMPILE_WARNED = True
+        say("%s: torch.compile failed (%s: %s); training eagerly", spec.run_id, type(exc).__name__,
+            str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "")
+        return fwd
+    finally:
+        fwd.zero_grad(set_to_none=True)
+    return compiled
 
 
 def _build(spec: RunSpec, device: str) -> tuple[torch.nn.Module, torch.optim.Optimizer]:

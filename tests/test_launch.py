@@ -353,3 +353,49 @@ def test_a_worker_that_cannot_start_fails_the_runs_one_by_one(tmp_path: Path,
                            timeout_min=5, poll_s=0.05, job_cls=only_here.Job,
                            on_run=lambda d, job: seen.append(d.name))
     assert sorted(seen) == sorted(reported) == ["run0", "run1", "run2"]  # each once, then the pool ends
+
+
+def test_gpu_slots_spread_runs_over_gpus_before_sharing_one() -> None:
+    from scaling.launch import gpu_slots, take_gpus
+
+    free = gpu_slots([3, 5], runs_per_gpu=2)
+    assert sorted(free) == [3, 3, 5, 5]
+    got = []
+    for _ in range(4):
+        taken, free = take_gpus(free, 1)
+        got += taken
+    assert got == [3, 5, 3, 5] and free == []
+    taken, free = take_gpus([5, 3, 5], 1)  # GPU 5 has two free slots, GPU 3 one: the emptier GPU first
+    assert taken == [5] and sorted(free) == [3, 5]
+    # One slot per GPU: the first n free GPUs in order, as the pool always gave them.
+    assert take_gpus(gpu_slots([2, 0, 1]), 2) == ([2, 0], [1])
+    with pytest.raises(scaling.errors.LaunchError, match="2 distinct GPUs"):
+        take_gpus([4, 4], 2)
+
+
+def test_pool_runs_two_jobs_per_gpu_with_runs_per_gpu(tmp_path: Path) -> None:
+    # All four jobs run at once on two GPUs, two on each (read back from the env each job saw).
+    code = "import os, time; time.sleep(0.5); print(os.environ.get('CUDA_VISIBLE_DEVICES'))"
+    items = [(f"j{i}", CommandFunction([sys.executable, "-c", code])) for i in range(4)]
+    jobs = run_pool(items, tmp_path, max_parallel=4, timeout_min=5, gpus_per_job=1, visible_gpus=[3, 5],
+                    runs_per_gpu=2)
+    seen = sorted(job.result().strip() for job in jobs.values())
+    assert seen == ["3", "3", "5", "5"]
+    with pytest.raises(scaling.errors.LaunchError, match=r"needs 5 GPU slots \(2 runs per GPU\)"):
+        run_pool(items, tmp_path, max_parallel=5, timeout_min=5, gpus_per_job=1, visible_gpus=[0, 1],
+                 runs_per_gpu=2)
+
+
+def test_runs_per_gpu_is_checked_in_the_config(tmp_path: Path, text_corpus: Path) -> None:
+    base = tiny_sweep("gpus", text_corpus, results_dir=tmp_path / "results", grid={"n_tokens": [2560]})
+    for launch_cfg, match in [({"runs_per_gpu": 0}, r"\[launch\].runs_per_gpu = 0: must be >= 1"),
+                              ({"runs_per_gpu": 2},
+                               r"\[launch\].runs_per_gpu = 2: sharing a GPU needs gpus_per_job = 1"),
+                              ({"runs_per_gpu": 2, "gpus_per_job": 1, "backend": "slurm"},
+                               r"\[launch\].runs_per_gpu = 2: must be 1 on Slurm")]:
+        toml = tmp_path / "s.toml"
+        write_sweep(toml, base | {"launch": base.get("launch", {}) | launch_cfg})
+        with pytest.raises(ConfigError, match=match):
+            load_sweep(toml)
+    write_sweep(toml, base | {"launch": base.get("launch", {}) | {"runs_per_gpu": 4, "gpus_per_job": 1}})
+    assert load_sweep(toml).launch.runs_per_gpu == 4

@@ -192,3 +192,42 @@ def test_broken_wandb_never_fails_training(tmp_path: Path, text_corpus: Path,
     (run_dir / "wandb").write_text("a file where wandb wants its folder")  # wandb.init raises
     assert train_run(run_dir, num_threads=1)["status"] == "done"
     assert "wandb init failed" in caplog.text
+
+
+
+
+def test_compile_that_fails_warns_once_and_trains_eagerly_with_the_same_losses(
+        tmp_path: Path, text_corpus: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # torch.compile fails for real (torch rejects the backend; a missing C++ compiler fails the same way, only
+    # after ~45 s of tracing here): each run trains eagerly, bitwise as without compile, and the process warns
+    # once however many runs it trains (a worker trains many).
+    import scaling.train
+
+    eager = make_run(tmp_path / "eager", text_corpus, n_tokens=2560)
+    compiled = [make_run(tmp_path / f"compiled{i}", text_corpus, n_tokens=2560, compile=True) for i in range(2)]
+    train_run(eager, num_threads=1)
+    monkeypatch.setattr(scaling.train, "COMPILE_BACKEND", "no-such-backend")
+    monkeypatch.setattr(scaling.train, "_COMPILE_WARNED", False)
+    with caplog.at_level("INFO", logger="scaling.train"):
+        for run_dir in compiled:
+            train_run(run_dir, num_threads=1)
+    failed = [r for r in caplog.records if "torch.compile failed" in r.getMessage()]
+    assert [r.levelname for r in failed] == ["WARNING", "INFO"], caplog.text
+    assert "InvalidBackend" in failed[0].getMessage() and "training eagerly" in failed[0].getMessage()
+    for run_dir in compiled:
+        assert train_losses(run_dir) == train_losses(eager)
+        assert read_result(run_dir)["val_loss"] == read_result(eager)["val_loss"]
+
+
+def test_compile_keeps_run_ids_and_checkpoints(tmp_path: Path, text_corpus: Path) -> None:
+    # Turning [train].compile on keeps finished runs (same folders) and resumes their checkpoints.
+    from scaling.results import checkpoint_id as spec_hash
+
+    plans = []
+    for compile in (False, True):
+        cfg = tiny_sweep("t", text_corpus, grid={"n_tokens": [2560, 5120]}, train={"compile": compile})
+        plans.append(plan_sweep(load_sweep(write_sweep(tmp_path / f"{compile}.toml", cfg))).runs)
+    eager, compiled = plans
+    assert [r.compile for r in compiled] == [True, True] and [r.compile for r in eager] == [False, False]
+    assert [r.run_id for r in compiled] == [r.run_id for r in eager]
+    assert [spec_hash(r) for r in compiled] == [spec_hash(r) for r in eager]

@@ -85,6 +85,9 @@ class RunSpec:
     """The [train].lr_sweep multiplier applied to the rule's LR (1.0 without a sweep)."""
     isoflop_centre: float = 0.0
     """IsoFLOP designs: the prior law's N_opt for this run's budget, the centre of its window (0 for grid runs)."""
+    compile: bool = False
+    """Train through torch.compile, falling back to eager if it fails ([train].compile); how the run executes,
+    like its device, so not part of its id (NOT_COMPUTED)."""
 
     @property
     def fork_step(self) -> int:
@@ -110,7 +113,7 @@ class RunSpec:
 
 # ------------------------------------------------------------------------------------------------ digest
 
-NOT_COMPUTED = frozenset({"eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb"})
+NOT_COMPUTED = frozenset({"eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb", "compile"})
 """Spec fields that do not change what a run computes: editing them keeps its folder and its checkpoint."""
 NAMES = frozenset({"run_id", "sweep", "trunk_id"})
 """Spec fields that name a run rather than describe it: left out of its own id."""
