@@ -115,6 +115,10 @@ def _init_weights(module: nn.Module) -> None:
 
 def build_model(shape: ModelShape) -> nn.Module:
     """The module for `shape`; its parameter count is scaling.accounting.n_params(shape)."""
+    if ":" in shape.arch:  # a plug-in "package.module:factory" (scaling.plugin)
+        from scaling import plugin
+
+        return plugin.build(shape)
     if shape.arch == "gpt":
         return GPT(shape)
     if shape.arch == "lstm":

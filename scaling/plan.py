@@ -18,6 +18,8 @@ from scaling.accounting import ModelShape, flops_per_token, n_params, resolve_sh
 from scaling import hparams
 from scaling.config import MAX_FLOPS, MAX_PARAMS, MAX_TOKENS, DataConfig, SweepConfig, WandbConfig
 from scaling.errors import ConfigError
+from scaling.external import template_fields_problem
+from scaling.plugin import PluginError
 from scaling.isoflop import Window, check_design, design_exponents, plan_windows, resolve_prior
 
 
@@ -70,6 +72,8 @@ class RunSpec:
     """The [train].lr_sweep multiplier applied to the rule's LR (1.0 without a sweep)."""
     isoflop_centre: float = 0.0
     """IsoFLOP designs: the prior law's N_opt for this run's budget, the centre of its window (0 for grid runs)."""
+    command: str = ""
+    """[train].command: the template of the user's training command (scaling.external); "" = built-in trainer."""
 
     @property
     def fork_step(self) -> int:
@@ -97,7 +101,7 @@ _NOT_IN_ID = {"run_id", "sweep", "eval_every_steps", "log_every_steps", "checkpo
               "trunk_id"}
 # Fields added after run ids existed: left out of the id at their default so older runs keep their folders.
 _ID_DEFAULTS = {"schedule": "cosine", "cooldown_steps": 0, "cooldown_shape": "linear", "lr_mult": 1.0,
-                "isoflop_centre": 0.0}
+                "isoflop_centre": 0.0, "command": ""}
 # Fields that differ between the branches of one WSD trunk (everything else is shared).
 _NOT_IN_TRUNK = _NOT_IN_ID | {"n_tokens", "n_tokens_target", "flops", "flops_6nd", "flops_budget", "n_steps",
                               "cooldown_steps", "isoflop_centre"}
@@ -116,13 +120,18 @@ def run_id_for(spec: RunSpec) -> str:
     """Readable and content-addressed: `gpt-L2-d64-T1.05M-s0-1a2b3c4d`."""
     s = spec.shape
     digest = _content_digest(spec, _NOT_IN_ID)
-    return f"{s.arch}-L{s.n_layer}-d{s.d_model}-T{_si(spec.n_tokens)}-s{spec.seed}-{digest}"
+    return f"{arch_label(s.arch)}-L{s.n_layer}-d{s.d_model}-T{_si(spec.n_tokens)}-s{spec.seed}-{digest}"
 
 
 def trunk_id_for(spec: RunSpec) -> str:
     """The WSD trunk a run branches from: same model, seed and optimizer, any token budget."""
     s = spec.shape
-    return f"trunk-{s.arch}-L{s.n_layer}-d{s.d_model}-s{spec.seed}-{_content_digest(spec, _NOT_IN_TRUNK)}"
+    return f"trunk-{arch_label(s.arch)}-L{s.n_layer}-d{s.d_model}-s{spec.seed}-{_content_digest(spec, _NOT_IN_TRUNK)}"
+
+
+def arch_label(arch: str) -> str:
+    """The arch as it appears in run ids (folder names): a plug-in "pkg.mod:build" reads "pkg.mod.build"."""
+    return arch.replace(":", ".")
 
 
 def _si(x: float) -> str:
@@ -214,6 +223,13 @@ def count_runs(cfg: SweepConfig) -> int:
 def plan_sweep(cfg: SweepConfig) -> Plan:
     """All runs of a sweep, in a stable order: the grid's (family, size, budget), then the IsoFLOP
     budgets' (budget, family, size); each point's LR multipliers and seeds."""
+    try:
+        return _plan_sweep(cfg)
+    except PluginError as exc:  # a plug-in model that fails to build or count at some planned shape
+        raise ConfigError(f"{cfg.source}: {exc}") from None
+
+
+def _plan_sweep(cfg: SweepConfig) -> Plan:
     g = cfg.grid
     n_runs = count_runs(cfg)
     if n_runs > MAX_RUNS:
@@ -358,8 +374,12 @@ def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budge
         checkpoint_every_s=t.checkpoint_every_s, data=cfg.data, wandb=cfg.wandb,
         schedule=t.schedule, cooldown_steps=cooldown_steps,
         cooldown_shape=t.cooldown_shape if wsd else "linear", lr_mult=lr_mult,
-        isoflop_centre=float(isoflop_centre),
+        isoflop_centre=float(isoflop_centre), command=t.command,
     )
     if wsd:
         spec = dataclasses.replace(spec, trunk_id=trunk_id_for(spec))
+    if t.command:  # every {field} must exist in this run's spec: a typo fails here, not in a job
+        why = template_fields_problem(t.command, spec)
+        if why is not None:
+            raise ConfigError(f"{cfg.source}: [train].command = {t.command!r}: {why}")
     return dataclasses.replace(spec, run_id=run_id_for(spec))

@@ -46,7 +46,7 @@ SPIKE_FACTOR = 3.0
 # Spec fields that do not change what is computed: editing them keeps an existing checkpoint valid.
 _NOT_IN_CKPT_HASH = {"eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb"}
 # Spec fields added after checkpoints existed: left out at their default so those checkpoints stay valid.
-_CKPT_HASH_DEFAULTS = {"isoflop_centre": 0.0}
+_CKPT_HASH_DEFAULTS = {"isoflop_centre": 0.0, "command": ""}
 
 
 @dataclass
