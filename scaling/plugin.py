@@ -17,18 +17,19 @@ Contract (also in the README, "Sweep your own model"):
 - It trains with the project's trainer (seeded init: torch.manual_seed(seed) before the factory runs), data,
   checkpoints (its state_dict), requeue and fits, exactly as "gpt" does.
 
-Counting builds the module on torch's meta device (shapes without memory), so resolving a 1e9-parameter
-target costs milliseconds. This module imports torch only when a plug-in is counted or built; the planner
+Counting builds the module on torch's meta device (shapes without memory) with torch.nn.init's initializers
+skipped, so resolving a 1e9-parameter target costs milliseconds per size tried. This module imports torch only when a plug-in is counted or built; the planner
 stays torch-free for the built-in families.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,7 +106,7 @@ def counts(shape: Any) -> Counts:
     docstring for the rules). Cached per shape: the planner asks many times while it resolves sizes."""
     import torch
 
-    with torch.device("meta"):  # parameter shapes only: no memory, no init cost
+    with torch.device("meta"), _no_init():  # parameter shapes only: no memory, no init cost
         module = build(shape)
     params = {id(p): p for p in module.parameters()}  # distinct tensors: a tied head counts once
     total = sum(p.numel() for p in params.values())
@@ -134,6 +135,28 @@ def counts(shape: Any) -> Counts:
     untied_head = any(p.dim() == 2 and V in p.shape for i, p in params.items() if i not in embedding)
     estimate = 6 * non_embedding + 6 * shape.n_layer * shape.seq_len * d + (0 if untied_head else 6 * d * V)
     return Counts(total, non_embedding, max(1, estimate), "estimate")
+
+
+@contextlib.contextmanager
+def _no_init() -> Iterator[None]:
+    """torch.nn.init's in-place initializers as no-ops while counting: on meta tensors the first one imports
+    torch's Python meta kernels (~800 modules, 4-20 s here), and counting needs shapes, not values
+    (the transformers library counts its models with the same patch, `no_init_weights`)."""
+    import torch.nn.init as init
+
+    saved = {name: fn for name, fn in vars(init).items() if name.endswith("_") and not name.startswith("_")
+             and callable(fn)}
+    try:
+        for name in saved:
+            setattr(init, name, _keep)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(init, name, fn)
+
+
+def _keep(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+    return tensor
 
 
 def _line(exc: BaseException) -> str:
