@@ -110,7 +110,7 @@ def _checkpoint_active_run() -> bool:
     saved = False
     for name in ("scaling.train", "scaling.external"):  # the built-in trainer, or a [train].command's process
         active = getattr(sys.modules.get(name), "checkpoint_active_run", None)
-        saved = bool(active()) if active is not None else saved
+        saved = (bool(active()) if active is not None else False) or saved
     return saved
 
 
