@@ -106,3 +106,17 @@ def test_a_timed_out_command_gets_sigterm_is_requeued_and_resumes_in_its_run_fol
     log = (run_dir / "command.log").read_text()
     assert "SIGTERM at step" in log and "attempt 2, starting at step" in log
     assert read_json(run_dir / STATUS)["checkpoint_saved"] is True
+
+
+def test_scaling_train_runs_a_command_run_in_this_process(workdir: Path, text_corpus: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    from scaling.cli import main
+    from scaling.results import SPEC, write_json_atomic
+
+    spec = command_plan(workdir, text_corpus, COMMAND, n_tokens=[2560]).runs[0]
+    run_dir = workdir / "results" / "ext" / spec.run_id
+    run_dir.mkdir(parents=True)
+    write_json_atomic(run_dir / SPEC, spec.to_dict())
+    assert main(["train", str(run_dir)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["val_loss"] == law(spec.n_params, spec.n_tokens)
+    assert read_json(run_dir / STATUS)["command_attempt"] == 1 and (run_dir / RESULT).exists()
