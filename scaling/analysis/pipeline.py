@@ -80,10 +80,11 @@ def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int =
     budgets = budgets_for(frame)
     laws = {}
     for arch, part in families.items():
-        if len(families) > 1 and not is_safe_component(arch):  # from spec.json or a CSV: a folder name here
+        folder = arch.replace(":", ".")  # a plug-in "pkg.mod:build" fits into pkg.mod.build/, as its run ids read
+        if len(families) > 1 and not is_safe_component(folder):  # from spec.json or a CSV: a folder name here
             raise ConfigError(f"{out_dir}: column 'arch' = {arch!r}: must be one folder name (letters, digits, "
                               f"'-', '_', '.', not starting with '.') to hold its family's fit")
-        where = out_dir / arch if len(families) > 1 else out_dir
+        where = out_dir / folder if len(families) > 1 else out_dir
         where.mkdir(parents=True, exist_ok=True)
         points = select_points(part, all_seeds=all_seeds)
         report = fit_sweep(points, n_boot=n_boot, n_holdout=holdout or None, budgets=budgets)
