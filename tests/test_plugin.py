@@ -94,3 +94,15 @@ def test_a_plug_in_trains_beside_gpt_on_the_local_pool_and_resumes_bitwise(model
     assert train_run(again, num_threads=1, stop_at_step=mine[0].n_steps // 2)["status"] == "paused"
     resumed = train_run(again, num_threads=1)
     assert (resumed["val_loss"], resumed["train_loss"]) == (result["val_loss"], result["train_loss"])
+
+
+
+def test_a_plug_in_family_fits_into_a_safe_folder_named_like_its_run_ids() -> None:
+    # `scaling fit` of a multi-family sweep writes <sweep>/<family>/fit.json; ':' is not a safe folder name
+    # (sweeps/own_model.toml's fit runs it end to end: results/own_model/sweeps.own_model.build/)
+    from scaling.analysis.pipeline import family_folder
+    from scaling.config import is_safe_component
+    from scaling.plan import arch_label
+
+    assert family_folder("sweeps.own_model:build") == arch_label("sweeps.own_model:build") == "sweeps.own_model.build"
+    assert is_safe_component(family_folder("sweeps.own_model:build")) and family_folder("gpt") == "gpt"

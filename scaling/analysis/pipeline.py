@@ -30,6 +30,12 @@ def describe(ids: list[str], n: int = 3) -> str:
     return ", ".join(ids[:n]) + (f", ... ({len(ids)} in all)" if len(ids) > n else "")
 
 
+def family_folder(arch: str) -> str:
+    """The folder of one family's fit: the arch, with a plug-in's "pkg.mod:build" read as pkg.mod.build (as its
+    run ids read; ':' is not a safe folder name)."""
+    return arch.replace(":", ".")
+
+
 def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path | None = None,
             plan: Plan | None = None) -> None:
     """Table + fits + figures for a finished (or partly finished) sweep folder; with `plan`, of its runs only."""
@@ -80,7 +86,7 @@ def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int =
     budgets = budgets_for(frame)
     laws = {}
     for arch, part in families.items():
-        folder = arch.replace(":", ".")  # a plug-in "pkg.mod:build" fits into pkg.mod.build/, as its run ids read
+        folder = family_folder(arch)
         if len(families) > 1 and not is_safe_component(folder):  # from spec.json or a CSV: a folder name here
             raise ConfigError(f"{out_dir}: column 'arch' = {arch!r}: must be one folder name (letters, digits, "
                               f"'-', '_', '.', not starting with '.') to hold its family's fit")
