@@ -157,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     plan = plan_sweep(cfg)
-    if cfg.launch.backend == "local":
+    if cfg.launch.backend == "local" and not cfg.train.command:  # a command reads its own data
         from scaling.data import load_corpus  # imports torch
 
         # A missing, empty or too-short corpus fails here in one line, not in every job; jobs reuse the cache.
@@ -277,11 +277,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from scaling.results import SPEC
-    from scaling.train import train_run
+    from scaling.results import SPEC, read_json
 
     if not (Path(args.run_dir) / SPEC).is_file():
         raise ConfigError(f"{args.run_dir}: not a run folder (no {SPEC}); `scaling run` writes them")
+    if (read_json(Path(args.run_dir) / SPEC) or {}).get("command"):  # [train].command: scaling.external runs it
+        from scaling.external import run_command
+
+        result = run_command(Path(args.run_dir), num_threads=args.threads or 1)
+        print(json.dumps({k: result[k] for k in ("status", "val_loss", "train_loss", "wall_s")}))
+        return 0
+    from scaling.train import train_run  # imports torch
 
     result = train_run(Path(args.run_dir), num_threads=args.threads, device=args.device)
     print(json.dumps({k: result[k] for k in ("status", "val_loss", "train_loss", "wall_s")}))

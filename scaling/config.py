@@ -55,7 +55,8 @@ class ModelConfig:
     """Architecture family: "gpt" (GPT-2-style pre-norm decoder: learned positions, LayerNorm, GELU MLP),
     "llama" (RMSNorm, SwiGLU MLP, rotary positions, no biases), "lstm" or "gru"; a list such as
     ["gpt", "llama", "lstm", "gru"] trains every family on the same grid, and fits and compares each one
-    separately."""
+    separately. A plug-in "package.module:factory" (importable from the working directory) trains your own
+    nn.Module: see "Sweep your own model"."""
     seq_len: int = 128
     """Context length in tokens."""
     head_dim: int = 32
@@ -200,6 +201,10 @@ class TrainConfig:
     warning per process). Compiled losses are close to, not bitwise equal to, eager ones. On 2 CPU cores it did not
     speed up the default sweep's shapes and costs seconds of compiling per run (benchmarks/README.md). Not part of
     the run id or the checkpoint check, so turning it on keeps finished runs and resumes checkpoints."""
+    command: str = ""
+    """Train every run with your own script instead of the built-in trainer: a command line whose {fields}
+    are the run's spec fields, e.g. "{python} train.py --n_layer={n_layer} --out={run_dir}" (see "Sweep
+    your own training script" for what it receives and must write; "" = the built-in trainer)."""
 
 
 @dataclass(frozen=True)
@@ -440,7 +445,15 @@ def validate(cfg: SweepConfig) -> None:
     c(len(m.arch) > 0, cfg, "[model].arch", list(m.arch), f"give at least one of {', '.join(ARCHS)}")
     for i, arch in enumerate(m.arch):
         key = "[model].arch" if len(m.arch) == 1 else f"[model].arch[{i}]"
-        c(arch in ARCHS, cfg, key, arch, f"must be one of {', '.join(ARCHS)}")
+        c(arch in ARCHS or ":" in arch, cfg, key, arch,
+          f"must be one of {', '.join(ARCHS)}, or a plug-in \"package.module:factory\"")
+        if ":" in arch:  # resolved now, so a typo fails before any job starts (scaling.plugin)
+            from scaling.plugin import PluginError, resolve
+
+            try:
+                resolve(arch)
+            except PluginError as exc:
+                raise ConfigError(f"{cfg.source or '<config>'}: {str(exc).replace('[model].arch', key, 1)}") from None
     c(len(set(m.arch)) == len(m.arch), cfg, "[model].arch", list(m.arch), "must not repeat")
     c(m.seq_len > 0, cfg, "[model].seq_len", m.seq_len, "must be > 0")
     c(m.head_dim > 0, cfg, "[model].head_dim", m.head_dim, "must be > 0")
@@ -522,6 +535,15 @@ def validate(cfg: SweepConfig) -> None:
       f"must be one of {', '.join(WARMUP_RULES)}")
     c(t.batch_rule in BATCH_RULES, cfg, "[train].batch_rule", t.batch_rule,
       f"must be one of {', '.join(BATCH_RULES)}")
+    if t.command:
+        from scaling.external import template_problem  # torch-free
+
+        why = template_problem(t.command)
+        c(why is None, cfg, "[train].command", t.command, why or "")
+        c(t.schedule != "wsd", cfg, "[train].schedule", t.schedule,
+          "\"wsd\" shares one trunk between runs inside the built-in trainer; not with [train].command")
+        c(tasks_per_job(la) == 1, cfg, "[launch].tasks_per_job", tasks_per_job(la),
+          "[train].command runs one process per run (start your own ranks inside it)")
     for i, mult in enumerate(t.lr_sweep):
         c(mult > 0, cfg, f"[train].lr_sweep[{i}]", mult, "must be > 0")
     c(len(set(t.lr_sweep)) == len(t.lr_sweep), cfg, "[train].lr_sweep", list(t.lr_sweep), "must not repeat")

@@ -68,6 +68,10 @@ class TrainJob(Checkpointable):
         if rank == 0:  # in a multi-task job the other ranks train too, but only rank 0 writes
             write_status(run_dir, "running", **info)
         try:
+            if (read_json(run_dir / SPEC) or {}).get("command"):  # [train].command: the user's script trains it
+                from scaling import external  # torch-free
+
+                return external.run_command(run_dir, num_threads=self.num_threads)
             from scaling import train  # imports torch; only inside the job
 
             if (read_json(run_dir / SPEC) or {}).get("trunk_id"):  # WSD: this job trains the size's trunk
@@ -104,9 +108,11 @@ def _checkpoint_active_run() -> bool:
     re-enter the half-initialised module and fail the job ("partially initialized module", seen on a loaded
     CI machine).
     """
-    train = sys.modules.get("scaling.train")
-    active = getattr(train, "checkpoint_active_run", None)
-    return bool(active()) if active is not None else False
+    saved = False
+    for name in ("scaling.train", "scaling.external"):  # the built-in trainer, or a [train].command's process
+        active = getattr(sys.modules.get(name), "checkpoint_active_run", None)
+        saved = (bool(active()) if active is not None else False) or saved
+    return saved
 
 
 class TrainWorker(Checkpointable):

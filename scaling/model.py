@@ -181,6 +181,10 @@ def _init_weights(module: nn.Module) -> None:
 
 def build_model(shape: ModelShape) -> nn.Module:
     """The module for `shape`; its parameter count is scaling.accounting.n_params(shape)."""
+    if ":" in shape.arch:  # a plug-in "package.module:factory" (scaling.plugin)
+        from scaling import plugin
+
+        return plugin.build(shape)
     mup.width_mult(shape)  # refuses an unknown parametrization, or muP for a family it is not defined for
     if shape.arch in ("gpt", "llama"):
         model: nn.Module = GPT(shape)

@@ -15,10 +15,12 @@ from scaling.accounting import ModelShape, flops_per_token, n_params, resolve_sh
 from scaling import hparams
 from scaling.config import MAX_FLOPS, MAX_PARAMS, MAX_TOKENS, SweepConfig
 from scaling.errors import ConfigError
+from scaling.external import template_fields_problem
+from scaling.plugin import PluginError
 from scaling.isoflop import Window, check_design, design_exponents, plan_windows, resolve_prior
-from scaling.results.records import RunSpec, run_id_for, trunk_id_for, twin_key
+from scaling.results.records import RunSpec, arch_label, run_id_for, trunk_id_for, twin_key
 
-__all__ = ["Plan", "RunSpec", "count_runs", "plan_sweep", "run_id_for", "trunk_id_for"]  # RunSpec: scaling.results
+__all__ = ["Plan", "RunSpec", "arch_label", "count_runs", "plan_sweep", "run_id_for", "trunk_id_for"]  # RunSpec: scaling.results
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,13 @@ def count_runs(cfg: SweepConfig) -> int:
 def plan_sweep(cfg: SweepConfig) -> Plan:
     """All runs of a sweep, in a stable order: the grid's (family, size, budget), then the IsoFLOP
     budgets' (budget, family, size); each point's LR multipliers and seeds."""
+    try:
+        return _plan_sweep(cfg)
+    except PluginError as exc:  # a plug-in model that fails to build or count at some planned shape
+        raise ConfigError(f"{cfg.source}: {exc}") from None
+
+
+def _plan_sweep(cfg: SweepConfig) -> Plan:
     g = cfg.grid
     n_runs = count_runs(cfg)
     if n_runs > MAX_RUNS:
@@ -247,8 +256,12 @@ def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budge
         checkpoint_every_s=t.checkpoint_every_s, data=cfg.data, wandb=cfg.wandb,
         schedule=t.schedule, cooldown_steps=cooldown_steps,
         cooldown_shape=t.cooldown_shape if wsd else "linear", lr_mult=lr_mult,
-        isoflop_centre=float(isoflop_centre), compile=t.compile,
+        isoflop_centre=float(isoflop_centre), compile=t.compile, command=t.command,
     )
     if wsd:
         spec = dataclasses.replace(spec, trunk_id=trunk_id_for(spec))
+    if t.command:  # every {field} must exist in this run's spec: a typo fails here, not in a job
+        why = template_fields_problem(t.command, spec)
+        if why is not None:
+            raise ConfigError(f"{cfg.source}: [train].command = {t.command!r}: {why}")
     return dataclasses.replace(spec, run_id=run_id_for(spec))

@@ -206,3 +206,53 @@ def test_slurm_ci_script_is_self_contained() -> None:
                     "preempt_send_user_signal", "GraceTime", "slurmdbd", "apt-get update"):
         assert setting in text, setting
     assert shutil.which("bash")
+
+
+@pytest.mark.slow
+def test_a_plug_in_model_trains_on_slurm_imported_from_the_submission_directory(
+        slurm: str, tmp_path: Path, text_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copy(REPO / "tests" / "data" / "toy_models.py", tmp_path / "slurm_models.py")
+    monkeypatch.chdir(tmp_path)  # the jobs start here (sbatch's default) and import slurm_models from it
+    cfg = tiny_sweep("plugin", text_corpus, results_dir=tmp_path / "results", grid={"n_tokens": [2560]},
+                     model={"arch": "slurm_models:build"},
+                     launch={"backend": "slurm", "partition": "debug", "threads_per_job": 1, "timeout_min": 5})
+    plan = plan_sweep(load_sweep(write_sweep(tmp_path / "plugin.toml", cfg)))
+    assert launch(plan, poll_s=0.5).failed == []
+    result = read_result(plan.sweep.sweep_dir / plan.runs[0].run_id)
+    assert result["status"] == "done" and result["n_params"] == plan.runs[0].n_params
+
+
+@pytest.mark.slow
+def test_an_external_command_runs_on_slurm_and_a_usr2_requeue_resumes_it(slurm: str, tmp_path: Path,
+                                                                        text_corpus: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # [train].command on Slurm: the job runs tests/data/toy_train.py from the submission directory. USR2 (what
+    # Slurm sends on preemption or before the time limit, here by scancel) reaches submitit, which forwards
+    # SIGTERM to the script (USR2 itself is ignored there), requeues, and the script resumes in its run folder.
+    shutil.copy(REPO / "tests" / "data" / "toy_train.py", tmp_path / "toy_train.py")
+    monkeypatch.chdir(tmp_path)
+    command = ("{python} toy_train.py --n_params={n_params} --n_tokens={n_tokens} --n_steps={n_steps} "
+               "--seed={seed} --out={run_dir} --step_s=0.25")
+    cfg = tiny_sweep("ext", text_corpus, results_dir=tmp_path / "results", grid={"n_tokens": [256 * 40]},
+                     train={"command": command},
+                     launch={"backend": "slurm", "partition": "debug", "threads_per_job": 1, "timeout_min": 5})
+    plan = plan_sweep(load_sweep(write_sweep(tmp_path / "ext.toml", cfg)))
+    spec = plan.runs[0]
+    run_dir = plan.sweep.sweep_dir / spec.run_id
+    report = launch(plan, wait=False)
+    job_id = report.job_ids[spec.run_id]
+
+    def checkpointed() -> bool:
+        ckpt = read_json(run_dir / "toy_ckpt.json")
+        return ckpt is not None and ckpt["step"] >= 4
+
+    wait_until(checkpointed, 120, "the script's first checkpoints")
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True, capture_output=True)
+    wait_until(lambda: read_result(run_dir) is not None, 180, "the requeued command to finish")
+    result = read_result(run_dir)
+    assert result["status"] == "done" and result["attempts"] >= 2 and result["reported"]["resumed_from"] >= 4
+    assert result["val_loss"] == 1.69 + 406.4 / spec.n_params ** 0.34 + 410.7 / spec.n_tokens ** 0.28
+    assert read_json(run_dir / STATUS)["checkpoint_saved"] is True  # it exited on SIGTERM, not killed by USR2
+    log = (run_dir / "command.log").read_text()
+    assert "SIGTERM at step" in log and f"in {tmp_path}" in log
+    assert sweep_status(plan).iloc[0]["state"] == "done"

@@ -30,6 +30,12 @@ def describe(ids: list[str], n: int = 3) -> str:
     return ", ".join(ids[:n]) + (f", ... ({len(ids)} in all)" if len(ids) > n else "")
 
 
+def family_folder(arch: str) -> str:
+    """The folder of one family's fit: the arch, with a plug-in's "pkg.mod:build" read as pkg.mod.build (as its
+    run ids read; ':' is not a safe folder name)."""
+    return arch.replace(":", ".")
+
+
 def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path | None = None,
             plan: Plan | None = None) -> None:
     """Table + fits + figures for a finished (or partly finished) sweep folder; with `plan`, of its runs only."""
@@ -80,10 +86,11 @@ def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int =
     budgets = budgets_for(frame)
     laws = {}
     for arch, part in families.items():
-        if len(families) > 1 and not is_safe_component(arch):  # from spec.json or a CSV: a folder name here
+        folder = family_folder(arch)
+        if len(families) > 1 and not is_safe_component(folder):  # from spec.json or a CSV: a folder name here
             raise ConfigError(f"{out_dir}: column 'arch' = {arch!r}: must be one folder name (letters, digits, "
                               f"'-', '_', '.', not starting with '.') to hold its family's fit")
-        where = out_dir / arch if len(families) > 1 else out_dir
+        where = out_dir / folder if len(families) > 1 else out_dir
         where.mkdir(parents=True, exist_ok=True)
         points = select_points(part, all_seeds=all_seeds)
         report = fit_sweep(points, n_boot=n_boot, n_holdout=holdout or None, budgets=budgets)

@@ -19,7 +19,7 @@ torch, and nothing here unpickles anything. results/README.md describes a sweep'
 from scaling.results.files import (CKPT, LOCK, METRICS, RESULT, SPEC, STATUS, append_metrics, atomic_path,
                                    export_csv, last_metrics_record, read_json, read_json_checked, read_metrics,
                                    storage_error, write_json_atomic)
-from scaling.results.records import (ADDED_AFTER_CHECKPOINTS, ADDED_LATER, BRANCH_ONLY, FINAL_STATES, LABELS, NAMES, NOT_COMPUTED,
+from scaling.results.records import (ADDED_AFTER_CHECKPOINTS, ADDED_LATER, BRANCH_ONLY, arch_label, FINAL_STATES, LABELS, NAMES, NOT_COMPUTED,
                                      PLAUSIBLE, RESULT_FIELDS, SHAPE_ADDED_LATER, STATES, RunResult, RunSpec, checkpoint_id,
                                      implausible, number, result_problem, run_id_for, si, spec_digest,
                                      spec_problem, status_problem, trunk_id_for, twin_key)

@@ -85,6 +85,8 @@ class RunSpec:
     """The [train].lr_sweep multiplier applied to the rule's LR (1.0 without a sweep)."""
     isoflop_centre: float = 0.0
     """IsoFLOP designs: the prior law's N_opt for this run's budget, the centre of its window (0 for grid runs)."""
+    command: str = ""
+    """[train].command: the template of the user's training command (scaling.external); "" = built-in trainer."""
     compile: bool = False
     """Train through torch.compile, falling back to eager if it fails ([train].compile); how the run executes,
     like its device, so not part of its id (NOT_COMPUTED)."""
@@ -118,12 +120,12 @@ NOT_COMPUTED = frozenset({"eval_every_steps", "log_every_steps", "checkpoint_eve
 NAMES = frozenset({"run_id", "sweep", "trunk_id"})
 """Spec fields that name a run rather than describe it: left out of its own id."""
 ADDED_LATER: dict[str, Any] = {"schedule": "cosine", "cooldown_steps": 0, "cooldown_shape": "linear",
-                               "lr_mult": 1.0, "isoflop_centre": 0.0}
+                               "lr_mult": 1.0, "isoflop_centre": 0.0, "command": ""}
 """Spec fields added after run ids existed, with their defaults: a field at its default is left out of the
 digests, so runs planned before it existed keep their folders. A new RunSpec field goes here."""
 SHAPE_ADDED_LATER: dict[str, Any] = {"tie_embeddings": True, "parametrization": "sp", "base_width": 0}
 """The same for fields of the model shape (ModelShape): left out of every digest at their defaults."""
-ADDED_AFTER_CHECKPOINTS = frozenset({"isoflop_centre"})
+ADDED_AFTER_CHECKPOINTS = frozenset({"isoflop_centre", "command"})
 """The ADDED_LATER fields that came after checkpoints stored a digest (the others were in it from the start):
 only these are left out of checkpoint_id at their default, so an interrupted run still resumes."""
 BRANCH_ONLY = frozenset({"n_tokens", "n_tokens_target", "flops", "flops_6nd", "flops_budget", "n_steps",
@@ -149,14 +151,20 @@ def spec_digest(spec: RunSpec, leave_out: frozenset[str], n_hex: int = 8,
 def run_id_for(spec: RunSpec) -> str:
     """Readable and content-addressed: `gpt-L2-d64-T1.05M-s0-1a2b3c4d`."""
     s = spec.shape
-    return f"{s.arch}-L{s.n_layer}-d{s.d_model}-T{si(spec.n_tokens)}-s{spec.seed}-{spec_digest(spec, NOT_COMPUTED | NAMES)}"
+    digest = spec_digest(spec, NOT_COMPUTED | NAMES)
+    return f"{arch_label(s.arch)}-L{s.n_layer}-d{s.d_model}-T{si(spec.n_tokens)}-s{spec.seed}-{digest}"
 
 
 def trunk_id_for(spec: RunSpec) -> str:
     """The WSD trunk a run branches from: same model, seed and optimizer, any token budget."""
     s = spec.shape
     digest = spec_digest(spec, NOT_COMPUTED | NAMES | BRANCH_ONLY)
-    return f"trunk-{s.arch}-L{s.n_layer}-d{s.d_model}-s{spec.seed}-{digest}"
+    return f"trunk-{arch_label(s.arch)}-L{s.n_layer}-d{s.d_model}-s{spec.seed}-{digest}"
+
+
+def arch_label(arch: str) -> str:
+    """The arch as it appears in run ids (folder names): a plug-in "pkg.mod:build" reads "pkg.mod.build"."""
+    return arch.replace(":", ".")
 
 
 def twin_key(spec: RunSpec) -> str:

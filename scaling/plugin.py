@@ -1,0 +1,163 @@
+"""Plug-in models: `[model] arch = "package.module:factory"` trains the user's own nn.Module.
+
+Contract (also in the README, "Sweep your own model"):
+- `factory(shape)` takes a `scaling.accounting.ModelShape` (n_layer, d_model, n_head, seq_len, vocab_size,
+  mlp_ratio; the planner resolves them like a built-in family's, by [model].aspect_ratio and head_dim or from
+  [grid].shapes) and returns an `nn.Module` whose forward maps token ids (B, T) int64 to logits (B, T, vocab_size).
+- The module is imported from the working directory the sweep is planned and launched from (it is put first
+  on sys.path), or from an installed package.
+- N is counted from the built module: total = every distinct parameter (a tied head is counted once);
+  embedding = the parameters of its nn.Embedding modules; non-embedding = total - embedding.
+- FLOPs per token: the module's own `flops_per_token()` method if it has one (training FLOPs, forward and
+  backward, per token, a number >= 1); else an estimate after Kaplan et al. 2020 (Table 1), stated here:
+  C = 6 * N_non_embedding + 6 * n_layer * seq_len * d_model + 6 * d_model * vocab_size. The second term is
+  attention over the context (it over-counts a model without attention: give such a model its own
+  flops_per_token()); the third is the output logits of a head tied to the embedding (left out when a
+  non-embedding matrix has a vocab_size side, i.e. an untied head, which N_non_embedding already holds).
+- It trains with the project's trainer (seeded init: torch.manual_seed(seed) before the factory runs), data,
+  checkpoints (its state_dict), requeue and fits, exactly as "gpt" does.
+
+Counting builds the module on torch's meta device (shapes without memory) with torch.nn.init's initializers
+skipped, so resolving a 1e9-parameter target costs milliseconds per size tried. This module imports torch only when a plug-in is counted or built; the planner
+stays torch-free for the built-in families.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from scaling.errors import ConfigError
+
+
+class PluginError(ConfigError):
+    """A plug-in arch that does not import, or whose factory fails or builds something that is not a model.
+    The message names the arch; the planner prefixes the sweep file."""
+
+
+def is_plugin(arch: str) -> bool:
+    """Whether an arch names a plug-in factory ("package.module:factory") rather than a built-in family."""
+    return ":" in arch
+
+
+def _on_path() -> None:
+    # Scripts installed as console entry points (`scaling`) put their bin folder first on sys.path, not the
+    # working directory: the contract says the working directory, so make it so (jobs inherit the launch's).
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+@functools.cache
+def resolve(arch: str) -> Callable[..., Any]:
+    """The factory named by "package.module:factory" (attribute paths like "m:Cls.build" allowed)."""
+    module_name, _, attr = arch.partition(":")
+    if not module_name or not attr or ":" in attr:
+        raise PluginError(f"[model].arch = {arch!r}: a plug-in is \"package.module:factory\"")
+    _on_path()
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or anything the user's module raises while importing
+        raise PluginError(f"[model].arch = {arch!r}: cannot import {module_name!r} from {os.getcwd()} or an "
+                          f"installed package: {type(exc).__name__}: {_line(exc)}") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise PluginError(f"[model].arch = {arch!r}: module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise PluginError(f"[model].arch = {arch!r}: {attr!r} is a {type(obj).__name__}, not a callable factory")
+    return obj
+
+
+def build(shape: Any) -> Any:
+    """The plug-in's nn.Module for `shape` (a ModelShape whose arch is the plug-in string), on the CPU."""
+    import torch
+
+    factory = resolve(shape.arch)
+    try:
+        module = factory(shape)
+    except Exception as exc:
+        raise PluginError(f"[model].arch = {shape.arch!r}: the factory failed for L{shape.n_layer} "
+                          f"d{shape.d_model}: {type(exc).__name__}: {_line(exc)}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise PluginError(f"[model].arch = {shape.arch!r}: the factory returned a {type(module).__name__}, "
+                          "not a torch.nn.Module")
+    return module
+
+
+@dataclass(frozen=True)
+class Counts:
+    n_params: int
+    n_params_non_embedding: int
+    flops_per_token: int
+    flops_source: str
+    """"plug-in" (its flops_per_token()) or "estimate" (6 N_non_embedding + 6 n_layer seq_len d_model)."""
+
+
+@functools.cache
+def counts(shape: Any) -> Counts:
+    """N (total, non-embedding) and training FLOPs per token of the plug-in built at `shape` (see the module
+    docstring for the rules). Cached per shape: the planner asks many times while it resolves sizes."""
+    import torch
+
+    with torch.device("meta"), _no_init():  # parameter shapes only: no memory, no init cost
+        module = build(shape)
+    params = {id(p): p for p in module.parameters()}  # distinct tensors: a tied head counts once
+    total = sum(p.numel() for p in params.values())
+    embedding = {id(p): p for m in module.modules() if isinstance(m, torch.nn.Embedding)
+                 for p in m.parameters(recurse=False)}
+    non_embedding = total - sum(p.numel() for p in embedding.values())
+    if total < 1:
+        raise PluginError(f"[model].arch = {shape.arch!r}: builds a module without parameters at "
+                          f"L{shape.n_layer} d{shape.d_model}")
+    hook = getattr(module, "flops_per_token", None)
+    if callable(hook):
+        try:
+            fpt = hook()
+        except Exception as exc:
+            raise PluginError(f"[model].arch = {shape.arch!r}: flops_per_token() failed: {type(exc).__name__}: "
+                              f"{_line(exc)}") from None
+        if isinstance(fpt, bool) or not isinstance(fpt, (int, float)) or not fpt >= 1 or fpt != fpt:
+            raise PluginError(f"[model].arch = {shape.arch!r}: flops_per_token() = {fpt!r}: must be a number >= 1 "
+                              "(training FLOPs per token, forward + backward)")
+        return Counts(total, non_embedding, int(round(fpt)), "plug-in")
+    # Kaplan et al. 2020, Table 1: C_forward = 2 N + 2 n_layer n_ctx d_attn; training = 3x forward. A head tied
+    # to the embedding is not in N_non_embedding, but its logits matmul is real work (Hoffmann et al. 2022,
+    # App. F, count it): 2 d V forward, added unless a non-embedding matrix with a vocab_size side (an untied
+    # head, already in N) exists.
+    V, d = shape.vocab_size, shape.d_model
+    untied_head = any(p.dim() == 2 and V in p.shape for i, p in params.items() if i not in embedding)
+    estimate = 6 * non_embedding + 6 * shape.n_layer * shape.seq_len * d + (0 if untied_head else 6 * d * V)
+    return Counts(total, non_embedding, max(1, estimate), "estimate")
+
+
+@contextlib.contextmanager
+def _no_init() -> Iterator[None]:
+    """torch.nn.init's in-place initializers as no-ops while counting: on meta tensors the first one imports
+    torch's Python meta kernels (~800 modules, 4-20 s here), and counting needs shapes, not values
+    (the transformers library counts its models with the same patch, `no_init_weights`)."""
+    import torch.nn.init as init
+
+    saved = {name: fn for name, fn in vars(init).items() if name.endswith("_") and not name.startswith("_")
+             and callable(fn)}
+    try:
+        for name in saved:
+            setattr(init, name, _keep)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(init, name, fn)
+
+
+def _keep(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+    return tensor
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]

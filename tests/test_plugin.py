@@ -1,0 +1,108 @@
+"""Plug-in models: `[model] arch = "module:factory"` counted from the built module, trained by the project's
+trainer beside a built-in family, with one-line errors for a factory that does not import or build."""
+
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_sweep, write_sweep
+from scaling.accounting import ModelShape, flops_per_token, n_params
+from scaling.config import load_sweep
+from scaling.errors import ConfigError
+from scaling.launch import launch
+from scaling.plan import plan_sweep
+from scaling.results import read_result
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """tests/data/toy_models.py under a fresh module name in a fresh working directory (where jobs import it)."""
+    name = f"my_models_{uuid.uuid4().hex[:8]}"
+    shutil.copy(DATA / "toy_models.py", tmp_path / f"{name}.py")
+    monkeypatch.chdir(tmp_path)
+    return name
+
+
+def test_counts_come_from_the_built_module_by_the_stated_rules(models: str) -> None:
+    import torch
+
+    from scaling.model import build_model
+
+    def shape(factory: str) -> ModelShape:
+        return ModelShape(arch=f"{models}:{factory}", n_layer=2, d_model=32, n_head=2, seq_len=16, vocab_size=256)
+
+    tied, untied, hooked = shape("build"), shape("build_untied"), shape("build_with_hook")
+    module = build_model(tied)
+    assert n_params(tied) == sum(p.numel() for p in module.parameters())  # tied head counted once
+    assert n_params(tied) - n_params(tied, non_embedding=True) == (256 + 16) * 32  # the two nn.Embedding tables
+    # the estimate: 6 N_non_embedding + 6 n_layer seq_len d_model + 6 d_model vocab_size (a tied head's logits)
+    assert flops_per_token(tied) == 6 * n_params(tied, non_embedding=True) + 6 * 2 * 16 * 32 + 6 * 32 * 256
+    # an untied head is non-embedding already: its logits are not added a second time
+    assert n_params(untied) == n_params(tied) + 256 * 32
+    assert flops_per_token(untied) == 6 * n_params(untied, non_embedding=True) + 6 * 2 * 16 * 32
+    assert flops_per_token(hooked) == 12345  # the plug-in's own count wins
+    torch.manual_seed(0)
+    assert build_model(tied)(torch.zeros(2, 16, dtype=torch.long)).shape == (2, 16, 256)
+
+
+@pytest.mark.parametrize("arch, match", [
+    ("no_such_module_x:build", r"\[model\].arch\[1\] = 'no_such_module_x:build': cannot import 'no_such_module_x'"),
+    ("{models}:nope", r"has no attribute 'nope'"),
+    ("{models}:build:x", r"a plug-in is \"package.module:factory\""),
+    ("{models}:build_broken", r"the factory failed for L1 d32: RuntimeError: no such width 32"),
+    ("{models}:build_not_a_module", r"returned a str, not a torch.nn.Module"),
+])
+def test_a_bad_plug_in_is_one_config_error_naming_file_key_and_value(models: str, tmp_path: Path, text_corpus: Path,
+                                                                    arch: str, match: str) -> None:
+    arch = arch.format(models=models)
+    path = write_sweep(tmp_path / "bad.toml", tiny_sweep("bad", text_corpus, model={"arch": ["gpt", arch]},
+                                                       grid={"n_tokens": [2560]}))
+    with pytest.raises(ConfigError, match=match) as err:
+        plan_sweep(load_sweep(path))
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_a_plug_in_trains_beside_gpt_on_the_local_pool_and_resumes_bitwise(models: str, tmp_path: Path,
+                                                                           text_corpus: Path) -> None:
+    from scaling import load_results
+    from scaling.train import train_run
+
+    arch = f"{models}:build"
+    cfg = tiny_sweep("mine", text_corpus, results_dir=tmp_path / "results", model={"arch": ["gpt", arch]},
+                     grid={"n_tokens": [2560]}, train={"log_every_steps": 5},
+                     launch={"max_parallel": 2, "timeout_min": 10})
+    plan = plan_sweep(load_sweep(write_sweep(tmp_path / "mine.toml", cfg)))
+    mine = [r for r in plan.runs if r.shape.arch == arch]
+    assert len(plan.runs) == 2 and len(mine) == 1 and mine[0].run_id.startswith(f"{models}.build-L1-d32-")  # ':' kept out of folder names
+    assert mine[0].n_params == n_params(mine[0].shape) and mine[0].flops == mine[0].n_tokens * mine[0].flops_per_token
+    report = launch(plan, verbose=False)  # jobs are other processes: they import the module from the cwd too
+    assert report.failed == []
+    table = load_results(plan.sweep.sweep_dir)
+    assert set(table["arch"]) == {"gpt", arch} and (table["status"] == "done").all()
+    result = read_result(plan.sweep.sweep_dir / mine[0].run_id)
+    assert result["n_params"] == mine[0].n_params and result["steps_done"] == mine[0].n_steps
+
+    # Checkpoints: paused half way and resumed, the plug-in's run ends bitwise where the pool's did.
+    again = tmp_path / "again" / mine[0].run_id
+    again.mkdir(parents=True)
+    shutil.copy(plan.sweep.sweep_dir / mine[0].run_id / "spec.json", again / "spec.json")
+    assert train_run(again, num_threads=1, stop_at_step=mine[0].n_steps // 2)["status"] == "paused"
+    resumed = train_run(again, num_threads=1)
+    assert (resumed["val_loss"], resumed["train_loss"]) == (result["val_loss"], result["train_loss"])
+
+
+
+def test_a_plug_in_family_fits_into_a_safe_folder_named_like_its_run_ids() -> None:
+    # `scaling fit` of a multi-family sweep writes <sweep>/<family>/fit.json; ':' is not a safe folder name
+    # (sweeps/own_model.toml's fit runs it end to end: results/own_model/sweeps.own_model.build/)
+    from scaling.analysis.pipeline import family_folder
+    from scaling.config import is_safe_component
+    from scaling.plan import arch_label
+
+    assert family_folder("sweeps.own_model:build") == arch_label("sweeps.own_model:build") == "sweeps.own_model.build"
+    assert is_safe_component(family_folder("sweeps.own_model:build")) and family_folder("gpt") == "gpt"
