@@ -1,0 +1,99 @@
+"""`scaling suggest`: [grid].points, the method (scaling.analysis.suggest) and the extended sweep file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling.analysis.suggest import Candidate, fit_ensemble, suggest
+from scaling.config import load_sweep
+from scaling.errors import ConfigError
+from scaling.fit import ChinchillaLaw
+from scaling.plan import plan_sweep
+from scaling.simulate import grid_design, simulate
+from scaling.suggest import to_toml
+
+REPO = Path(__file__).resolve().parents[1]
+BESIROGLU = ChinchillaLaw.from_params(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
+PILOT = grid_design([3e7, 1e8, 3e8], [1e9, 3e9, 1e10])
+
+
+def _sweep(tmp_path: Path, extra: str = "", name: str = "pts") -> Path:
+    text = (REPO / "sweeps" / "suggest_pilot.toml").read_text().replace('name = "suggest_pilot"', f'name = "{name}"')
+    text = text.replace("[grid]\n", f"[grid]\n{extra}\n", 1)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'results_dir = "{tmp_path / "results"}"\n' + text)
+    return path
+
+
+def test_grid_points_are_planned_and_a_point_the_grid_has_is_trained_once(tmp_path: Path) -> None:
+    base = plan_sweep(load_sweep(_sweep(tmp_path)))
+    extended = plan_sweep(load_sweep(_sweep(
+        tmp_path, "points = [{n_layer = 2, d_model = 64, n_tokens = 3e6}, {n_layer = 1, d_model = 32, n_tokens = 1e6}]",
+        name="pts2")))
+    old = {r.run_id for r in base.runs}
+    new = {r.run_id for r in extended.runs}
+    assert old < new and len(new - old) == 1  # L1 d32 at 1e6 tokens is a grid run already
+    (added,) = [r for r in extended.runs if r.run_id not in old]
+    assert (added.shape.n_layer, added.shape.d_model) == (2, 64) and added.n_tokens == pytest.approx(3e6, rel=0.01)
+
+
+def test_bad_grid_point_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[grid\]\.points\[0\]\.n_tokens = -1\.0: must be in"):
+        load_sweep(_sweep(tmp_path, "points = [{n_layer = 2, d_model = 64, n_tokens = -1.0}]"))
+    with pytest.raises(ConfigError, match=r"\[grid.points\]: missing required key n_tokens"):
+        load_sweep(_sweep(tmp_path, "points = [{n_layer = 2, d_model = 64}]"))
+
+
+def test_to_toml_round_trips_a_sweep() -> None:
+    import tomllib
+
+    raw = tomllib.loads((REPO / "sweeps" / "tiny.toml").read_text())
+    assert tomllib.loads(to_toml(raw)) == raw
+
+
+def test_suggestion_is_deterministic_within_budget_and_narrows_the_interval() -> None:
+    data = simulate(BESIROGLU, PILOT, 0.01, np.random.default_rng(0))
+    ens = fit_ensemble(data, n_boot=40, seed=3)
+    cands = [Candidate(n_params=N, n_tokens=D, flops=6 * N * D)
+             for N in np.geomspace(3e7, 1e10, 8) for D in np.geomspace(1e9, 3e11, 8)]
+    first = suggest(ens, 1e21, 3e20, cands)
+    again = suggest(fit_ensemble(data, n_boot=40, seed=3), 1e21, 3e20, cands)
+    assert first.picks and first.picks == again.picks
+    assert first.flops <= 3e20
+    assert first.factor_after < first.factor_before
+    assert list(first.gains) == sorted(first.gains, reverse=True)  # each pick narrows the expected interval
+
+
+def test_cli_suggest_extends_a_sweep_with_only_new_runs(tmp_path: Path) -> None:
+    # No finished runs: the posterior is the pilot simulated from the sweep's stated [grid.prior].
+    sweep = _sweep(tmp_path)
+    out = tmp_path / "next.toml"
+    cmd = [sys.executable, "-m", "scaling.cli", "suggest", str(sweep), "--target-flops", "1e13", "--budget", "5e12",
+           "--n-boot", "30", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "expected interval" in done.stdout and f"wrote {out}" in done.stdout
+    old, new = plan_sweep(load_sweep(sweep)), plan_sweep(load_sweep(out))
+    assert new.sweep.sweep_dir == old.sweep.sweep_dir
+    added = [r for r in new.runs if r.run_id not in {r.run_id for r in old.runs}]
+    assert {r.run_id for r in old.runs} <= {r.run_id for r in new.runs}
+    assert len(added) == len(load_sweep(out).grid.points) > 0
+    assert sum(r.flops for r in added) <= 5e12 * 1.01  # whole steps round the tokens by < 1%
+
+
+def test_cli_suggest_on_a_csv_writes_the_proposed_points(tmp_path: Path) -> None:
+    data = simulate(BESIROGLU, PILOT, 0.01, np.random.default_rng(1))
+    src = tmp_path / "pilot.csv"
+    data.rename(columns={"n_params": "params", "n_tokens": "tokens"})[["params", "tokens", "loss"]].to_csv(src, index=False)
+    cmd = [sys.executable, "-m", "scaling.cli", "suggest", str(src), "--target-flops", "1e21", "--budget", "2e20",
+           "--n-boot", "30"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr
+    proposed = pd.read_csv(tmp_path / "pilot_next.csv")
+    assert len(proposed) > 0 and proposed["flops"].sum() <= 2e20
