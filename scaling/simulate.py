@@ -153,19 +153,21 @@ def isoflop_design(centre: ChinchillaLaw, flops: float, n_budgets: int = 3, n_si
     return pd.DataFrame(rows)
 
 
-def _interval(points: pd.DataFrame, target: float, n_boot: int, seed: int) -> tuple[float, float, float]:
+def _interval(points: pd.DataFrame, target: float, n_boot: int, seed: int, n_starts: int | None = 50
+              ) -> tuple[float, float, float]:
     """(N_opt, lo, hi) of the 95% bootstrap interval of N_opt(target), as `scaling fit` reports it."""
     N, D, L = points["n_params"], points["n_tokens"], points["loss"]
-    law = ChinchillaLaw().fit(N, D, L).bootstrap(N, D, L, n_boot=n_boot, seed=seed)
+    law = ChinchillaLaw(n_starts=n_starts).fit(N, D, L).bootstrap(N, D, L, n_boot=n_boot, seed=seed)
     band = law.compute_optimal_interval(target)
     return float(np.asarray(law.compute_optimal(target)[0])), float(band["n_opt_lo"]), float(band["n_opt_hi"])
 
 
-def campaign(setting: CampaignSetting, seed: int, n_boot: int = 100, n_boot_suggest: int = 50
-             ) -> list[dict[str, object]]:
+def campaign(setting: CampaignSetting, seed: int, n_boot: int = 100, n_boot_suggest: int = 50,
+             n_starts: int | None = 50) -> list[dict[str, object]]:
     """One campaign per design from the same pilot: "suggest" alternates suggest -> train (sample the law) ->
     fit for `rounds` rounds of extra_flops / rounds each; "grid" and "isoflop" spend extra_flops at once (the
-    IsoFLOP windows centred on the pilot's fit, as [grid.prior] pilot does). One row per design."""
+    IsoFLOP windows centred on the pilot's fit, as [grid.prior] pilot does). One row per design. Every fit starts
+    from the best `n_starts` of Hoffmann's grid (50 = `scaling fit`; fewer makes a short test)."""
     from scaling.analysis.suggest import Candidate, fit_ensemble, suggest
 
     rng = np.random.default_rng(seed)
@@ -176,7 +178,7 @@ def campaign(setting: CampaignSetting, seed: int, n_boot: int = 100, n_boot_sugg
     designs: dict[str, pd.DataFrame] = {}
     runs = pilot
     for r in range(setting.rounds):
-        ens = fit_ensemble(runs, n_boot=n_boot_suggest, seed=seed * 100 + r)
+        ens = fit_ensemble(runs, n_boot=n_boot_suggest, seed=seed * 100 + r, n_starts=n_starts)
         have = set(zip(runs["n_params"].round(6), runs["n_tokens"].round(6)))
         free = [c for c in cands if (round(c.n_params, 6), round(c.n_tokens, 6)) not in have]
         proposal = suggest(ens, setting.target_flops, setting.extra_flops / setting.rounds, free)
@@ -186,7 +188,7 @@ def campaign(setting: CampaignSetting, seed: int, n_boot: int = 100, n_boot_sugg
                             for c in proposal.picks])
         runs = pd.concat([runs, simulate(setting.law, new, setting.noise, rng)], ignore_index=True)
     designs["suggest"] = runs
-    pilot_law = ChinchillaLaw().fit(pilot["n_params"], pilot["n_tokens"], pilot["loss"])
+    pilot_law = ChinchillaLaw(n_starts=n_starts).fit(pilot["n_params"], pilot["n_tokens"], pilot["loss"])
     for name, extra in (("grid", log_grid_design(min(setting.n_params), min(setting.n_tokens),
                                                  setting.extra_flops)),
                         ("isoflop", isoflop_design(pilot_law, setting.extra_flops))):
@@ -195,7 +197,7 @@ def campaign(setting: CampaignSetting, seed: int, n_boot: int = 100, n_boot_sugg
     for name, data in designs.items():
         spent = float((6.0 * data["n_params"] * data["n_tokens"]).sum())
         try:
-            n_opt, lo, hi = _interval(data, setting.target_flops, n_boot, seed)
+            n_opt, lo, hi = _interval(data, setting.target_flops, n_boot, seed, n_starts)
         except FitError:
             n_opt, lo, hi = math.nan, math.nan, math.nan
         rows.append({"setting": setting.name, "campaign": seed, "design": name, "runs": len(data),
@@ -214,3 +216,20 @@ def campaign_summary(rows: pd.DataFrame) -> pd.DataFrame:
         median_factor=("factor", "median"), median_error=("error", "median"), coverage=("covered", "mean"))
     out["median_error"] = np.exp(out["median_error"])
     return out.reset_index()
+
+
+SUGGEST_LAWS = {
+    "chinchilla": ChinchillaLaw.from_params(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
+    "besiroglu": ChinchillaLaw.from_params(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658),
+}
+"""The laws benchmarks/bench_suggest.py plays campaigns against: Hoffmann et al. 2022's printed Approach 3
+(Chinchilla-like) and Besiroglu et al. 2024's refit."""
+
+
+def suggest_setting(name: str, rounds: int = 2) -> CampaignSetting:
+    """benchmarks/bench_suggest.py's campaign against SUGGEST_LAWS[name] (its docstring says why these numbers):
+    a 9-run pilot at 3e7..3e8 parameters, 1e21 FLOPs to spend after it, C* = 1e21."""
+    return CampaignSetting(name=name, law=SUGGEST_LAWS[name], target_flops=1e21,
+                           pilot=grid_design([3e7, 1e8, 3e8], [1e9, 3e9, 1e10]),
+                           n_params=tuple(np.geomspace(3e7, 1e10, 11)), n_tokens=tuple(np.geomspace(1e9, 3e11, 11)),
+                           extra_flops=1e21, rounds=rounds)

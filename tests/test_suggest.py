@@ -97,3 +97,18 @@ def test_cli_suggest_on_a_csv_writes_the_proposed_points(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     proposed = pd.read_csv(tmp_path / "pilot_next.csv")
     assert len(proposed) > 0 and proposed["flops"].sum() <= 2e20
+
+
+@pytest.mark.slow
+def test_a_short_campaign_narrows_the_interval_below_the_grids_at_equal_flops() -> None:
+    # A short version of benchmarks/bench_suggest.py: one campaign against Besiroglu et al.'s law, lighter fits.
+    import dataclasses
+
+    from scaling.simulate import campaign, suggest_setting
+
+    rows = pd.DataFrame(campaign(dataclasses.replace(suggest_setting("besiroglu"), rounds=1), seed=0, n_boot=30,
+                                 n_boot_suggest=20, n_starts=5)).set_index("design")
+    assert list(rows.index) == ["suggest", "grid", "isoflop"]
+    assert (rows["flops"] / rows.loc["grid", "flops"]).between(0.95, 1.05).all()  # equal FLOPs
+    assert rows.loc["suggest", "factor"] <= 0.5 * rows.loc["grid", "factor"], rows
+    assert rows.loc["suggest", "covered"]

@@ -75,10 +75,12 @@ class Ensemble:
     """Where the ensemble came from (the runs fitted, or the prior and the simulated pilot)."""
 
 
-def fit_ensemble(points: pd.DataFrame, n_boot: int = 200, seed: int = 0, source: str = "") -> Ensemble:
-    """Approach 3 fit of `points` (n_params, n_tokens, loss) and its bootstrap ensemble (step 1)."""
+def fit_ensemble(points: pd.DataFrame, n_boot: int = 200, seed: int = 0, source: str = "",
+                 n_starts: int | None = 50) -> Ensemble:
+    """Approach 3 fit of `points` (n_params, n_tokens, loss) and its bootstrap ensemble (step 1); `n_starts` as
+    in ChinchillaLaw (the default is `scaling fit`'s)."""
     N, D, L = (points[c].to_numpy(float) for c in ("n_params", "n_tokens", "loss"))
-    law = ChinchillaLaw().fit(N, D, L).bootstrap(N, D, L, n_boot=n_boot, seed=seed)
+    law = ChinchillaLaw(n_starts=n_starts).fit(N, D, L).bootstrap(N, D, L, n_boot=n_boot, seed=seed)
     resid = np.log(L) - np.log(law.predict(N, D))
     # MAD-based SD, inflated by the degrees of freedom the fit used (5 parameters on len(N) runs)
     mad = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
