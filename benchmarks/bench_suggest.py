@@ -12,8 +12,9 @@ same extra FLOPs (1e21, C = 6ND):
            [grid.prior] pilot does), the largest budget such that the design costs 1e21.
 Laws: Chinchilla-like (Hoffmann et al. 2022's printed Approach 3: E 1.69, A 406.4, B 410.7, alpha 0.34,
 beta 0.28) and Besiroglu et al. 2024's refit (E 1.8172, A 482.01, B 2085.43, alpha 0.3478, beta 0.3658).
-Target C* = 1e21. Each final fit is `scaling fit`'s Approach 3 with a 60-resample bootstrap (from the best 10
-starts of Hoffmann's grid instead of 50, and 30 ensemble members per suggestion: this machine has 2 cores); per
+Target C* = 1e21. Each final fit is `scaling fit`'s Approach 3 with a 50-resample bootstrap (from the best 5
+starts of Hoffmann's grid instead of 50, and 20 ensemble members per suggestion: 40 campaigns on a shared
+2-core machine; `--n-boot 200 --n-boot-suggest 200 --n-starts 50` is what `scaling suggest` and `fit` use); per
 design: median width of the 95% interval of N_opt(C*) (hi/lo), median error factor exp|ln(N_opt / truth)|,
 and coverage of the true N_opt(C*). Target (issue #15): suggest's median interval at most half the grid's,
 with coverage >= 90%.
@@ -53,9 +54,9 @@ def main() -> None:
     parser.add_argument("--campaigns", type=int, default=20)
     parser.add_argument("--first", type=int, default=0, help="first campaign seed (to split a long run)")
     parser.add_argument("--settings", nargs="*", default=list(SUGGEST_LAWS))
-    parser.add_argument("--n-boot", type=int, default=60, help="bootstrap resamples of each final fit")
-    parser.add_argument("--n-boot-suggest", type=int, default=30, help="ensemble members behind each suggestion")
-    parser.add_argument("--n-starts", type=int, default=10,
+    parser.add_argument("--n-boot", type=int, default=50, help="bootstrap resamples of each final fit")
+    parser.add_argument("--n-boot-suggest", type=int, default=20, help="ensemble members behind each suggestion")
+    parser.add_argument("--n-starts", type=int, default=5,
                         help="L-BFGS starts of each fit, the best of Hoffmann's grid (scaling fit: 50)")
     parser.add_argument("--rows", help="append every campaign's rows to this CSV; summarise all rows in it")
     parser.add_argument("--timing", action="store_true",

@@ -80,7 +80,7 @@ def check_args(args: argparse.Namespace) -> None:
         if lo > hi:
             raise bad("--min-flops", lo, f"is above --max-flops {hi}")
     out = getattr(args, "out", None)
-    if out and Path(out).exists() and not Path(out).is_dir():
+    if out and getattr(args, "func", None) is not cmd_suggest and Path(out).exists() and not Path(out).is_dir():
         raise bad("--out", out, "exists and is not a folder")
 
 

@@ -155,6 +155,8 @@ def suggest_source(source: str, target_flops: float, budget: float, out: str | N
     from scaling.analysis.pipeline import frame_for
     from scaling.analysis.points import select_points
 
+    if n_boot < 20:
+        raise ConfigError(f"--n-boot {n_boot}: must be >= 20 (the ensemble's covariances need members)")
     if not (math.isfinite(budget) and budget > 0):
         raise ConfigError(f"--budget {budget}: must be a finite number of FLOPs > 0")
     if not (math.isfinite(target_flops) and target_flops > 0):

@@ -59,23 +59,24 @@ def test_to_toml_round_trips_a_sweep() -> None:
 
 def test_suggestion_is_deterministic_within_budget_and_narrows_the_interval() -> None:
     data = simulate(BESIROGLU, PILOT, 0.01, np.random.default_rng(0))
-    ens = fit_ensemble(data, n_boot=40, seed=3)
+    ens = fit_ensemble(data, n_boot=20, seed=3, n_starts=5)
     cands = [Candidate(n_params=N, n_tokens=D, flops=6 * N * D)
              for N in np.geomspace(3e7, 1e10, 8) for D in np.geomspace(1e9, 3e11, 8)]
     first = suggest(ens, 1e21, 3e20, cands)
-    again = suggest(fit_ensemble(data, n_boot=40, seed=3), 1e21, 3e20, cands)
+    again = suggest(fit_ensemble(data, n_boot=20, seed=3, n_starts=5), 1e21, 3e20, cands)
     assert first.picks and first.picks == again.picks
     assert first.flops <= 3e20
     assert first.factor_after < first.factor_before
     assert list(first.gains) == sorted(first.gains, reverse=True)  # each pick narrows the expected interval
 
 
+@pytest.mark.slow
 def test_cli_suggest_extends_a_sweep_with_only_new_runs(tmp_path: Path) -> None:
     # No finished runs: the posterior is the pilot simulated from the sweep's stated [grid.prior].
     sweep = _sweep(tmp_path)
     out = tmp_path / "next.toml"
     cmd = [sys.executable, "-m", "scaling.cli", "suggest", str(sweep), "--target-flops", "1e13", "--budget", "5e12",
-           "--n-boot", "30", "--out", str(out)]
+           "--n-boot", "20", "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "expected interval" in done.stdout and f"wrote {out}" in done.stdout
@@ -87,12 +88,13 @@ def test_cli_suggest_extends_a_sweep_with_only_new_runs(tmp_path: Path) -> None:
     assert sum(r.flops for r in added) <= 5e12 * 1.01  # whole steps round the tokens by < 1%
 
 
+@pytest.mark.slow
 def test_cli_suggest_on_a_csv_writes_the_proposed_points(tmp_path: Path) -> None:
     data = simulate(BESIROGLU, PILOT, 0.01, np.random.default_rng(1))
     src = tmp_path / "pilot.csv"
     data.rename(columns={"n_params": "params", "n_tokens": "tokens"})[["params", "tokens", "loss"]].to_csv(src, index=False)
     cmd = [sys.executable, "-m", "scaling.cli", "suggest", str(src), "--target-flops", "1e21", "--budget", "2e20",
-           "--n-boot", "30"]
+           "--n-boot", "20"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr
     proposed = pd.read_csv(tmp_path / "pilot_next.csv")
