@@ -196,6 +196,7 @@ def suggest_source(source: str, target_flops: float, budget: float, out: str | N
         new_plan = plan_sweep(load_sweep(target))
         old, new = {r.run_id for r in plan.runs}, {r.run_id for r in new_plan.runs}
         if not old <= new:  # the contract of the extended file: every earlier run keeps its folder
+            target.unlink()
             raise ConfigError(f"{target}: plans {len(old - new)} of {source}'s runs under other ids; not extending")
         print(f"\nwrote {target}: {len(new)} runs, {len(new - old)} new ({new_plan.total_flops - plan.total_flops:.3g} "
               f"FLOPs; results in {new_plan.sweep.sweep_dir}/); train them with: scaling run {target}")
