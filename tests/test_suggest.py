@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from scaling.analysis.pipeline import frame_for
 from scaling.analysis.suggest import Candidate, fit_ensemble, suggest
+from scaling.cli import main
 from scaling.config import load_sweep
 from scaling.errors import ConfigError
 from scaling.fit import ChinchillaLaw
 from scaling.plan import plan_sweep
+from scaling.results import run_state, write_json_atomic, write_result
 from scaling.simulate import grid_design, simulate
 from scaling.suggest import to_toml
 
 REPO = Path(__file__).resolve().parents[1]
 BESIROGLU = ChinchillaLaw.from_params(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
+TINY_PRIOR = ChinchillaLaw.from_params(E=0.567, A=101.25, B=174.53, alpha=0.5114, beta=0.3587)  # tiny.toml's
 PILOT = grid_design([3e7, 1e8, 3e8], [1e9, 3e9, 1e10])
 
 
@@ -70,22 +72,56 @@ def test_suggestion_is_deterministic_within_budget_and_narrows_the_interval() ->
     assert list(first.gains) == sorted(first.gains, reverse=True)  # each pick narrows the expected interval
 
 
+def _finish_runs(sweep: Path, law: ChinchillaLaw, seed: int = 0) -> None:
+    """The sweep's planned runs as finished run folders whose held-out losses follow `law` with 1% noise."""
+    rng = np.random.default_rng(seed)
+    plan = plan_sweep(load_sweep(sweep))
+    for run in plan.runs:
+        loss = float(law.predict(run.n_params, run.n_tokens)) * float(np.exp(0.01 * rng.standard_normal()))
+        run_dir = plan.sweep.sweep_dir / run.run_id
+        if run_dir.exists():
+            continue  # finished already
+        run_dir.mkdir(parents=True)
+        write_json_atomic(run_dir / "spec.json", run.to_dict())
+        write_result(run_dir, {"status": "done", "train_loss": loss, "val_loss": loss, "n_params": run.n_params,
+                               "n_tokens": run.n_tokens, "flops": run.flops, "wall_s": 1.0})
+
+
 @pytest.mark.slow
-def test_cli_suggest_extends_a_sweep_with_only_new_runs(tmp_path: Path) -> None:
-    # No finished runs: the posterior is the pilot simulated from the sweep's stated [grid.prior].
+def test_cli_suggest_extends_a_sweep_that_trains_only_new_runs_and_fits_all(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sweep = _sweep(tmp_path)
+    _finish_runs(sweep, TINY_PRIOR)
     out = tmp_path / "next.toml"
-    cmd = [sys.executable, "-m", "scaling.cli", "suggest", str(sweep), "--target-flops", "1e13", "--budget", "5e12",
-           "--n-boot", "20", "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "expected interval" in done.stdout and f"wrote {out}" in done.stdout
+    argv = ["suggest", str(sweep), "--target-flops", "1e13", "--budget", "5e12", "--n-boot", "20", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "expected interval" in printed and f"wrote {out}" in printed
     old, new = plan_sweep(load_sweep(sweep)), plan_sweep(load_sweep(out))
     assert new.sweep.sweep_dir == old.sweep.sweep_dir
-    added = [r for r in new.runs if r.run_id not in {r.run_id for r in old.runs}]
-    assert {r.run_id for r in old.runs} <= {r.run_id for r in new.runs}
+    old_ids = {r.run_id for r in old.runs}
+    added = [r for r in new.runs if r.run_id not in old_ids]
+    assert old_ids <= {r.run_id for r in new.runs}
     assert len(added) == len(load_sweep(out).grid.points) > 0
     assert sum(r.flops for r in added) <= 5e12 * 1.01  # whole steps round the tokens by < 1%
+    # `scaling run` on the new file trains only the added runs; its fit takes old and new runs together
+    states = {r.run_id: run_state(new.sweep.sweep_dir / r.run_id) for r in new.runs}
+    assert {i for i, st in states.items() if st != "done"} == {r.run_id for r in added}
+    assert main(argv) == 0  # deterministic: the same proposal again
+    assert plan_sweep(load_sweep(out)).runs == new.runs
+    _finish_runs(out, TINY_PRIOR, seed=1)
+    frame, _ = frame_for(str(out))
+    assert set(frame["run_id"]) == {r.run_id for r in new.runs}
+
+
+@pytest.mark.slow
+def test_cli_suggest_with_no_runs_simulates_the_pilot_from_the_prior(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep = _sweep(tmp_path)
+    assert main(["suggest", str(sweep), "--target-flops", "1e13", "--budget", "3e12", "--n-boot", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "no finished runs" in printed and "pilot of 9 runs simulated" in printed
+    assert load_sweep(tmp_path / "pts_next.toml").grid.points
 
 
 @pytest.mark.slow
@@ -93,10 +129,7 @@ def test_cli_suggest_on_a_csv_writes_the_proposed_points(tmp_path: Path) -> None
     data = simulate(BESIROGLU, PILOT, 0.01, np.random.default_rng(1))
     src = tmp_path / "pilot.csv"
     data.rename(columns={"n_params": "params", "n_tokens": "tokens"})[["params", "tokens", "loss"]].to_csv(src, index=False)
-    cmd = [sys.executable, "-m", "scaling.cli", "suggest", str(src), "--target-flops", "1e21", "--budget", "2e20",
-           "--n-boot", "20"]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert done.returncode == 0, done.stderr
+    assert main(["suggest", str(src), "--target-flops", "1e21", "--budget", "2e20", "--n-boot", "20"]) == 0
     proposed = pd.read_csv(tmp_path / "pilot_next.csv")
     assert len(proposed) > 0 and proposed["flops"].sum() <= 2e20
 
