@@ -23,6 +23,7 @@ with coverage >= 90%.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -40,13 +41,15 @@ def time_one_suggestion() -> None:
                     np.random.default_rng(0))
     setting = suggest_setting("besiroglu")
     cands = [Candidate(n_params=N, n_tokens=D, flops=6 * N * D) for N in setting.n_params for D in setting.n_tokens]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     ens = fit_ensemble(runs, n_boot=200, seed=0)
     fitted = time.perf_counter()
     proposal = suggest(ens, setting.target_flops, 1e21, cands)
     done = time.perf_counter()
-    print(f"suggestion on {len(runs)} runs: {done - start:.1f} s wall ({fitted - start:.1f} s fit + 200 bootstrap "
-          f"refits, {done - fitted:.2f} s choosing {len(proposal.picks)} of {len(cands)} candidates)")
+    print(f"suggestion on {len(runs)} runs: {done - start:.1f} s wall, {time.process_time() - cpu:.1f} s CPU of this "
+          f"process ({fitted - start:.1f} s wall fit + 200 bootstrap refits, {done - fitted:.2f} s choosing "
+          f"{len(proposal.picks)} of {len(cands)} candidates); load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores")
 
 
 def main() -> None:
