@@ -81,14 +81,16 @@ def main() -> None:
                 table.to_csv(path, index=False)
             print(f"{name} campaign {seed}: {time.perf_counter() - start:.0f} s", flush=True)
     summary = campaign_summary(table)
+    table = table.drop_duplicates(["setting", "campaign", "design"])  # a campaign is deterministic in its seed
     print(f"\n{len(table) // 3} campaigns, {time.perf_counter() - start:.0f} s this run")
     with pd.option_context("display.width", 160, "display.float_format", "{:.3g}".format):
         print(summary.to_string(index=False))
     for name, part in summary.groupby("setting", sort=False):
         by = part.set_index("design")
         ratio = by.loc["suggest", "median_factor"] / by.loc["grid", "median_factor"]
-        print(f"{name}: suggest's median interval / grid's = {ratio:.2f}; vs isoflop "
-              f"{by.loc['suggest', 'median_factor'] / by.loc['isoflop', 'median_factor']:.2f}; "
+        log_ratio = np.log(by.loc["suggest", "median_factor"]) / np.log(by.loc["grid", "median_factor"])
+        print(f"{name}: suggest's median interval factor / grid's = {ratio:.2f} (in ln N, width / width: "
+              f"{log_ratio:.2f}); factor vs isoflop's {by.loc['suggest', 'median_factor'] / by.loc['isoflop', 'median_factor']:.2f}; "
               f"suggest coverage {by.loc['suggest', 'coverage']:.0%}")
 
 
