@@ -59,6 +59,7 @@ def test_to_toml_round_trips_a_sweep() -> None:
     assert tomllib.loads(to_toml(raw)) == raw
 
 
+@pytest.mark.slow
 def test_suggestion_is_deterministic_within_budget_and_narrows_the_interval() -> None:
     data = simulate(BESIROGLU, PILOT, 0.01, np.random.default_rng(0))
     ens = fit_ensemble(data, n_boot=20, seed=3, n_starts=5)
@@ -135,7 +136,7 @@ def test_cli_suggest_on_a_csv_writes_the_proposed_points(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_a_short_campaign_narrows_the_interval_below_the_grids_at_equal_flops() -> None:
+def test_a_short_campaign_narrows_the_interval_below_the_fixed_designs_at_equal_flops() -> None:
     # A short version of benchmarks/bench_suggest.py: one campaign against Besiroglu et al.'s law, lighter fits.
     import dataclasses
 
@@ -145,5 +146,7 @@ def test_a_short_campaign_narrows_the_interval_below_the_grids_at_equal_flops() 
                                  n_boot_suggest=20, n_starts=5)).set_index("design")
     assert list(rows.index) == ["suggest", "grid", "isoflop"]
     assert (rows["flops"] / rows.loc["grid", "flops"]).between(0.95, 1.05).all()  # equal FLOPs
-    assert rows.loc["suggest", "factor"] <= 0.5 * rows.loc["grid", "factor"], rows
+    # one campaign, one round: narrower than either fixed design by 30% (the median target, half the grid's, is
+    # measured over 20 campaigns per law by the benchmark)
+    assert rows.loc["suggest", "factor"] <= 0.7 * rows.loc[["grid", "isoflop"], "factor"].min(), rows
     assert rows.loc["suggest", "covered"]
