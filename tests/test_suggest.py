@@ -59,7 +59,6 @@ def test_to_toml_round_trips_a_sweep() -> None:
     assert tomllib.loads(to_toml(raw)) == raw
 
 
-@pytest.mark.slow
 def test_suggestion_is_deterministic_within_budget_and_narrows_the_interval() -> None:
     data = simulate(BESIROGLU, PILOT, 0.01, np.random.default_rng(0))
     ens = fit_ensemble(data, n_boot=20, seed=3, n_starts=5)
@@ -88,7 +87,6 @@ def _finish_runs(sweep: Path, law: ChinchillaLaw, seed: int = 0) -> None:
                                "n_tokens": run.n_tokens, "flops": run.flops, "wall_s": 1.0})
 
 
-@pytest.mark.slow
 def test_cli_suggest_extends_a_sweep_that_trains_only_new_runs_and_fits_all(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sweep = _sweep(tmp_path)
@@ -115,7 +113,6 @@ def test_cli_suggest_extends_a_sweep_that_trains_only_new_runs_and_fits_all(
     assert set(frame["run_id"]) == {r.run_id for r in new.runs}
 
 
-@pytest.mark.slow
 def test_cli_suggest_with_no_runs_simulates_the_pilot_from_the_prior(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sweep = _sweep(tmp_path)
@@ -125,7 +122,6 @@ def test_cli_suggest_with_no_runs_simulates_the_pilot_from_the_prior(
     assert load_sweep(tmp_path / "pts_next.toml").grid.points
 
 
-@pytest.mark.slow
 def test_cli_suggest_on_a_csv_writes_the_proposed_points(tmp_path: Path) -> None:
     data = simulate(BESIROGLU, PILOT, 0.01, np.random.default_rng(1))
     src = tmp_path / "pilot.csv"
@@ -135,7 +131,6 @@ def test_cli_suggest_on_a_csv_writes_the_proposed_points(tmp_path: Path) -> None
     assert len(proposed) > 0 and proposed["flops"].sum() <= 2e20
 
 
-@pytest.mark.slow
 def test_a_short_campaign_narrows_the_interval_below_the_fixed_designs_at_equal_flops() -> None:
     # A short version of benchmarks/bench_suggest.py: one campaign against Besiroglu et al.'s law, lighter fits.
     import dataclasses
