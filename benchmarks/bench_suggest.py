@@ -14,7 +14,7 @@ Laws: Chinchilla-like (Hoffmann et al. 2022's printed Approach 3: E 1.69, A 406.
 beta 0.28) and Besiroglu et al. 2024's refit (E 1.8172, A 482.01, B 2085.43, alpha 0.3478, beta 0.3658).
 Target C* = 1e21. Each final fit is `scaling fit`'s Approach 3 with a 50-resample bootstrap (from the best 5
 starts of Hoffmann's grid instead of 50, and 20 ensemble members per suggestion: 40 campaigns on a shared
-2-core machine; `--n-boot 200 --n-boot-suggest 200 --n-starts 50` is what `scaling suggest` and `fit` use); per
+2-core machine; `scaling suggest` uses 200 members and 50 starts, `scaling fit` 1000 resamples and 50 starts); per
 design: median width of the 95% interval of N_opt(C*) (hi/lo), median error factor exp|ln(N_opt / truth)|,
 and coverage of the true N_opt(C*). Target (issue #15): suggest's median interval at most half the grid's,
 with coverage >= 90%.

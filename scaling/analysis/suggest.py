@@ -19,9 +19,10 @@ Pure and torch-free. The method, in three steps:
    to scale with the SD: factor_after = factor_before ** (sd_after / sd_before).
 3. **Greedy per FLOP within the budget.** Repeatedly take the candidate with the largest variance
    reduction per FLOP among those that still fit the budget, and update the covariances as if it had been
-   observed (rank-one update). The variance reduction is monotone and, for this objective, close to
-   submodular, where cost-weighted greedy is the standard budgeted heuristic (Krause & Guestrin 2005,
-   "A note on the budgeted maximization of submodular functions", CMU-CALD-05-103).
+   observed (rank-one update). The variance reduction never decreases as runs are added; it is not
+   submodular in general (Das & Kempe 2008, "Algorithms for subset selection in linear regression", STOC),
+   so cost-weighted greedy is a heuristic here, the standard one for budgeted selection (Krause & Guestrin
+   2005, "A note on the budgeted maximization of submodular functions", CMU-CALD-05-103).
 
 Deterministic for a seed (the bootstrap's); the greedy step is plain linear algebra on an
 (M+1) x (M+1) covariance of M candidates. benchmarks/bench_suggest.py measures the method on whole
