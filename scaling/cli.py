@@ -1,4 +1,4 @@
-"""Command line: `scaling plan|run|status|fit|plot|compare|train`.
+"""Command line: `scaling plan|run|status|fit|plot|compare|suggest|train`.
 
 Each verb is a thin function over the package API; user errors (ScalingError) print as one line on
 stderr with exit status 2 and no traceback.
@@ -25,7 +25,7 @@ from scaling.plan import Plan, plan_sweep
 
 log = logging.getLogger("scaling")
 
-VERBS = ("plan", "run", "status", "fit", "plot", "compare", "train")
+VERBS = ("plan", "run", "status", "fit", "plot", "compare", "suggest", "train")
 
 
 def _overrides(pairs: list[str] | None) -> dict[str, Any]:
@@ -80,7 +80,7 @@ def check_args(args: argparse.Namespace) -> None:
         if lo > hi:
             raise bad("--min-flops", lo, f"is above --max-flops {hi}")
     out = getattr(args, "out", None)
-    if out and Path(out).exists() and not Path(out).is_dir():
+    if out and getattr(args, "func", None) is not cmd_suggest and Path(out).exists() and not Path(out).is_dir():
         raise bad("--out", out, "exists and is not a folder")
 
 
@@ -276,6 +276,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from scaling.suggest import suggest_source
+
+    suggest_source(args.source, target_flops=args.target_flops, budget=args.budget, out=args.out, seed=args.seed,
+                   n_boot=args.n_boot, max_params=args.max_params, max_tokens=args.max_tokens)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from scaling.results import SPEC, read_json
 
@@ -351,6 +359,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-mixed-data", action="store_true",
                    help="fit runs trained on different versions of the corpus together (default: refuse)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("suggest", help="propose the next runs: those expected to narrow N_opt(C*)'s 95%% interval "
+                       "most per FLOP, written as a sweep that extends SOURCE")
+    p.add_argument("source", help="sweep .toml (extended), results folder or CSV with params,tokens,loss")
+    p.add_argument("--target-flops", type=float, required=True, help="C*: the budget whose N_opt matters (6ND)")
+    p.add_argument("--budget", type=float, required=True, help="FLOPs the proposed runs may cost in all")
+    p.add_argument("--out", help="the extended sweep file (default: <source stem>_next.toml beside it; a CSV "
+                                 "source gets <stem>_next.csv)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (same seed, same proposal)")
+    p.add_argument("--n-boot", type=int, default=200, help="bootstrap members of the posterior (default 200)")
+    p.add_argument("--max-params", type=float, help="largest model a proposed run may have (default: 2x the "
+                                                    "largest so far)")
+    p.add_argument("--max-tokens", type=float, help="most tokens a proposed run may train (default: 4x the most "
+                                                    "so far)")
+    p.set_defaults(func=cmd_suggest)
 
     p = sub.add_parser("train", help="(internal) train one run folder; what each job runs")
     p.add_argument("run_dir")

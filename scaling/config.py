@@ -33,6 +33,20 @@ class ShapeConfig:
 
 
 @dataclass(frozen=True)
+class PointConfig:
+    """One explicit (shape, token budget) run in `[grid].points`, e.g. what `scaling suggest` proposes."""
+
+    n_layer: int
+    """Number of transformer blocks (or LSTM layers)."""
+    d_model: int
+    """Residual stream width."""
+    n_tokens: float
+    """Tokens to train this shape on (rounded to whole optimizer steps, like [grid].n_tokens)."""
+    n_head: int = 0
+    """Attention heads; 0 means d_model // model.head_dim."""
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """`[data]`: where the training text comes from and how it is split."""
 
@@ -145,6 +159,11 @@ class GridConfig:
     up to half a size step the planner takes the least-shifted ones where Approach 2 on the prior's own
     losses misses N_opt by the same factor at every budget (a common factor leaves a unbiased), and
     refuses a design that would still move a by more than 0.005."""
+    points: tuple[PointConfig, ...] = ()
+    """Extra runs at explicit (shape, tokens) points, planned with any design, e.g.
+    [{n_layer = 2, d_model = 64, n_tokens = 3e6}]: `scaling suggest` writes the runs it proposes here, so the
+    extended sweep plans its earlier runs (same run ids, trained once) plus these. A point that is already a
+    run of the design is trained once."""
     prior: PriorConfig = field(default_factory=PriorConfig)
     """The law whose N_opt(C) centres the IsoFLOP windows (see [grid.prior])."""
 
@@ -484,6 +503,17 @@ def validate(cfg: SweepConfig) -> None:
           f"must be divisible by its {heads} heads")
         c("llama" not in m.arch or (s.d_model // heads) % 2 == 0, cfg, f"[grid].shapes[{i}].d_model", s.d_model,
           f"gives llama heads of odd width {s.d_model // heads} (rotary embeddings rotate channel pairs)")
+    for i, pt in enumerate(g.points):
+        c(pt.n_layer > 0, cfg, f"[grid].points[{i}].n_layer", pt.n_layer, "must be > 0")
+        c(pt.d_model > 0, cfg, f"[grid].points[{i}].d_model", pt.d_model, "must be > 0")
+        c(pt.n_head >= 0, cfg, f"[grid].points[{i}].n_head", pt.n_head, "must be >= 0")
+        heads = pt.n_head or max(1, pt.d_model // m.head_dim)
+        c(pt.d_model % heads == 0, cfg, f"[grid].points[{i}].d_model", pt.d_model,
+          f"must be divisible by its {heads} heads")
+        c("llama" not in m.arch or (pt.d_model // heads) % 2 == 0, cfg, f"[grid].points[{i}].d_model", pt.d_model,
+          f"gives llama heads of odd width {pt.d_model // heads} (rotary embeddings rotate channel pairs)")
+        c(0 < pt.n_tokens <= MAX_TOKENS, cfg, f"[grid].points[{i}].n_tokens", pt.n_tokens,
+          f"must be in (0, {MAX_TOKENS:g}]")
     for i, n in enumerate(g.n_params):
         c(0 < n <= MAX_PARAMS, cfg, f"[grid].n_params[{i}]", n, f"must be in (0, {MAX_PARAMS:g}]")
     for i, n in enumerate(g.n_tokens):
@@ -492,9 +522,11 @@ def validate(cfg: SweepConfig) -> None:
         c(0 < f <= MAX_FLOPS, cfg, f"[grid].flops[{i}]", f, f"must be in (0, {MAX_FLOPS:g}]")
     grid_part, iso_part = g.design in ("grid", "grid+isoflop"), g.design in ("isoflop", "grid+isoflop")
     if grid_part:
-        c(bool(g.shapes or g.n_params), cfg, "[grid].n_params", list(g.n_params),
-          "give at least one model size (n_params or shapes)")
-        c(bool(g.n_tokens), cfg, "[grid].n_tokens", list(g.n_tokens), "give at least one token budget")
+        # a sweep of explicit points alone (design = "grid", only [grid].points) is a sweep too
+        c(bool(g.shapes or g.n_params or g.points), cfg, "[grid].n_params", list(g.n_params),
+          "give at least one model size (n_params or shapes) or [grid].points")
+        c(bool(g.n_tokens or (g.points and not (g.shapes or g.n_params))), cfg, "[grid].n_tokens",
+          list(g.n_tokens), "give at least one token budget")
     else:
         c(not g.n_tokens, cfg, "[grid].n_tokens", list(g.n_tokens), "not used with design = \"isoflop\"")
         c(not g.shapes, cfg, "[grid].shapes", "...", "not used with design = \"isoflop\" (sizes come from "
@@ -630,7 +662,8 @@ def config_reference() -> str:
     sections = [("(top level)", SweepConfig)] + [
         (f"[{f.name}]", f.default_factory) for f in dataclasses.fields(SweepConfig)
         if f.default_factory is not dataclasses.MISSING
-    ] + [("[grid.prior]", PriorConfig), ("[[grid.shapes]] items", ShapeConfig)]
+    ] + [("[grid.prior]", PriorConfig), ("[[grid.shapes]] items", ShapeConfig),
+         ("[[grid.points]] items", PointConfig)]
     for title, cls in sections:
         docs: dict[str, str] = {}
         body = ast.parse(inspect.getsource(cls)).body[0].body

@@ -99,6 +99,7 @@ def count_runs(cfg: SweepConfig) -> int:
         points += (len(g.shapes) + len(g.n_params)) * len(g.n_tokens)
     if g.design in ("isoflop", "grid+isoflop"):
         points += g.n_sizes * len(g.flops)
+    points += len(g.points)
     return len(cfg.model.arch) * points * len(cfg.train.lr_sweep or (1.0,)) * len(cfg.train.seeds)
 
 
@@ -137,6 +138,9 @@ def _plan_sweep(cfg: SweepConfig) -> Plan:
                     points.append((shape, budget / flops_per_token(shape), budget, f"[grid].flops[{i}]",
                                    window.centre))
         check_design(cfg, windows)
+    for arch in cfg.model.arch:
+        for i, shape, n_tok in _explicit_points(cfg, arch):
+            points.append((shape, n_tok, 0.0, f"[grid].points[{i}]", 0.0))
     # WSD branches of one size share a trunk, so they share LR, batch size and warmup: the rules are
     # evaluated at the size's largest budget and warmup at its smallest (it must end before any fork).
     span: dict[ModelShape, tuple[float, float]] = {}
@@ -151,8 +155,10 @@ def _plan_sweep(cfg: SweepConfig) -> Plan:
                 run = _make_run(cfg, shape, n_tok, budget, seed, key, mult, span[shape], centre)
                 twin = planned_by.setdefault(twin_key(run), key)
                 if twin != key:
-                    if budget:
-                        continue  # "grid+isoflop": this IsoFLOP point is a grid run already; train it once
+                    if budget or key.startswith("[grid].points"):
+                        # "grid+isoflop": this IsoFLOP point is a grid run already; an explicit point that the
+                        # design (or an earlier point) already trains is that run: train it once
+                        continue
                     # Two budgets that round to one step count train the same model twice under two ids, and a
                     # fit would then average them as if they were seeds.
                     raise ConfigError(
@@ -197,6 +203,19 @@ def _family_shapes(cfg: SweepConfig, arch: str) -> list[ModelShape]:
                 f"space the sizes further apart")
         seen[shape] = key
     return sorted(seen, key=n_params)
+
+
+def _explicit_points(cfg: SweepConfig, arch: str) -> list[tuple[int, ModelShape, float]]:
+    """[grid].points as (index, shape, n_tokens) of one family, in file order."""
+    m, V = cfg.model, cfg.data.vocab_size
+    out = []
+    for i, pt in enumerate(cfg.grid.points):
+        heads = pt.n_head or max(1, pt.d_model // m.head_dim)
+        shape = ModelShape(arch=arch, n_layer=pt.n_layer, d_model=pt.d_model, n_head=heads, seq_len=m.seq_len,
+                           vocab_size=V, mlp_ratio=m.mlp_ratio, **m.shape_options())
+        _check_cap(cfg, f"[grid].points[{i}]", shape, "parameters", n_params(shape), MAX_PARAMS)
+        out.append((i, shape, float(pt.n_tokens)))
+    return out
 
 
 def _check_cap(cfg: SweepConfig, key: str, shape: ModelShape, what: str, value: float, cap: float) -> None:

@@ -18,6 +18,9 @@ per responsibility, each depending only on those above it:
   table and the holdout check.
 - `pipeline`: what the CLI verbs fit, plot and compare do: read a source, fit per architecture family,
   write fit.json, runs.csv and figures, print the reports. The CLI parses arguments and calls it.
+- `suggest`: sequential design, the runs expected to narrow N_opt(C*)'s interval most per FLOP (what
+  `scaling suggest` proposes; `scaling/suggest.py` turns a sweep into candidates and writes the extended file).
+  Imported by name, not re-exported here.
 - `_blas`: the OpenBLAS thread limit the optimizer loops run under.
 
 Figures (`scaling/plot.py`) and published laws (`scaling/compare.py`) stay where they were: they take a

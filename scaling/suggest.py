@@ -1,0 +1,208 @@
+"""The sweep side of `scaling suggest`: the runs a sweep may add, and the sweep file that adds them.
+
+The method (posterior ensemble, expected shrink of N_opt(C*)'s interval per FLOP, greedy within the budget)
+is `scaling.analysis.suggest`; this module turns a sweep into its candidates (shapes on the sweep's own
+depth/width rule, token counts log-spaced over the sweep's range) and writes the extended sweep: the original
+file's keys plus the proposed runs in `[grid].points`, with the same name and results folder, so `scaling run`
+on it trains only the new runs and its fit uses old and new together. Torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaling.accounting import ModelShape, flops_per_token, n_params
+from scaling.analysis.suggest import Candidate, Ensemble, Proposal, fit_ensemble, prior_ensemble, suggest
+from scaling.config import SweepConfig, load_sweep
+from scaling.errors import ConfigError, FitError
+from scaling.isoflop import candidate_shapes
+from scaling.plan import Plan, plan_sweep
+
+TOKENS_PER_DECADE = 8
+"""Token counts the candidates take: log-spaced, this many per decade (rounded to 3 significant digits)."""
+PRIOR_NOISE = 0.01
+"""With no finished runs, the pilot is simulated from the prior law with this lognormal noise (1%: the
+residual SD of this repo's CPU sweeps is 1-3%)."""
+
+
+def sweep_candidates(plan: Plan, max_params: float, max_tokens: float
+                     ) -> tuple[list[Candidate], dict[str, ModelShape]]:
+    """Every (shape, tokens) the sweep may add: shapes on its depth/width rule from its smallest planned model
+    up to `max_params`, token counts from its smallest planned budget up to `max_tokens`; a pair the plan
+    already trains (same shape, tokens within 5%) is not a candidate. Cost: the exact FLOP count. Also returns
+    each candidate label's shape."""
+    cfg = plan.sweep
+    m = cfg.model
+    arch = cfg.model.arch[0]
+    n_lo = min(r.n_params for r in plan.runs)
+    d_lo = min(r.n_tokens for r in plan.runs)
+    shapes = [s for s in candidate_shapes(arch, m.seq_len, cfg.data.vocab_size, m.head_dim, m.aspect_ratio,
+                                          m.mlp_ratio, **m.shape_options()) if n_lo <= n_params(s) <= max_params]
+    shapes += [r.shape for r in plan.runs if r.shape not in shapes]  # the sweep's own shapes, off the rule
+    decades = math.log10(max(max_tokens, d_lo) / d_lo)
+    tokens = sorted({float(f"{t:.3g}") for t in np.geomspace(d_lo, max(max_tokens, d_lo),
+                                                             max(2, round(decades * TOKENS_PER_DECADE) + 1))})
+    have: dict[ModelShape, list[float]] = {}
+    for r in plan.runs:
+        have.setdefault(r.shape, []).append(r.n_tokens)
+    out, by_label = [], {}
+    for shape in sorted(set(shapes), key=lambda s: (n_params(s), s.n_layer)):
+        label = f"L{shape.n_layer} d{shape.d_model}" + (
+            f" h{shape.n_head}" if shape.n_head != max(1, shape.d_model // m.head_dim) else "")
+        by_label[label] = shape
+        for d in tokens:
+            if any(abs(math.log(d / t)) < 0.05 for t in have.get(shape, [])):
+                continue
+            out.append(Candidate(n_params=float(n_params(shape)), n_tokens=d,
+                                 flops=float(flops_per_token(shape) * d), label=label))
+    return out, by_label
+
+
+def frame_candidates(points: pd.DataFrame, max_params: float, max_tokens: float, n: int = 12) -> list[Candidate]:
+    """A CSV or results folder has no sweep: candidates are n log-spaced sizes x n token counts from the
+    data's smallest up to the limits, costed at C = 6ND."""
+    Ns = np.geomspace(points["n_params"].min(), max_params, n)
+    Ds = np.geomspace(points["n_tokens"].min(), max_tokens, n)
+    return [Candidate(n_params=float(f"{N:.3g}"), n_tokens=float(f"{D:.3g}"), flops=6.0 * float(f"{N:.3g}")
+                      * float(f"{D:.3g}")) for N in Ns for D in Ds]
+
+
+def ensemble_for(points: pd.DataFrame, cfg: SweepConfig | None, plan: Plan | None, n_boot: int, seed: int
+                 ) -> Ensemble:
+    """The posterior: the bootstrap ensemble of the finished runs; with fewer than 5, of the sweep's planned
+    runs simulated from its stated or published prior law ([grid.prior])."""
+    if len(points) >= 5:
+        return fit_ensemble(points, n_boot=n_boot, seed=seed, source=f"Approach 3 fit to {len(points)} finished runs")
+    if cfg is None or plan is None or not (cfg.grid.prior.stated or cfg.grid.prior.law):
+        raise FitError(f"{len(points)} finished run(s): a suggestion needs >= 5 (train a pilot first) or, for a sweep "
+                       "with none yet, a stated or published [grid.prior] law to simulate its pilot from")
+    from scaling.isoflop import resolve_prior
+
+    law = resolve_prior(cfg).law
+    design = pd.DataFrame({"n_params": [r.n_params for r in plan.runs], "n_tokens": [r.n_tokens for r in plan.runs]})
+    return prior_ensemble(law, design, noise=PRIOR_NOISE, n_boot=n_boot, seed=seed)
+
+
+def extended_sweep_text(cfg: SweepConfig, picks: list[Candidate], shapes: dict[str, ModelShape]) -> str:
+    """The sweep file `cfg` was read from, plus `picks` in [grid].points: same name, same results folder, its
+    corpus and pilot paths made absolute (the new file may live elsewhere). `shapes` maps pick labels to shapes."""
+    raw = tomllib.loads(Path(cfg.source).read_text())
+    raw["name"] = cfg.name  # the default name is the file's stem: the new file must keep the old results folder
+    if cfg.data.source != "stdlib":
+        raw.setdefault("data", {})["source"] = cfg.data.source
+    if cfg.grid.prior.pilot:
+        raw["grid"]["prior"]["pilot"] = cfg.grid.prior.pilot
+    grid = raw.setdefault("grid", {})
+    points = list(grid.get("points", []))
+    for c in picks:
+        s = shapes[c.label]
+        point: dict[str, Any] = {"n_layer": s.n_layer, "d_model": s.d_model, "n_tokens": c.n_tokens}
+        if s.n_head != max(1, s.d_model // cfg.model.head_dim):
+            point["n_head"] = s.n_head
+        points.append(point)
+    grid["points"] = points
+    header = (f"# {cfg.source} extended by `scaling suggest` with {len(picks)} run(s) in [grid].points; same name and\n"
+              f"# results folder, so `scaling run` on this file trains only the new runs and fits old and new together.\n")
+    return header + to_toml(raw)
+
+
+def to_toml(raw: dict[str, Any]) -> str:
+    """TOML text of a table as tomllib reads it (strings, numbers, booleans, lists, nested tables): the
+    standard library reads TOML but does not write it, and this subset is all a sweep file holds."""
+    lines: list[str] = []
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"cannot write {v!r} to a sweep file")
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)  # a TOML basic string
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
+        raise ConfigError(f"cannot write {type(v).__name__} {v!r} to a sweep file")
+
+    def table(prefix: str, t: dict[str, Any]) -> None:
+        if prefix:
+            lines.append(f"\n[{prefix}]")
+        for k, v in t.items():
+            if not isinstance(v, dict):
+                lines.append(f"{k} = {value(v)}")
+        for k, v in t.items():
+            if isinstance(v, dict):
+                table(f"{prefix}.{k}" if prefix else k, v)
+
+    table("", raw)
+    return "\n".join(lines) + "\n"
+
+
+def suggest_source(source: str, target_flops: float, budget: float, out: str | None = None, seed: int = 0,
+                   n_boot: int = 200, max_params: float | None = None, max_tokens: float | None = None
+                   ) -> Proposal:
+    """`scaling suggest`: fit SOURCE's runs, propose the next ones, print why, and write the extended sweep
+    (a .toml source; default `<stem>_next.toml` beside it) or a CSV of the proposed points (`--out x.csv`)."""
+    from scaling.analysis.pipeline import frame_for
+    from scaling.analysis.points import select_points
+
+    if n_boot < 20:
+        raise ConfigError(f"--n-boot {n_boot}: must be >= 20 (the ensemble's covariances need members)")
+    if not (math.isfinite(budget) and budget > 0):
+        raise ConfigError(f"--budget {budget}: must be a finite number of FLOPs > 0")
+    if not (math.isfinite(target_flops) and target_flops > 0):
+        raise ConfigError(f"--target-flops {target_flops}: must be a finite number of FLOPs > 0")
+    path = Path(source)
+    is_sweep = path.suffix.lower() == ".toml"
+    cfg = load_sweep(path) if is_sweep else None
+    plan = plan_sweep(cfg) if cfg is not None else None
+    if cfg is not None and len(cfg.model.arch) > 1:
+        raise ConfigError(f"{source}: [model].arch = {list(cfg.model.arch)}: suggest designs for one family's law; "
+                          "write a sweep per family")
+    if cfg is not None and not Path(cfg.sweep_dir).is_dir():
+        frame = pd.DataFrame(columns=["n_params", "n_tokens", "flops", "loss"])
+        print(f"{source}: no results yet in {cfg.sweep_dir}/")
+    else:
+        frame, _ = frame_for(source)
+    points = select_points(frame).frame if len(frame) else frame
+    ensemble = ensemble_for(points, cfg, plan, n_boot=n_boot, seed=seed)
+    if plan is not None:
+        n_hi = max(r.n_params for r in plan.runs)
+        d_hi = max(r.n_tokens for r in plan.runs)
+        candidates, shapes = sweep_candidates(plan, max_params or 2 * n_hi, max_tokens or 4 * d_hi)
+    else:
+        candidates = frame_candidates(points, max_params or 2 * points["n_params"].max(),
+                                      max_tokens or 4 * points["n_tokens"].max())
+    proposal = suggest(ensemble, target_flops, budget, candidates)
+    print("\n".join(proposal.describe()))
+    if ensemble.n_runs == 0:
+        print(f"(no finished runs: the interval 'now' is the one expected after the sweep's {len(plan.runs)} planned "
+              "runs, and the proposed runs come on top of them)")
+    if not proposal.picks:
+        return proposal
+    if cfg is not None:
+        target = Path(out) if out else path.with_name(f"{path.stem}_next.toml")
+        text = extended_sweep_text(cfg, list(proposal.picks), shapes)
+        target.write_text(text)
+        new_plan = plan_sweep(load_sweep(target))
+        old, new = {r.run_id for r in plan.runs}, {r.run_id for r in new_plan.runs}
+        if not old <= new:  # the contract of the extended file: every earlier run keeps its folder
+            target.unlink()
+            raise ConfigError(f"{target}: plans {len(old - new)} of {source}'s runs under other ids; not extending")
+        print(f"\nwrote {target}: {len(new)} runs, {len(new - old)} new ({new_plan.total_flops - plan.total_flops:.3g} "
+              f"FLOPs; results in {new_plan.sweep.sweep_dir}/); train them with: scaling run {target}")
+    else:
+        target = Path(out) if out else path.with_name(f"{path.stem}_next.csv")
+        pd.DataFrame([{"params": c.n_params, "tokens": c.n_tokens, "flops": c.flops} for c in proposal.picks]
+                     ).to_csv(target, index=False)
+        print(f"\nwrote {target}: the {len(proposal.picks)} proposed (params, tokens) points")
+    return proposal
