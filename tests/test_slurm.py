@@ -115,9 +115,9 @@ def test_wait_false_returns_then_status_reads_disk_and_relaunch_submits_only_mis
     assert (sweep_status(plan)["state"] == "done").all()
 
 
-# Long enough to be interrupted (3000 steps: ~48 s of training on an idle 2-core CI machine, ~60 steps/s;
-# 1100 steps once finished inside the first 15 s attempt there); shared with its uninterrupted reference.
-LONG = dict(n_tokens=[1024 * 3000], shape={"n_layer": 2, "d_model": 64}, seq_len=64, batch_size=16)
+# Long enough to be interrupted (6000 steps: ~100 s of training on an idle 2-core CI machine, ~60 steps/s,
+# more than one 2-minute attempt can train); shared with its uninterrupted reference.
+LONG = dict(n_tokens=[1024 * 6000], shape={"n_layer": 2, "d_model": 64}, seq_len=64, batch_size=16)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, text_corpus: Path) -> It
 
     def get() -> dict:
         if not result:
-            wait_until(lambda: read_result(run_dir) is not None, 180, "the reference run")
+            wait_until(lambda: read_result(run_dir) is not None, 600, "the reference run")
             result.update(read_result(run_dir))
         return result
 
@@ -147,12 +147,14 @@ def assert_same_final_loss(run_dir: Path, reference: dict) -> None:
 @pytest.mark.slow
 def test_real_timeout_requeues_and_resumes_with_the_same_loss(slurm: str, tmp_path: Path, text_corpus: Path,
                                                              reference: dict) -> None:
-    plan = make_plan(tmp_path, text_corpus, launch={"timeout_min": 1, "max_num_timeout": 3}, **LONG)
+    plan = make_plan(tmp_path, text_corpus, launch={"timeout_min": 2, "max_num_timeout": 8}, **LONG)
     run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
     assert plan.runs[0].run_id == reference["run_id"]
-    # USR2 30 s before the 1-minute limit: each attempt trains ~30 s, then checkpoints and is requeued;
-    # max_num_timeout = 3 leaves room for a machine 2.5x slower than CI's.
-    report = launch(plan, signal_delay_s=30, poll_s=0.5)
+    # USR2 35 s before the 2-minute limit. Slurm sends --signal up to 60 s early (sbatch(1): "due to the
+    # resolution of event handling"): with a 1-minute limit it once came before Python had started and
+    # killed the job. Here it comes 25-85 s into each attempt, after start-up and before the run's ~100 s
+    # of training is done; max_num_timeout = 8 leaves room for short attempts on a slow machine.
+    report = launch(plan, signal_delay_s=35, poll_s=0.5)
     assert report.failed == []
     status = read_json(run_dir / STATUS)
     assert status.get("checkpoint_saved") is True, f"the job was never requeued: {status}"
@@ -171,7 +173,7 @@ def test_partition_preemption_requeues_and_resumes_with_the_same_loss(slurm: str
                            "-o", str(tmp_path / "high.out"), "--wrap", "sleep 2"],
                           capture_output=True, text=True, check=True).stdout.strip()
     wait_until(lambda: read_json(run_dir / STATUS).get("state") == "requeued", 60, "the requeue")
-    wait_until(lambda: read_result(run_dir) is not None, 180, "the preempted run to finish")
+    wait_until(lambda: read_result(run_dir) is not None, 400, "the preempted run to finish")
     sacct = subprocess.run(["sacct", "-n", "-X", "-P", "-j", high, "-o", "State"], capture_output=True,
                            text=True, check=True).stdout
     assert "COMPLETED" in sacct
