@@ -32,24 +32,18 @@ sys.path.insert(0, str(REPO))
 from scaling.cli import _overrides  # noqa: E402
 from scaling.config import load_sweep  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_train  # noqa: E402  (its matmul_peak)
 
-def matmul_peak(threads: int, n: int = 1024, seconds: float = 3.0) -> float:
-    """fp32 GFLOP/s of a square matmul on `threads` threads, best of several timed batches."""
+
+def matmul_peak(threads: int, seconds: float = 3.0) -> float:
+    """bench_train.matmul_peak (fp32 GFLOP/s of a 1024^3 matmul) on `threads` threads."""
     prev = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        for _ in range(3):
-            a @ b  # warm up the BLAS thread pool
-        best, t_end = 0.0, time.perf_counter() + seconds
-        while time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            for _ in range(5):
-                a @ b
-            best = max(best, 5 * 2 * n**3 / (time.perf_counter() - t0))
+        return bench_train.matmul_peak(seconds=seconds)
     finally:
         torch.set_num_threads(prev)
-    return best / 1e9
 
 
 def run_sweep(code: Path, sweep: Path, sets: list[str], results_dir: Path) -> dict[str, float]:

@@ -494,24 +494,18 @@ def validate(cfg: SweepConfig) -> None:
         c(m.base_width == 0, cfg, "[model].base_width", m.base_width,
           "only used with parametrization = \"mup\"")
     c(g.design in DESIGNS, cfg, "[grid].design", g.design, f"must be one of {', '.join(DESIGNS)}")
-    for i, s in enumerate(g.shapes):
-        c(s.n_layer > 0, cfg, f"[grid].shapes[{i}].n_layer", s.n_layer, "must be > 0")
-        c(s.d_model > 0, cfg, f"[grid].shapes[{i}].d_model", s.d_model, "must be > 0")
-        c(s.n_head >= 0, cfg, f"[grid].shapes[{i}].n_head", s.n_head, "must be >= 0")
+    # explicit shapes and explicit (shape, tokens) points obey the same shape rules
+    shaped = [(f"[grid].shapes[{i}]", s) for i, s in enumerate(g.shapes)]
+    shaped += [(f"[grid].points[{i}]", pt) for i, pt in enumerate(g.points)]
+    for key, s in shaped:
+        c(s.n_layer > 0, cfg, f"{key}.n_layer", s.n_layer, "must be > 0")
+        c(s.d_model > 0, cfg, f"{key}.d_model", s.d_model, "must be > 0")
+        c(s.n_head >= 0, cfg, f"{key}.n_head", s.n_head, "must be >= 0")
         heads = s.n_head or max(1, s.d_model // m.head_dim)
-        c(s.d_model % heads == 0, cfg, f"[grid].shapes[{i}].d_model", s.d_model,
-          f"must be divisible by its {heads} heads")
-        c("llama" not in m.arch or (s.d_model // heads) % 2 == 0, cfg, f"[grid].shapes[{i}].d_model", s.d_model,
+        c(s.d_model % heads == 0, cfg, f"{key}.d_model", s.d_model, f"must be divisible by its {heads} heads")
+        c("llama" not in m.arch or (s.d_model // heads) % 2 == 0, cfg, f"{key}.d_model", s.d_model,
           f"gives llama heads of odd width {s.d_model // heads} (rotary embeddings rotate channel pairs)")
     for i, pt in enumerate(g.points):
-        c(pt.n_layer > 0, cfg, f"[grid].points[{i}].n_layer", pt.n_layer, "must be > 0")
-        c(pt.d_model > 0, cfg, f"[grid].points[{i}].d_model", pt.d_model, "must be > 0")
-        c(pt.n_head >= 0, cfg, f"[grid].points[{i}].n_head", pt.n_head, "must be >= 0")
-        heads = pt.n_head or max(1, pt.d_model // m.head_dim)
-        c(pt.d_model % heads == 0, cfg, f"[grid].points[{i}].d_model", pt.d_model,
-          f"must be divisible by its {heads} heads")
-        c("llama" not in m.arch or (pt.d_model // heads) % 2 == 0, cfg, f"[grid].points[{i}].d_model", pt.d_model,
-          f"gives llama heads of odd width {pt.d_model // heads} (rotary embeddings rotate channel pairs)")
         c(0 < pt.n_tokens <= MAX_TOKENS, cfg, f"[grid].points[{i}].n_tokens", pt.n_tokens,
           f"must be in (0, {MAX_TOKENS:g}]")
     for i, n in enumerate(g.n_params):
