@@ -82,7 +82,7 @@ def keep_freed_memory() -> bool:
     is trimmed, so every step page-faults its buffers in afresh (and zero-fills them in the kernel). This is
     what PyTorch's CPU performance guide gets from LD_PRELOADing jemalloc or tcmalloc; mallopt does it
     without a new dependency or a launcher wrapper, and the same on Slurm. Measured by
-    benchmarks/bench_train.py --malloc (page faults and tokens/s, side by side). Returns whether it applied:
+    benchmarks/bench_malloc.py (page faults and tokens/s, side by side in fresh processes). Returns whether it applied:
     not on other C libraries (macOS, musl), nor with SCALING_MALLOC_KEEP=0.
     """
     if os.environ.get(MALLOC_KEEP_ENV, "1") == "0" or platform.system() != "Linux":
