@@ -93,6 +93,19 @@ def count_case() -> Callable[..., None]:
     return add
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: hand its counts to the controller
+        workeroutput["scaling_cases"] = dict(_CASES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist's controller, as each worker finishes: add the worker's counts to the summary's."""
+    for kind, n in getattr(node, "workeroutput", {}).get("scaling_cases", {}).items():
+        _CASES[kind] = _CASES.get(kind, 0) + n
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _CASES:
         detail = ", ".join(f"{k}: {v}" for k, v in sorted(_CASES.items()))

@@ -25,7 +25,8 @@ REPO = Path(scaling.__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "slurm_ci.sh"
 CANNOT_INSTALL = 3  # slurm_ci.sh's exit status when Slurm is missing and cannot be installed here
 
-pytestmark = pytest.mark.slurm
+# One worker runs this whole module under pytest-xdist (--dist loadgroup): one Slurm per machine.
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
 
 @pytest.fixture(scope="module")
@@ -118,13 +119,16 @@ def test_wait_false_returns_then_status_reads_disk_and_relaunch_submits_only_mis
 # Long enough to be interrupted (6000 steps: ~100 s of training on an idle 2-core CI machine, ~60 steps/s,
 # more than one 2-minute attempt can train); shared with its uninterrupted reference.
 LONG = dict(n_tokens=[1024 * 6000], shape={"n_layer": 2, "d_model": 64}, seq_len=64, batch_size=16)
+# A preemption comes a few seconds after the first checkpoint (3 s of training): 2500 steps (~25-40 s) are
+# enough to be preempted mid-run and cost less than half of LONG's training.
+SHORT = dict(LONG, n_tokens=[1024 * 2500])
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, text_corpus: Path) -> Iterator[dict]:
-    """The long run trained without interruption by the local launcher (in the background)."""
-    tmp = tmp_path_factory.mktemp("reference")
-    plan = make_plan(tmp, text_corpus, results="reference", launch={"backend": "local"}, **LONG)
+def background_reference(tmp: Path, corpus: Path, run: dict) -> dict:
+    """`run` trained without interruption by the local launcher, in the background while other tests run.
+
+    Returns its run_id, the steps it trains and `get()`, which waits for its result.json and returns it."""
+    plan = make_plan(tmp, corpus, results="reference", launch={"backend": "local"}, **run)
     launch(plan, wait=False)
     run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
     result: dict = {}
@@ -135,21 +139,32 @@ def reference(tmp_path_factory: pytest.TempPathFactory, text_corpus: Path) -> It
             result.update(read_result(run_dir))
         return result
 
-    yield {"run_id": plan.runs[0].run_id, "get": get}
+    return {"run_id": plan.runs[0].run_id, "get": get,
+            "steps": run["n_tokens"][0] // (run["batch_size"] * run["seq_len"])}
+
+
+@pytest.fixture(scope="module")
+def long_reference(tmp_path_factory: pytest.TempPathFactory, text_corpus: Path) -> dict:
+    return background_reference(tmp_path_factory.mktemp("long"), text_corpus, LONG)
+
+
+@pytest.fixture(scope="module")
+def short_reference(tmp_path_factory: pytest.TempPathFactory, text_corpus: Path) -> dict:
+    return background_reference(tmp_path_factory.mktemp("short"), text_corpus, SHORT)
 
 
 def assert_same_final_loss(run_dir: Path, reference: dict) -> None:
     got, want = read_result(run_dir), reference["get"]()
-    assert got["steps_done"] == want["steps_done"] == LONG["n_tokens"][0] // (LONG["batch_size"] * LONG["seq_len"])
+    assert got["steps_done"] == want["steps_done"] == reference["steps"]
     assert got["val_loss"] == want["val_loss"] and got["train_loss"] == want["train_loss"]
 
 
 @pytest.mark.slow
 def test_real_timeout_requeues_and_resumes_with_the_same_loss(slurm: str, tmp_path: Path, text_corpus: Path,
-                                                             reference: dict) -> None:
+                                                             long_reference: dict) -> None:
     plan = make_plan(tmp_path, text_corpus, launch={"timeout_min": 2, "max_num_timeout": 8}, **LONG)
     run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
-    assert plan.runs[0].run_id == reference["run_id"]
+    assert plan.runs[0].run_id == long_reference["run_id"]
     # USR2 35 s before the 2-minute limit. Slurm sends --signal up to 60 s early (sbatch(1): "due to the
     # resolution of event handling"): with a 1-minute limit it once came before Python had started and
     # killed the job. Here it comes 25-85 s into each attempt, after start-up and before the run's ~100 s
@@ -158,13 +173,14 @@ def test_real_timeout_requeues_and_resumes_with_the_same_loss(slurm: str, tmp_pa
     assert report.failed == []
     status = read_json(run_dir / STATUS)
     assert status.get("checkpoint_saved") is True, f"the job was never requeued: {status}"
-    assert_same_final_loss(run_dir, reference)
+    assert_same_final_loss(run_dir, long_reference)
 
 
 @pytest.mark.slow
 def test_partition_preemption_requeues_and_resumes_with_the_same_loss(slurm: str, tmp_path: Path,
-                                                                      text_corpus: Path, reference: dict) -> None:
-    plan = make_plan(tmp_path, text_corpus, launch={"partition": "low", "timeout_min": 30}, **LONG)
+                                                                      text_corpus: Path,
+                                                                      short_reference: dict) -> None:
+    plan = make_plan(tmp_path, text_corpus, launch={"partition": "low", "timeout_min": 30}, **SHORT)
     run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
     launch(plan, wait=False)
     wait_until(lambda: (run_dir / CKPT).exists(), 120, "the first checkpoint")
@@ -178,7 +194,8 @@ def test_partition_preemption_requeues_and_resumes_with_the_same_loss(slurm: str
                            text=True, check=True).stdout
     assert "COMPLETED" in sacct
     assert sweep_status(plan).iloc[0]["state"] == "done"
-    assert_same_final_loss(run_dir, reference)
+    assert plan.runs[0].run_id == short_reference["run_id"]
+    assert_same_final_loss(run_dir, short_reference)
 
 
 @pytest.mark.slow
