@@ -29,6 +29,7 @@ from scaling.accounting import ModelShape, flops_per_token  # noqa: E402
 from scaling.config import DataConfig  # noqa: E402
 from scaling.data import get_batch, load_corpus  # noqa: E402
 from scaling.model import build_model  # noqa: E402
+from shapes_arg import add_shapes_option  # noqa: E402  (beside this file)
 
 
 def one_by_one(shape: ModelShape, tokens, k: int, n_steps: int, B: int) -> tuple[float, list[float]]:
@@ -122,7 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--k", type=int, default=4, help="runs of one shape trained together")
-    parser.add_argument("--shapes", default="1x32,1x48,2x64")
+    add_shapes_option(parser, "1x32,1x48,2x64")
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=30)
@@ -134,8 +135,7 @@ def main() -> None:
           f"(torch {torch.__version__})")
     print(f"{'shape':>8} {'one-by-one tok/s':>17} {'vmap tok/s':>11} {'bmm tok/s':>10} {'vmap/one':>9} {'bmm/one':>8} "
           f"{'max |dloss| vmap, bmm':>22}")
-    for item in args.shapes.split(","):
-        L, d = (int(v) for v in item.split("x"))
+    for L, d in args.shapes:
         shape = ModelShape(arch="gpt", n_layer=L, d_model=d, n_head=max(1, d // 16), seq_len=args.seq_len,
                            vocab_size=256)
         for fn in (one_by_one, stacked, stacked_bmm):  # warm-up of each path, not timed

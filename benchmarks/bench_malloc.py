@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shapes_arg import add_shapes_option  # beside this file; torch-free
+
 REPO = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
@@ -51,7 +53,7 @@ def one(L: int, d: int, steps: int, head_dim: int, seq_len: int, batch: int, kee
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", default="1x16,1x32,1x48,2x48,2x64,2x80", help="LxD,... (n_layer x d_model)")
+    add_shapes_option(parser, "1x16,1x32,1x48,2x48,2x64,2x80")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -62,8 +64,7 @@ def main() -> None:
           f"{args.repeats} pairs per shape (load {os.getloadavg()[0]:.1f})")
     print(f"{'shape':>8} {'default tok/s':>13} {'faults/step':>11} {'kept tok/s':>10} {'faults/step':>11} "
           f"{'kept/default':>12}")
-    for item in args.shapes.split(","):
-        L, d = (int(v) for v in item.split("x"))
+    for L, d in args.shapes:
         pairs = [(one(L, d, args.steps, args.head_dim, args.seq_len, args.batch_size, False),
                   one(L, d, args.steps, args.head_dim, args.seq_len, args.batch_size, True))
                  for _ in range(args.repeats)]

@@ -42,6 +42,7 @@ from scaling.model import build_model  # noqa: E402
 from scaling.plan import RunSpec  # noqa: E402
 from scaling.results import write_json_atomic  # noqa: E402
 from scaling.train import train_run  # noqa: E402
+from shapes_arg import add_shapes_option  # noqa: E402  (beside this file)
 
 
 def matmul_peak(n: int = 1024, seconds: float = 1.5) -> float:
@@ -196,7 +197,7 @@ def overhead_s(threads: int, source: str, shape: ModelShape) -> tuple[float, flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--shapes", default="1x32,2x64,3x96,4x128", help="LxD,... (n_layer x d_model)")
+    add_shapes_option(parser, "1x32,2x64,3x96,4x128")
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--head-dim", type=int, default=32)
@@ -216,7 +217,7 @@ def main() -> None:
                              "with our byte-level vocab of 256)")
     args = parser.parse_args()
     if args.preset == "gpt-small":
-        args.shapes, args.seq_len, args.head_dim, args.batch_size = "12x768", 1024, 64, 16
+        args.shapes, args.seq_len, args.head_dim, args.batch_size = [(12, 768)], 1024, 64, 16
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
@@ -231,8 +232,7 @@ def main() -> None:
               f"({'given' if args.peak_tflops else 'fp32 matmul, measured'})  (torch {torch.__version__})")
     corpus = load_corpus(DataConfig(source=args.source))
     shapes = []
-    for item in args.shapes.split(","):
-        L, d = (int(v) for v in item.split("x"))
+    for L, d in args.shapes:
         shapes.append(ModelShape(arch="gpt", n_layer=L, d_model=d, n_head=max(1, d // args.head_dim),
                                  seq_len=args.seq_len, vocab_size=256))
     wall, inner = overhead_s(args.threads, args.source, shapes[-1])
