@@ -127,7 +127,7 @@ SHORT = dict(LONG, n_tokens=[1024 * 2500])
 def background_reference(tmp: Path, corpus: Path, run: dict) -> dict:
     """`run` trained without interruption by the local launcher, in the background while other tests run.
 
-    Returns its run_id, the steps it trains and `get()`, which waits for its result.json and returns it."""
+    Returns its run_id, the steps its spec plans and `get()`, which waits for its result.json and returns it."""
     plan = make_plan(tmp, corpus, results="reference", launch={"backend": "local"}, **run)
     launch(plan, wait=False)
     run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
@@ -139,8 +139,7 @@ def background_reference(tmp: Path, corpus: Path, run: dict) -> dict:
             result.update(read_result(run_dir))
         return result
 
-    return {"run_id": plan.runs[0].run_id, "get": get,
-            "steps": run["n_tokens"][0] // (run["batch_size"] * run["seq_len"])}
+    return {"run_id": plan.runs[0].run_id, "get": get, "steps": plan.runs[0].n_steps}
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +181,7 @@ def test_partition_preemption_requeues_and_resumes_with_the_same_loss(slurm: str
                                                                       short_reference: dict) -> None:
     plan = make_plan(tmp_path, text_corpus, launch={"partition": "low", "timeout_min": 30}, **SHORT)
     run_dir = plan.sweep.sweep_dir / plan.runs[0].run_id
+    assert plan.runs[0].run_id == short_reference["run_id"]
     launch(plan, wait=False)
     wait_until(lambda: (run_dir / CKPT).exists(), 120, "the first checkpoint")
     # A job on the high-priority partition that needs every CPU of the node preempts ours.
@@ -194,7 +194,6 @@ def test_partition_preemption_requeues_and_resumes_with_the_same_loss(slurm: str
                            text=True, check=True).stdout
     assert "COMPLETED" in sacct
     assert sweep_status(plan).iloc[0]["state"] == "done"
-    assert plan.runs[0].run_id == short_reference["run_id"]
     assert_same_final_loss(run_dir, short_reference)
 
 
