@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from scaling.compare import BESIROGLU_2024, CHINCHILLA_TEX, compare_table, published_laws
-from scaling.fit import PARAM_NAMES, ChinchillaLaw, compute_optimal_table, read_points_csv
+from scaling.analysis import ChinchillaLaw, PARAM_NAMES, compute_optimal_table, read_points_csv
 
 DATA = Path(__file__).resolve().parent / "data" / "svg_extracted_data.csv"
 # Besiroglu et al. 2024, bootstrap 95% intervals (4,000 resamples, numpy seed 42; notebook output of

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from scaling.fit import ChinchillaLaw
+from scaling.analysis import ChinchillaLaw
 from scaling.simulate import coverage, grid_design
 
 BESIROGLU = ChinchillaLaw.from_params(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scaling.fit import ChinchillaLaw, read_points_csv
+from scaling.analysis import ChinchillaLaw, read_points_csv
 
 REFERENCE = Path(__file__).resolve().parents[1] / "analysis" / "data" / "svg_extracted_data.csv"
 

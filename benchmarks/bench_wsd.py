@@ -19,7 +19,7 @@ import numpy as np
 
 from scaling.config import load_sweep
 from scaling.errors import FitError
-from scaling.fit import ChinchillaLaw, fit_loss_vs_tokens, select_done
+from scaling.analysis import ChinchillaLaw, fit_loss_vs_tokens, select_done
 from scaling.launch import launch
 from scaling.plan import plan_sweep
 from scaling.provenance import planned_rows
@@ -45,7 +45,7 @@ def main() -> None:
         t0 = time.perf_counter()
         report = launch(plan, verbose=False)
         wall = time.perf_counter() - t0
-        frame, _, _ = planned_rows(load_results(cfg.sweep_dir), plan)  # this sweep's runs, not older folders
+        frame, _, _ = planned_rows(load_results(cfg.sweep_dir), plan.run_ids)  # this sweep's runs, not older folders
         done, notes = select_done(frame)
         # Same (N, D) order under both schedules, so one bootstrap seed resamples the same grid points.
         done = done.sort_values(["n_params", "n_tokens"]).reset_index(drop=True)
@@ -70,7 +70,7 @@ def main() -> None:
             for name in ("alpha", "beta"):
                 out[schedule][f"{name}_95"] = list(law.interval(name))
     for schedule, plan in plans.items():
-        frame, _, _ = planned_rows(load_results(plan.sweep.sweep_dir), plan)
+        frame, _, _ = planned_rows(load_results(plan.sweep.sweep_dir), plan.run_ids)
         # FLOPs actually spent, from the results: WSD branches record their own cooldown, trunks are shared.
         if schedule == "wsd":
             spent = 0.0

@@ -19,9 +19,9 @@ _API = {
     "launch": "scaling.launch",
     "sweep_status": "scaling.launch",
     "load_results": "scaling.results",
-    "ChinchillaLaw": "scaling.fit",
-    "fit_sweep": "scaling.fit",
-    "read_points_csv": "scaling.fit",
+    "ChinchillaLaw": "scaling.analysis",
+    "fit_sweep": "scaling.analysis",
+    "read_points_csv": "scaling.analysis",
     "train_run": "scaling.train",
 }
 __all__ = sorted(_API)

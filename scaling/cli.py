@@ -202,7 +202,7 @@ def _retire_stale_data(plan: Plan, fingerprint: str) -> None:
     """Planned runs finished on an earlier version of the corpus (edited in place) are set aside and retrained."""
     from scaling.provenance import retire_stale, stale_data_runs
 
-    stale = stale_data_runs(plan, fingerprint)
+    stale = stale_data_runs(plan.sweep.sweep_dir, plan.run_ids, fingerprint)
     for run_id, recorded in stale:
         retire_stale(Path(plan.sweep.sweep_dir) / run_id, recorded)
     if stale:
@@ -227,8 +227,8 @@ def _describe(ids: list[str], n: int = 3) -> str:
 
 def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path | None = None,
             plan: Plan | None = None) -> None:
-    """Table + fits + figures of a sweep folder (scaling.analysis.pipeline.analyze; imported here on use)."""
-    from scaling.analysis.pipeline import analyze as analyze_sweep
+    """Table + fits + figures of a sweep folder (scaling.pipeline.analyze; imported here on use)."""
+    from scaling.pipeline import analyze as analyze_sweep
 
     analyze_sweep(sweep_dir, n_boot=n_boot, holdout=holdout, out_dir=out_dir, plan=plan)
 
@@ -254,7 +254,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from scaling.analysis.pipeline import fit_source
+    from scaling.pipeline import fit_source
 
     fit_source(args.source, out=args.out, n_boot=args.n_boot, holdout=args.holdout, all_seeds=args.all_seeds,
                all_runs=args.all_runs, allow_mixed_data=args.allow_mixed_data)
@@ -269,7 +269,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Fit each source (Approach 3 + bootstrap) and tabulate compute-optimal sizes beside published laws."""
     import numpy as np
 
-    from scaling.analysis.pipeline import compare_sources
+    from scaling.pipeline import compare_sources
 
     budgets = np.logspace(args.min_flops, args.max_flops, args.max_flops - args.min_flops + 1)
     compare_sources(args.sources, budgets, n_boot=args.n_boot, out=args.out, allow_mixed_data=args.allow_mixed_data)

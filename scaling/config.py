@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.errors import ConfigError
+from scaling.template import template_problem
 
 
 @dataclass(frozen=True)
@@ -562,8 +563,6 @@ def validate(cfg: SweepConfig) -> None:
     c(t.batch_rule in BATCH_RULES, cfg, "[train].batch_rule", t.batch_rule,
       f"must be one of {', '.join(BATCH_RULES)}")
     if t.command:
-        from scaling.external import template_problem  # torch-free
-
         why = template_problem(t.command)
         c(why is None, cfg, "[train].command", t.command, why or "")
         c(t.schedule != "wsd", cfg, "[train].schedule", t.schedule,
@@ -632,9 +631,9 @@ def _validate_prior(cfg: SweepConfig) -> None:
             _check(value > 0, cfg, f"[grid.prior].{name}", value,
                    "must be > 0 (a stated prior law needs A, B, alpha, beta; they set N_opt(C))")
     if p.law:
-        from scaling.compare import published_laws  # SciPy-backed, needed only for IsoFLOP designs
+        from scaling.laws import PUBLISHED_LAWS  # NumPy-backed, needed only for IsoFLOP designs
 
-        names = list(published_laws())
+        names = list(PUBLISHED_LAWS)
         _check(p.law in names, cfg, "[grid.prior].law", p.law,
                f"unknown law (published laws: {', '.join(repr(n) for n in names)})")
     if p.pilot:

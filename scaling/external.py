@@ -47,7 +47,6 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import string
 import subprocess
 import sys
 import time
@@ -71,24 +70,6 @@ _SKIP = {"command", "wandb", "trunk_id"}
 
 _ACTIVE: subprocess.Popen | None = None
 """The command this process is running (for checkpoint_active_run in a requeue signal handler)."""
-
-
-def template_problem(template: str) -> str | None:
-    """Why a [train].command template cannot be a command line (shlex, str.format syntax), or None."""
-    try:
-        argv = shlex.split(template)
-    except ValueError as exc:
-        return f"not a command line: {exc}"
-    if not argv:
-        return "is empty"
-    for arg in argv:
-        try:
-            for _, name, _, _ in string.Formatter().parse(arg):
-                if name == "" or (name is not None and name.isdigit()):
-                    return f"{arg!r}: positional {{}} fields are not allowed; name a spec field, e.g. {{n_layer}}"
-        except ValueError as exc:
-            return f"{arg!r}: {exc} (write {{{{ and }}}} for literal braces)"
-    return None
 
 
 def fields(spec: dict[str, Any], run_dir: Path | str, threads: int = 1) -> dict[str, Any]:

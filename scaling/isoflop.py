@@ -44,7 +44,7 @@ class Prior:
 def resolve_prior(cfg: SweepConfig) -> Prior:
     """The [grid.prior] law: a published one by name, a stated one, or Approach 3 fitted to a pilot."""
     from scaling.compare import published_laws
-    from scaling.fit import ChinchillaLaw
+    from scaling.analysis import ChinchillaLaw
 
     p, src = cfg.grid.prior, cfg.source or "<config>"
     if p.law:
@@ -65,7 +65,7 @@ def resolve_prior(cfg: SweepConfig) -> Prior:
 def _fit_pilot(path: Path, src: str) -> Prior:
     """Approach 3 on a pilot's done runs (best LR per point, seed means), as `scaling fit` would fit them.
     ChinchillaLaw starts L-BFGS from a fixed grid, so the same pilot always gives the same law."""
-    from scaling.fit import ChinchillaLaw, fit_points, read_points_csv
+    from scaling.analysis import ChinchillaLaw, fit_points, read_points_csv
     from scaling.results import load_results
 
     where = f"{src}: [grid.prior].pilot = {str(path)!r}"

@@ -1,4 +1,12 @@
-"""Published scaling laws that need more than (N, D): the data-constrained law of Muennighoff et al. 2023.
+"""Published scaling laws as data: their constants, labels and citations (the laws `scaling compare` shows).
+
+Values are copied from the papers, cited where defined. `PUBLISHED_LAWS` names every law a sweep may take as
+its IsoFLOP prior ([grid.prior].law; the config checks names against it) and says how to build it;
+scaling.compare.published_laws() turns it into law objects with compute_optimal(C), beside fitted laws.
+Kaplan et al. 2020's law is a class here; the Chinchilla fits are ChinchillaLaw parameters
+(scaling.analysis) and Approach 1's projection a power law N_opt = k_n C^a, D_opt = k_d C^b.
+
+The data-constrained law of Muennighoff et al. 2023 needs more than (N, D):
 
 Muennighoff, Rush, Barak, Le Scao, Piktus, Tazi, Pyysalo, Wolf, Raffel 2023, "Scaling Data-Constrained
 Language Models", arXiv 2305.16264, sec. 3. Chinchilla's
@@ -30,6 +38,75 @@ from dataclasses import dataclass
 import numpy as np
 
 from scaling.errors import FitError
+
+
+PF_DAY_FLOPS = 1e15 * 24 * 3600
+"""One petaflop/s-day, Kaplan et al. 2020's compute unit: 8.64e19 FLOPs."""
+
+
+@dataclass(frozen=True)
+class KaplanLaw:
+    """Kaplan et al. 2020, "Scaling Laws for Neural Language Models", arXiv 2001.08361.
+
+    Loss: eq. 1.5, L(N, D) = [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D with N the
+    non-embedding parameters and D tokens (Table 2 / sec. 1.2: alpha_N 0.076, alpha_D 0.095,
+    N_c 8.8e13, D_c 5.4e13); loss in nats/token of their WebText2 BPE, so its level is not
+    comparable to other corpora, only its shape.
+
+    Compute-efficient frontier: sec. 6.1 / fig. 14, N_opt = 1.3e9 (C_min / PF-day)^0.73, and with
+    C = 6 N D (their C ~ 6 N B S, non-embedding) D_opt = C / (6 N_opt) ~ C^0.27.
+    Approximation: we feed total parameters where Kaplan means non-embedding parameters; the
+    difference is the embedding matrix, small at the billions of parameters where the frontier is
+    compared (and the source of bias at small scale, Pearce & Song 2024).
+    """
+
+    alpha_n: float = 0.076
+    alpha_d: float = 0.095
+    n_c: float = 8.8e13
+    d_c: float = 5.4e13
+    n_opt_coefficient: float = 1.3e9
+    """N_opt at C_min = 1 PF-day."""
+    a: float = 0.73
+    """N_opt ~ C^a."""
+
+    @property
+    def b(self) -> float:
+        """D_opt ~ C^(1 - a) follows from C = 6 N D."""
+        return 1.0 - self.a
+
+    def predict(self, N: float | np.ndarray, D: float | np.ndarray) -> np.ndarray:
+        N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
+        return ((self.n_c / N) ** (self.alpha_n / self.alpha_d) + self.d_c / D) ** self.alpha_d
+
+    def compute_optimal(self, C: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        C = np.asarray(C, dtype=float)
+        n_opt = self.n_opt_coefficient * (C / PF_DAY_FLOPS) ** self.a
+        return n_opt, C / (6.0 * n_opt)
+
+
+# Hoffmann et al. 2022, App. D.2 (eq. 10), as printed.
+CHINCHILLA_PRINTED = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+# The same fit, unrounded, from the paper's TeX source (Besiroglu et al. 2024).
+CHINCHILLA_TEX = {"E": 1.6934, "A": 406.4, "B": 410.7, "alpha": 0.3392, "beta": 0.2849}
+# Besiroglu, Erdil, Barnett, You 2024, arXiv 2404.10102: refit of the extracted fig. 4 data.
+BESIROGLU_2024 = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
+
+# Hoffmann et al. 2022, Table 3 (Approach 1 projections): 10B parameters, 1.23e22 FLOPs,
+# 205.1B tokens, with Table 2's Approach 1 exponents a = b = 0.50. ~20 tokens/parameter.
+_T3_N, _T3_D = 10e9, 205.1e9
+_T3_C = 6.0 * _T3_N * _T3_D
+CHINCHILLA_APPROACH1_PARAMS = {"k_n": _T3_N / math.sqrt(_T3_C), "a": 0.5, "k_d": _T3_D / math.sqrt(_T3_C), "b": 0.5}
+"""N_opt = k_n C^a, D_opt = k_d C^b through Table 3's point (scaling.compare.CHINCHILLA_APPROACH1)."""
+
+PUBLISHED_LAWS: dict[str, tuple[str, dict[str, float]]] = {
+    "Kaplan 2020": ("kaplan", {}),
+    "Chinchilla 2022 (Approach 1, Table 3)": ("power_law", CHINCHILLA_APPROACH1_PARAMS),
+    "Chinchilla 2022 (Approach 3, printed)": ("chinchilla", CHINCHILLA_PRINTED),
+    "Chinchilla 2022 (Approach 3, TeX)": ("chinchilla", CHINCHILLA_TEX),
+    "Besiroglu 2024": ("chinchilla", BESIROGLU_2024),
+}
+"""label -> (kind, parameters) of each published law: "kaplan" (KaplanLaw), "power_law" (Approach 1/2's
+PowerLawFit) or "chinchilla" (ChinchillaLaw.from_params). Labels name laws in tables, plots and [grid.prior].law."""
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,11 @@ class Plan:
         } for r in self.runs])
 
     @property
+    def run_ids(self) -> list[str]:
+        """The planned runs' ids (their folder names), in planning order."""
+        return [r.run_id for r in self.runs]
+
+    @property
     def total_flops(self) -> float:
         """FLOPs of every run trained on its own (what a cosine sweep of the same grid costs)."""
         return float(sum(r.flops for r in self.runs))

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from scaling.compare import compare_table, law_of, published_laws
 from scaling.errors import FitError
-from scaling.fit import (
+from scaling.analysis import (
     ChinchillaLaw,
     EnvelopeResult,
     FitReport,

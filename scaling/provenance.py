@@ -9,21 +9,22 @@ sweep use its planned runs, and runs trained on another corpus than the rest are
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from scaling.errors import FitError
-from scaling.plan import Plan
 from scaling.results import CKPT, METRICS, RESULT, STATUS, read_result
 
 STALE_PREFIX = "stale-data-"
 """Sub-folder of a run folder that keeps a result trained on an earlier version of the corpus."""
 
 
-def planned_rows(frame: pd.DataFrame, plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """(rows of the plan's runs, rows of the other run folders, planned run ids with no folder yet)."""
-    ids = [r.run_id for r in plan.runs]
+def planned_rows(frame: pd.DataFrame, run_ids: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(rows of the planned runs, rows of the other run folders, planned run ids with no folder yet); `run_ids`
+    are a plan's (`Plan.run_ids`)."""
+    ids = list(run_ids)
     have = (frame["run_id"].astype(str) if "run_id" in frame.columns
             else pd.Series([""] * len(frame), index=frame.index, dtype=str))  # no ids: nothing matches the plan
     mine = have.isin(set(ids)).to_numpy()
@@ -54,15 +55,15 @@ def check_one_corpus(frame: pd.DataFrame, where: str | Path, allow_mixed: bool =
     return [f"{message} (fitted together: --allow-mixed-data)"]
 
 
-def stale_data_runs(plan: Plan, fingerprint: str) -> list[tuple[str, str]]:
-    """(run_id, recorded fingerprint) of every planned run finished on a corpus other than `fingerprint`."""
-    sweep_dir = Path(plan.sweep.sweep_dir)
+def stale_data_runs(sweep_dir: str | Path, run_ids: Iterable[str], fingerprint: str) -> list[tuple[str, str]]:
+    """(run_id, recorded fingerprint) of every planned run (of `run_ids`, in sweep_dir) finished on a corpus
+    other than `fingerprint`."""
     stale = []
-    for spec in plan.runs:
-        result = read_result(sweep_dir / spec.run_id)
+    for run_id in run_ids:
+        result = read_result(Path(sweep_dir) / run_id)
         recorded = ((result or {}).get("corpus") or {}).get("fingerprint")
         if recorded is not None and recorded != fingerprint:
-            stale.append((spec.run_id, str(recorded)))
+            stale.append((run_id, str(recorded)))
     return stale
 
 

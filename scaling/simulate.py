@@ -19,7 +19,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from scaling.errors import FitError
-from scaling.fit import ChinchillaLaw, identification, optimum_at
+from scaling.analysis import ChinchillaLaw, identification, optimum_at
 
 COVERED_QUANTITIES = ("alpha", "beta", "E", "a", "n_opt")
 """What `coverage` checks: the exponents, the floor, N_opt's exponent a and N_opt at one stated budget."""

@@ -152,7 +152,7 @@ def suggest_source(source: str, target_flops: float, budget: float, out: str | N
                    ) -> Proposal:
     """`scaling suggest`: fit SOURCE's runs, propose the next ones, print why, and write the extended sweep
     (a .toml source; default `<stem>_next.toml` beside it) or a CSV of the proposed points (`--out x.csv`)."""
-    from scaling.analysis.pipeline import frame_for
+    from scaling.pipeline import frame_for
     from scaling.analysis.points import select_points
 
     if n_boot < 20:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from scaling.errors import FitError
-from scaling.fit import ChinchillaLaw
+from scaling.analysis import ChinchillaLaw
 from scaling.laws import DataConstrainedLaw
 
 ANALYSIS = Path(__file__).resolve().parents[1] / "analysis"

@@ -13,7 +13,7 @@ from conftest import write_sweep
 from scaling.cli import main
 from scaling.config import load_sweep
 from scaling.errors import ConfigError
-from scaling.fit import ChinchillaLaw, split_by_arch
+from scaling.analysis import ChinchillaLaw, split_by_arch
 from scaling.plan import plan_sweep
 from scaling.results import write_json_atomic, write_result
 

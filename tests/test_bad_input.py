@@ -27,7 +27,7 @@ from conftest import tiny_sweep, write_sweep
 from scaling.cli import main
 from scaling.config import ShapeConfig, SweepConfig, load_sweep
 from scaling.errors import ConfigError, FitError, ScalingError
-from scaling.fit import ChinchillaLaw, LawParams, fit_sweep, read_points_csv, select_done
+from scaling.analysis import ChinchillaLaw, LawParams, fit_sweep, read_points_csv, select_done
 from scaling.plan import Plan, plan_sweep
 
 SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(SweepConfig)
@@ -550,7 +550,8 @@ def test_a_long_plan_prints_its_ends_and_every_total(tmp_path: Path, text_corpus
 def test_the_start_grid_of_a_large_fit_is_evaluated_in_bounded_memory(count_case: Callable) -> None:
     import tracemalloc
 
-    from scaling.fit import _objective_grid, hoffmann_grid
+    from scaling.analysis import hoffmann_grid
+    from scaling.analysis.approach3 import _objective_grid
 
     rng = np.random.default_rng(0)
     n = 100_000  # a 100k-row CSV took 4.5 GB here
@@ -568,9 +569,9 @@ def test_the_start_grid_of_a_large_fit_is_evaluated_in_bounded_memory(count_case
 def test_a_large_fit_says_what_it_costs_before_it_starts(monkeypatch: pytest.MonkeyPatch,
                                                          caplog: pytest.LogCaptureFixture,
                                                          count_case: Callable) -> None:
-    import scaling.fit
+    import scaling.analysis.report
 
-    monkeypatch.setattr(scaling.fit, "LARGE_FIT_POINTS", 8)
+    monkeypatch.setattr(scaling.analysis.report, "LARGE_FIT_POINTS", 8)
     N, D = np.meshgrid(np.geomspace(1e5, 1e7, 3), np.geomspace(1e8, 1e10, 3))
     frame = pd.DataFrame({"n_params": N.ravel(), "n_tokens": D.ravel(),
                           "loss": 2 + 400 / N.ravel()**0.3 + 400 / D.ravel()**0.3})

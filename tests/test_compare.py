@@ -17,7 +17,7 @@ from scaling.compare import (
     published_laws,
 )
 from scaling.errors import FitError
-from scaling.fit import ChinchillaLaw
+from scaling.analysis import ChinchillaLaw
 
 BUDGETS = np.logspace(21, 24, 4)
 

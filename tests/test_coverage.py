@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scaling.fit import ChinchillaLaw
+from scaling.analysis import ChinchillaLaw
 from scaling.simulate import COVERED_QUANTITIES, coverage, grid_design, simulate
 
 BESIROGLU = ChinchillaLaw.from_params(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)

@@ -1,4 +1,4 @@
-"""Tests for scaling.fit: reference reproduction, parameter recovery, Approaches 1-2, input checks."""
+"""Tests for the fits (scaling.analysis): reference reproduction, parameter recovery, Approaches 1-2, input checks."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from scaling.errors import ConfigError, FitError
-from scaling.fit import (
+from scaling.analysis import (
+    ChinchillaLaw,
     EDGE_MESSAGE,
     OFF_CENTRE_MESSAGE,
-    ChinchillaLaw,
     compute_optimal_table,
     fit_envelope,
     fit_isoflop,

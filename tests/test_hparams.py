@@ -12,7 +12,7 @@ from scaling import hparams
 from scaling.cli import main
 from scaling.config import load_sweep
 from scaling.errors import ConfigError
-from scaling.fit import ChinchillaLaw, fit_points, fit_sweep, keep_best_lr
+from scaling.analysis import ChinchillaLaw, fit_points, fit_sweep, keep_best_lr
 from scaling.plan import plan_sweep
 
 REPO = Path(scaling.__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ from scaling.accounting import ModelShape, flops_per_token, n_params, resolve_sh
 from scaling.config import load_sweep
 from scaling.errors import ConfigError
 from scaling.cli import main
-from scaling.fit import ChinchillaLaw, fit_isoflop
+from scaling.analysis import ChinchillaLaw, fit_isoflop
 from scaling.plan import RunSpec, plan_sweep
 
 GRID = """

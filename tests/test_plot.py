@@ -10,7 +10,7 @@ import pytest
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.figure import Figure
 
-from scaling.fit import ChinchillaLaw, fit_envelope, fit_isoflop, fit_sweep
+from scaling.analysis import ChinchillaLaw, fit_envelope, fit_isoflop, fit_sweep
 from scaling.plot import (
     plot_compute_optimal,
     plot_envelope,

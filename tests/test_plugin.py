@@ -100,7 +100,7 @@ def test_a_plug_in_trains_beside_gpt_on_the_local_pool_and_resumes_bitwise(model
 def test_a_plug_in_family_fits_into_a_safe_folder_named_like_its_run_ids() -> None:
     # `scaling fit` of a multi-family sweep writes <sweep>/<family>/fit.json; ':' is not a safe folder name
     # (sweeps/own_model.toml's fit runs it end to end: results/own_model/sweeps.own_model.build/)
-    from scaling.analysis.pipeline import family_folder
+    from scaling.pipeline import family_folder
     from scaling.config import is_safe_component
     from scaling.plan import arch_label
 

@@ -13,8 +13,8 @@ import pytest
 from matplotlib.collections import PathCollection
 
 import scaling.plot
-from scaling.analysis.pipeline import fit_and_plot
-from scaling.fit import ChinchillaLaw, Points, fit_sweep, select_points
+from scaling.pipeline import fit_and_plot
+from scaling.analysis import ChinchillaLaw, Points, fit_sweep, select_points
 from scaling.plot import plot_isoloss, plot_loss_vs_params, plot_residuals, save_figures
 
 TRUE = ChinchillaLaw.from_params(E=1.7, A=400.0, B=2000.0, alpha=0.34, beta=0.36)
@@ -112,7 +112,7 @@ def test_points_are_not_chosen_again_by_the_fits(runs: pd.DataFrame) -> None:
 
 
 def test_the_analysis_package_does_not_import_torch() -> None:
-    code = ("import sys, scaling.analysis, scaling.analysis.pipeline, scaling.fit; "
+    code = ("import sys, scaling.analysis, scaling.pipeline; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -27,7 +27,7 @@ import scaling
 from conftest import tiny_sweep, write_sweep
 from scaling.cli import main
 from scaling.config import load_sweep
-from scaling.fit import fit_sweep, select_done
+from scaling.analysis import fit_sweep, select_done
 from scaling.launch import launch, sweep_status
 from scaling.plan import Plan, plan_sweep
 from scaling.results import (CKPT, METRICS, RESULT, SPEC, STATUS, load_results, read_json, read_metrics,

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.analysis.pipeline import frame_for
+from scaling.pipeline import frame_for
 from scaling.analysis.suggest import Candidate, fit_ensemble, suggest
 from scaling.cli import main
 from scaling.config import load_sweep
 from scaling.errors import ConfigError
-from scaling.fit import ChinchillaLaw
+from scaling.analysis import ChinchillaLaw
 from scaling.plan import plan_sweep
 from scaling.results import run_state, write_json_atomic, write_result
 from scaling.simulate import grid_design, simulate

@@ -1,7 +1,10 @@
-"""The analysis side of `scaling`: from a frame of runs to fitted laws, reports, figures and comparisons.
+"""The fits: from a frame of runs to fitted laws and their reports (pure functions and estimators, torch-free).
 
-Torch-free (tests/test_points.py checks it): it reads results folders and CSVs, never trains. One module
-per responsibility, each depending only on those above it:
+Torch-free (tests/test_layers.py checks it, with its place in the layers): it reads CSVs and run frames,
+never trains, plans or plots, and imports nothing of `scaling` but errors and the run records (results). This
+package is the public home of the fitting API (`from scaling.analysis import ChinchillaLaw, fit_sweep`; the
+names are also re-exported from `scaling`). One module per responsibility, each depending only on those
+above it:
 
 - `points`: reading CSVs of runs and choosing the points (`select_points`: done runs, best LR, seed mean).
   Points are chosen ONCE per fit: `fit_sweep` and the pipeline pass a `Points` to every fit, table and
@@ -16,16 +19,14 @@ per responsibility, each depending only on those above it:
   which runs lie off it; judgements on a fitted law, apart from fitting it.
 - `report`: `fit_sweep` (every fit a sweep supports), FitReport (text, fit.json), the compute-optimal
   table and the holdout check.
-- `pipeline`: what the CLI verbs fit, plot and compare do: read a source, fit per architecture family,
-  write fit.json, runs.csv and figures, print the reports. The CLI parses arguments and calls it.
 - `suggest`: sequential design, the runs expected to narrow N_opt(C*)'s interval most per FLOP (what
   `scaling suggest` proposes; `scaling/suggest.py` turns a sweep into candidates and writes the extended file).
   Imported by name, not re-exported here.
 - `_blas`: the OpenBLAS thread limit the optimizer loops run under.
 
-Figures (`scaling/plot.py`) and published laws (`scaling/compare.py`) stay where they were: they take a
-report, laws or points and draw or tabulate them, other branches edit them, and their import paths are in
-analysis scripts and the README. `scaling.fit` remains as a re-exporting compatibility module.
+Above this package: figures (`scaling/plot.py`), published laws beside fitted ones (`scaling/compare.py`,
+their data in `scaling/laws.py`), and what the CLI verbs fit, plot and compare do (`scaling/pipeline.py`:
+read a source, fit per architecture family, write fit.json, runs.csv and figures, print the reports).
 
 References:
 - Hoffmann et al. 2022, "Training Compute-Optimal Large Language Models" (Chinchilla), arXiv 2203.15556.

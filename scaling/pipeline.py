@@ -2,7 +2,8 @@
 points once per architecture family, fit, print the report, write fit.json, runs.csv and every figure.
 
 The CLI parses arguments and calls these; printing is part of the job (the reports are for a terminal).
-Nothing here imports torch.
+The layer just below the CLI: it uses the fits (scaling.analysis), plans, figures and comparisons, and
+nothing below imports it. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path
 
 def only_planned(frame: pd.DataFrame, plan: Plan, sweep: str) -> pd.DataFrame:
     """The rows of the plan's runs; says how many run folders of the sweep folder the plan no longer has."""
-    mine, others, missing = planned_rows(frame, plan)
+    mine, others, missing = planned_rows(frame, plan.run_ids)
     if len(others):
         print(f"not in this sweep's plan: {len(others)} run folder(s) in {plan.sweep.sweep_dir}/ (left out; "
               f"`scaling fit {sweep} --all-runs` includes them): {describe(others['run_id'].astype(str).tolist())}")
