@@ -14,6 +14,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from scaling import plugin
+from scaling.plugin import is_plugin
+
 
 @dataclass(frozen=True)
 class ModelShape:
@@ -52,9 +55,7 @@ def swiglu_hidden(d_model: float, mlp_ratio: int) -> int:
 
 def n_params(shape: ModelShape, non_embedding: bool = False) -> int:
     """Exact trainable parameter count of scaling.model.build_model(shape)."""
-    if ":" in shape.arch:  # a plug-in model (scaling.plugin): counted from the module it builds
-        from scaling import plugin
-
+    if is_plugin(shape.arch):  # a plug-in model (scaling.plugin): counted from the module it builds
         c = plugin.counts(shape)
         return c.n_params_non_embedding if non_embedding else c.n_params
     d, L, V, T = shape.d_model, shape.n_layer, shape.vocab_size, shape.seq_len
@@ -108,9 +109,7 @@ def forward_flops_per_token(shape: ModelShape) -> int:
 
 def flops_per_token(shape: ModelShape) -> int:
     """Training FLOPs per token: backward costs twice the forward (Kaplan et al. 2020, sec. 2.1)."""
-    if ":" in shape.arch:  # a plug-in model: its own count, or scaling.plugin's stated estimate
-        from scaling import plugin
-
+    if is_plugin(shape.arch):  # a plug-in model: its own count, or scaling.plugin's stated estimate
         return plugin.counts(shape).flops_per_token
     return 3 * forward_flops_per_token(shape)
 

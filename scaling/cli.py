@@ -22,6 +22,7 @@ import pandas as pd
 from scaling.config import SweepConfig, load_sweep
 from scaling.errors import ConfigError, ScalingError
 from scaling.plan import Plan, plan_sweep
+from scaling.results import describe_ids
 
 log = logging.getLogger("scaling")
 
@@ -173,7 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     unfinished = _wait_for_runs_elsewhere(plan, report.failed)
     if unfinished:
         print(f"sweep NOT finished after {time.time() - start:.0f} s: {len(unfinished)} of {len(plan.runs)} runs "
-              f"were being trained elsewhere and have no result: {_describe(unfinished)}; the fit below is partial "
+              f"were being trained elsewhere and have no result: {describe_ids(unfinished)}; the fit below is partial "
               f"(rerun `scaling run {args.sweep}` to train them)")
     else:
         print(f"sweep finished in {time.time() - start:.0f} s")
@@ -191,7 +192,7 @@ def _wait_for_runs_elsewhere(plan: Plan, failed: list[str], poll_s: float = 1.0)
     elsewhere = _running_elsewhere(plan)
     if elsewhere:
         print(f"waiting for {len(elsewhere)} run(s) being trained elsewhere (their lock is held by another "
-              f"launch or job): {_describe(elsewhere)}", flush=True)
+              f"launch or job): {describe_ids(elsewhere)}", flush=True)
     while _running_elsewhere(plan):
         time.sleep(poll_s)
     sweep_dir = Path(plan.sweep.sweep_dir)
@@ -209,7 +210,7 @@ def _retire_stale_data(plan: Plan, fingerprint: str) -> None:
         old = sorted({fp for _, fp in stale})
         print(f"data changed: {len(stale)} finished run(s) were trained on corpus {', '.join(old)}, the corpus "
               f"is now {fingerprint}; retraining them (old results kept in each run's stale-data-*/): "
-              f"{_describe([r for r, _ in stale])}")
+              f"{describe_ids([r for r, _ in stale])}")
 
 
 def _running_elsewhere(plan: Plan) -> list[str]:
@@ -219,10 +220,6 @@ def _running_elsewhere(plan: Plan) -> list[str]:
     sweep_dir = Path(plan.sweep.sweep_dir)
     return [r.run_id for r in plan.runs if (sweep_dir / r.run_id).is_dir()
             and read_result(sweep_dir / r.run_id) is None and RunLock(sweep_dir / r.run_id).is_held_elsewhere()]
-
-
-def _describe(ids: list[str], n: int = 3) -> str:
-    return ", ".join(ids[:n]) + (f", ... ({len(ids)} in all)" if len(ids) > n else "")
 
 
 def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path | None = None,
@@ -249,7 +246,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     others = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and (p / "spec.json").is_file()
                     and p.name not in planned) if sweep_dir.is_dir() else []
     if others:  # folders of an earlier version of the sweep file: fits leave them out (see _only_planned)
-        print(f"not in this sweep's plan: {len(others)} run folder(s) in {sweep_dir}/: {_describe(others)}")
+        print(f"not in this sweep's plan: {len(others)} run folder(s) in {sweep_dir}/: {describe_ids(others)}")
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.errors import ConfigError
+from scaling.plugin import is_plugin
 from scaling.template import template_problem
 
 
@@ -465,9 +466,9 @@ def validate(cfg: SweepConfig) -> None:
     c(len(m.arch) > 0, cfg, "[model].arch", list(m.arch), f"give at least one of {', '.join(ARCHS)}")
     for i, arch in enumerate(m.arch):
         key = "[model].arch" if len(m.arch) == 1 else f"[model].arch[{i}]"
-        c(arch in ARCHS or ":" in arch, cfg, key, arch,
+        c(arch in ARCHS or is_plugin(arch), cfg, key, arch,
           f"must be one of {', '.join(ARCHS)}, or a plug-in \"package.module:factory\"")
-        if ":" in arch:  # resolved now, so a typo fails before any job starts (scaling.plugin)
+        if is_plugin(arch):  # resolved now, so a typo fails before any job starts (scaling.plugin)
             from scaling.plugin import PluginError, resolve
 
             try:

@@ -17,10 +17,6 @@ class FitError(ScalingError):
     """A fit could not be made (too few points, optimizer failure, bad input columns)."""
 
 
-class DivergedError(ScalingError):
-    """Training produced a non-finite loss; the run is marked `diverged`, never retried blindly."""
-
-
 class LaunchError(ScalingError):
     """Jobs could not be submitted or their state could not be read."""
 

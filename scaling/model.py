@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from scaling import mup
+from scaling import mup, plugin
 from scaling.accounting import RECURRENT, ModelShape, swiglu_hidden
 
 
@@ -181,9 +181,7 @@ def _init_weights(module: nn.Module) -> None:
 
 def build_model(shape: ModelShape) -> nn.Module:
     """The module for `shape`; its parameter count is scaling.accounting.n_params(shape)."""
-    if ":" in shape.arch:  # a plug-in "package.module:factory" (scaling.plugin)
-        from scaling import plugin
-
+    if plugin.is_plugin(shape.arch):  # a plug-in "package.module:factory"
         return plugin.build(shape)
     mup.width_mult(shape)  # refuses an unknown parametrization, or muP for a family it is not defined for
     if shape.arch in ("gpt", "llama"):

@@ -23,18 +23,13 @@ from scaling.errors import ConfigError, FitError
 from scaling.plan import Plan, plan_sweep
 from scaling.plot import plot_compute_optimal, plot_frontiers, save_figures
 from scaling.provenance import check_one_corpus, planned_rows
-from scaling.results import export_csv, load_results, write_json_atomic
-
-
-def describe(ids: list[str], n: int = 3) -> str:
-    """The first n run ids, and how many there are in all when there are more."""
-    return ", ".join(ids[:n]) + (f", ... ({len(ids)} in all)" if len(ids) > n else "")
+from scaling.results import arch_label, describe_ids, export_csv, load_results, write_json_atomic
 
 
 def family_folder(arch: str) -> str:
     """The folder of one family's fit: the arch, with a plug-in's "pkg.mod:build" read as pkg.mod.build (as its
     run ids read; ':' is not a safe folder name)."""
-    return arch.replace(":", ".")
+    return arch_label(arch)
 
 
 def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path | None = None,
@@ -55,9 +50,9 @@ def only_planned(frame: pd.DataFrame, plan: Plan, sweep: str) -> pd.DataFrame:
     mine, others, missing = planned_rows(frame, plan.run_ids)
     if len(others):
         print(f"not in this sweep's plan: {len(others)} run folder(s) in {plan.sweep.sweep_dir}/ (left out; "
-              f"`scaling fit {sweep} --all-runs` includes them): {describe(others['run_id'].astype(str).tolist())}")
+              f"`scaling fit {sweep} --all-runs` includes them): {describe_ids(others['run_id'].astype(str).tolist())}")
     if missing:
-        print(f"planned but not started: {len(missing)} run(s): {describe(missing)}")
+        print(f"planned but not started: {len(missing)} run(s): {describe_ids(missing)}")
     return mine
 
 

@@ -74,11 +74,6 @@ class LawParams:
 _THETA_NAMES = ("a", "b", "e", "alpha", "beta")
 
 
-def _theta_from_params(params: LawParams) -> np.ndarray:
-    return np.array([math.log(params.A), math.log(params.B), math.log(params.E),
-                     params.alpha, params.beta])
-
-
 def _params_from_theta(theta: np.ndarray) -> LawParams:
     log_a, log_b, log_e, alpha, beta = (float(t) for t in theta)
     return LawParams(E=math.exp(log_e), A=math.exp(log_a), B=math.exp(log_b), alpha=alpha, beta=beta)

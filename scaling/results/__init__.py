@@ -20,11 +20,11 @@ from scaling.results.files import (CKPT, LOCK, METRICS, RESULT, SPEC, STATUS, ap
                                    export_csv, last_metrics_record, read_json, read_json_checked, read_metrics,
                                    storage_error, write_json_atomic)
 from scaling.results.records import (ADDED_AFTER_CHECKPOINTS, ADDED_LATER, BRANCH_ONLY, arch_label, FINAL_STATES, LABELS, NAMES, NOT_COMPUTED,
-                                     PLAUSIBLE, RESULT_FIELDS, SHAPE_ADDED_LATER, STATES, RunResult, RunSpec, checkpoint_id,
+                                     PLAUSIBLE, RESULT_FIELDS, SHAPE_ADDED_LATER, STATES, RunResult, RunSpec, checkpoint_id, describe_ids,
                                      implausible, number, result_problem, run_id_for, si, spec_digest,
                                      spec_problem, status_problem, trunk_id_for, twin_key)
 from scaling.results.state import (HEARTBEAT_STALE_S, PROGRESS_COLUMNS, STATUS_COLUMNS, RunFiles, RunLock, damage,
-                                   is_finished, load_results, read_result, read_run, run_dirs, run_state,
+                                   load_results, read_result, read_run, run_dirs, run_state,
                                    sweep_status, write_result, write_spec, write_status)
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in ("files", "records", "state")]

@@ -162,6 +162,11 @@ def trunk_id_for(spec: RunSpec) -> str:
     return f"trunk-{arch_label(s.arch)}-L{s.n_layer}-d{s.d_model}-s{spec.seed}-{digest}"
 
 
+def describe_ids(ids: list[str], n: int = 3) -> str:
+    """The first n run ids, and how many there are in all when there are more (how messages list runs)."""
+    return ", ".join(ids[:n]) + (f", ... ({len(ids)} in all)" if len(ids) > n else "")
+
+
 def arch_label(arch: str) -> str:
     """The arch as it appears in run ids (folder names): a plug-in "pkg.mod:build" reads "pkg.mod.build"."""
     return arch.replace(":", ".")

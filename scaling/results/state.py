@@ -150,10 +150,6 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
     return result
 
 
-def is_finished(run_dir: Path) -> bool:
-    return read_result(run_dir) is not None
-
-
 def write_status(run_dir: Path, state: str, *, fresh: bool = False, **info: Any) -> None:
     """Record what the run is doing now; `status` and relaunches read it. Keeps earlier keys unless `fresh`
     (a new submission: stale errors and log paths of earlier attempts must not linger)."""
