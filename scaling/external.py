@@ -54,8 +54,8 @@ from pathlib import Path
 from typing import Any
 
 from scaling.errors import LaunchError
-from scaling.results import (METRICS, SPEC, STATUS, RunLock, implausible, number, read_json, read_json_checked,
-                             read_metrics, read_result, spec_problem, write_result, write_status)
+from scaling.results import (METRICS, SPEC, STATUS, claim, implausible, number, read_json, read_json_checked,
+                             read_metrics, read_spec, write_result, write_status)
 
 FINAL = "final.json"
 """The file an external command writes in its run folder (its final loss); the framework makes result.json."""
@@ -145,20 +145,13 @@ def run_command(run_dir: Path | str, *, num_threads: int = 1) -> dict[str, Any]:
     """
     global _ACTIVE
     run_dir = Path(run_dir).resolve()
-    done = read_result(run_dir)
+    done, lock = claim(run_dir)
     if done is not None:
         return done
-    lock = RunLock(run_dir)
-    if not lock.acquire():
-        raise LaunchError(f"{run_dir}: is being trained by another process (lock {lock.path} is held)")
     try:
-        done = read_result(run_dir)
-        if done is not None:
-            return done
-        spec = read_json(run_dir / SPEC)
-        why = "missing or unreadable" if spec is None else spec_problem(spec)
-        if why is not None or not spec.get("command"):
-            raise LaunchError(f"{run_dir / SPEC}: {why or 'has no command'}")
+        spec = read_spec(run_dir).to_dict()
+        if not spec.get("command"):
+            raise LaunchError(f"{run_dir / SPEC}: has no command")
         try:
             argv = argv_for(spec["command"], fields(spec, run_dir, num_threads))
         except ValueError as exc:

@@ -39,7 +39,7 @@ from scaling.plan import Plan
 from scaling import results
 from scaling.results import (
     FINAL_STATES, SPEC, STATUS, RunLock, read_json, read_result, read_run, run_state,
-    spec_problem, write_json_atomic, write_spec, write_status,
+    read_spec, spec_problem, write_json_atomic, write_spec, write_status,
 )
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -68,13 +68,14 @@ class TrainJob(Checkpointable):
         if rank == 0:  # in a multi-task job the other ranks train too, but only rank 0 writes
             write_status(run_dir, "running", **info)
         try:
-            if (read_json(run_dir / SPEC) or {}).get("command"):  # [train].command: the user's script trains it
+            spec = read_spec(run_dir)
+            if spec.command:  # [train].command: the user's script trains it
                 from scaling import external  # torch-free
 
                 return external.run_command(run_dir, num_threads=self.num_threads)
             from scaling import train  # imports torch; only inside the job
 
-            if (read_json(run_dir / SPEC) or {}).get("trunk_id"):  # WSD: this job trains the size's trunk
+            if spec.trunk_id:  # WSD: this job trains the size's trunk
                 from scaling import wsd
 
                 return wsd.train_trunk(run_dir, num_threads=self.num_threads)

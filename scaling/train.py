@@ -30,9 +30,8 @@ from scaling import ddp, mup
 from scaling.data import Corpus, get_batch, load_corpus, val_windows
 from scaling.errors import LaunchError
 from scaling.model import build_model
-from scaling.results import (CKPT, METRICS, SPEC, RunLock, RunResult, RunSpec, append_metrics, atomic_path,
-                             checkpoint_id, read_json, read_metrics, read_result, spec_problem, write_result,
-                             write_status)
+from scaling.results import (CKPT, METRICS, RunResult, RunSpec, append_metrics, atomic_path, checkpoint_id, claim,
+                             read_metrics, read_spec, write_result, write_status)
 
 log = logging.getLogger(__name__)
 
@@ -169,18 +168,12 @@ def train_run(run_dir: Path, *, num_threads: int | None = None, device: str = "a
     env = ddp.env_from_os()
     if env.world > 1:
         return _train_run_ddp(run_dir, env, num_threads, device, t_call, stop_at_step)
-    done = read_result(run_dir)
+    done, lock = claim(run_dir)
     if done is not None:
         log.info("%s: already finished (%s); not retraining", run_dir.name, done["status"])
         return done
-    lock = RunLock(run_dir)
-    if not lock.acquire():
-        raise LaunchError(f"{run_dir}: is being trained by another process (lock {lock.path} is held)")
     prev_threads = torch.get_num_threads()
     try:
-        done = read_result(run_dir)  # it may have finished between the first check and the lock
-        if done is not None:
-            return done
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         try:
@@ -205,20 +198,20 @@ def _train_run_ddp(run_dir: Path, env: ddp.DistEnv, num_threads: int | None, dev
     prev_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
-    lock = RunLock(run_dir)
+    lock = None
     try:
         with ddp.process_group(env, device) as device:
-            done, locked = None, False
+            done, refused = None, None
             if env.is_main:  # one decision for all ranks, so none trains alone or waits for a rank that left
-                done = read_result(run_dir)
-                if done is None:
-                    locked = not lock.acquire()
-                    done = None if locked else read_result(run_dir)
-            done, locked = ddp.broadcast((done, locked))
+                try:
+                    done, lock = claim(run_dir)
+                except LaunchError as exc:
+                    refused = str(exc)
+            done, refused = ddp.broadcast((done, refused))
             if done is not None:
                 return done
-            if locked:
-                raise LaunchError(f"{run_dir}: is being trained by another process (lock {lock.path} is held)")
+            if refused:
+                raise LaunchError(refused)
             try:
                 result = _train(run_dir, device, t_call, env, stop_at_step)
             except Exception as exc:
@@ -229,22 +222,14 @@ def _train_run_ddp(run_dir: Path, env: ddp.DistEnv, num_threads: int | None, dev
     finally:
         _ACTIVE = None
         torch.set_num_threads(prev_threads)
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SINGLE,
            stop_at_step: int | None = None) -> dict[str, Any] | None:
     global _ACTIVE
-    raw = read_json(run_dir / SPEC)
-    if raw is None:
-        raise LaunchError(f"{run_dir / SPEC}: missing or unreadable run spec")
-    why = spec_problem(raw)
-    if why is not None:
-        raise LaunchError(f"{run_dir / SPEC}: damaged run spec: {why}")
-    try:
-        spec = RunSpec.from_dict(raw)
-    except (TypeError, KeyError, ValueError) as exc:
-        raise LaunchError(f"{run_dir / SPEC}: damaged run spec: {type(exc).__name__}: {exc}") from None
+    spec = read_spec(run_dir)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     on_cuda = device.startswith("cuda")

@@ -31,7 +31,7 @@ import torch
 from scaling import ddp, train
 from scaling.errors import LaunchError
 from scaling.results import (CKPT, METRICS, SPEC, RunResult, RunSpec, append_metrics, atomic_path, checkpoint_id,
-                             read_json, read_metrics, read_result, write_result, write_spec)
+                             read_json, read_metrics, read_result, read_spec, write_result, write_spec)
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -58,7 +58,7 @@ def branches_of(run_dir: Path, spec: RunSpec) -> list[tuple[Path, RunSpec]]:
     for d in sorted(p for p in Path(run_dir).parent.iterdir() if p.is_dir()):
         raw = read_json(d / SPEC)
         if raw and raw.get("trunk_id") == spec.trunk_id:
-            found.append((d, RunSpec.from_dict(raw)))
+            found.append((d, read_spec(d)))
     return sorted(found, key=lambda item: (item[1].fork_step, item[1].n_steps))
 
 
@@ -124,10 +124,7 @@ def _on_main(env: ddp.DistEnv, fn: Callable[..., _T], *args: Any, **kwargs: Any)
 
 def _prepare_trunk(run_dir: Path) -> tuple[RunSpec, list[tuple[Path, RunSpec]]]:
     """run_dir's spec and its trunk's branches, in fork order; writes the trunk's spec.json if missing or stale."""
-    raw = read_json(run_dir / SPEC)
-    if raw is None:
-        raise LaunchError(f"{run_dir / SPEC}: missing or unreadable run spec")
-    spec = RunSpec.from_dict(raw)
+    spec = read_spec(run_dir)
     if spec.schedule != "wsd" or not spec.trunk_id:
         raise LaunchError(f"{run_dir}: not a WSD branch (schedule {spec.schedule!r})")
     trunk_dir = trunk_dir_of(run_dir, spec)

@@ -140,3 +140,49 @@ def test_one_reader_behind_state_table_and_status(tmp_path: Path) -> None:
         assert text(table.loc[name, "reason"]) == text(status.loc[name, "error"]) == run.error
     planned = sweep_status({"done": None, "not-yet": {"n_params": 5}}, tmp_path).set_index("run_id")
     assert list(planned["state"]) == ["done", "pending"] and planned.loc["not-yet", "n_params"] == 5
+
+
+def planned_spec():
+    """A real RunSpec: the first run of the shipped default sweep's plan."""
+    from scaling.config import load_sweep
+    from scaling.plan import plan_sweep
+
+    return plan_sweep(load_sweep(Path(__file__).resolve().parents[1] / "sweeps" / "tiny.toml")).runs[0]
+
+
+def test_read_spec_is_the_one_schema_checked_reader_of_spec_json(tmp_path: Path) -> None:
+    from scaling.errors import LaunchError
+    from scaling.results import read_spec, write_spec
+
+    spec = planned_spec()
+    with pytest.raises(LaunchError, match=r"spec.json: missing or unreadable run spec$"):
+        read_spec(tmp_path)
+    write_spec(tmp_path, spec)
+    assert read_spec(tmp_path) == spec
+    raw = json.loads((tmp_path / "spec.json").read_text())
+    write_json_atomic(tmp_path / "spec.json", {**raw, "n_params": "many"})
+    with pytest.raises(LaunchError, match=r"spec.json: damaged run spec: .*n_params"):
+        read_spec(tmp_path)
+
+
+def test_claim_returns_a_finished_result_or_holds_the_lock_or_refuses(tmp_path: Path) -> None:
+    from scaling.errors import LaunchError
+    from scaling.results import claim
+
+    done, lock = claim(tmp_path)
+    assert done is None and lock is not None and not RunLock(tmp_path).acquire()  # held: a second claim fails
+    lock.release()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from scaling.results import RunLock; "
+        f"l = RunLock({str(tmp_path)!r}); assert l.acquire(); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LaunchError, match="is being trained by another process"):
+            claim(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    write_result(tmp_path, RESULT)
+    done, lock = claim(tmp_path)
+    assert done is not None and done["status"] == "done" and lock is None

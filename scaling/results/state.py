@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from scaling.errors import LaunchError
+
 from scaling.results.files import (LOCK, RESULT, SPEC, STATUS, last_metrics_record,
                                    read_json, read_json_checked, write_json_atomic)
 from scaling.results.records import (FINAL_STATES, RunResult, RunSpec, result_problem, spec_problem,
@@ -148,6 +150,39 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
         log.warning("%s: damaged %s (%s); the run will be redone", run_dir, RESULT, why)
         return None
     return result
+
+
+def read_spec(run_dir: Path) -> RunSpec:
+    """The run's spec.json as a RunSpec, schema-checked (what every trainer trains from); a one-line
+    LaunchError naming the file when it is missing, unreadable or damaged."""
+    path = Path(run_dir) / SPEC
+    raw = read_json(path)
+    if raw is None:
+        raise LaunchError(f"{path}: missing or unreadable run spec")
+    why = spec_problem(raw)
+    if why is not None:
+        raise LaunchError(f"{path}: damaged run spec: {why}")
+    try:
+        return RunSpec.from_dict(raw)
+    except (TypeError, KeyError, ValueError) as exc:
+        raise LaunchError(f"{path}: damaged run spec: {type(exc).__name__}: {exc}") from None
+
+
+def claim(run_dir: Path) -> tuple[dict[str, Any] | None, RunLock | None]:
+    """Claim a run to train it: (its result, None) when it is finished, else (None, its lock, now held by this
+    process; release it when done). LaunchError when another process holds the lock (training it now).
+    The result is read again once the lock is held: the run may have finished in between."""
+    done = read_result(run_dir)
+    if done is not None:
+        return done, None
+    lock = RunLock(run_dir)
+    if not lock.acquire():
+        raise LaunchError(f"{run_dir}: is being trained by another process (lock {lock.path} is held)")
+    done = read_result(run_dir)
+    if done is not None:
+        lock.release()
+        return done, None
+    return None, lock
 
 
 def write_status(run_dir: Path, state: str, *, fresh: bool = False, **info: Any) -> None:
