@@ -1,4 +1,6 @@
-"""The models a sweep trains: a nanoGPT-style pre-norm GPT, a Llama-style decoder (RMSNorm, SwiGLU, rotary
+"""The models a sweep trains: the torch modules of the built-in families (GPT, Llama, LSTM, GRU).
+
+A nanoGPT-style pre-norm GPT, a Llama-style decoder (RMSNorm, SwiGLU, rotary
 positions, no biases), and LSTM and GRU baselines. Every family ties its output head to the token embedding
 unless shape.tie_embeddings is false; muP (scaling.mup) changes init and two multipliers of gpt and llama.
 

@@ -1,5 +1,7 @@
-"""muP, the maximal update parametrization (Yang et al. 2022, "Tensor Programs V: Tuning Large Neural
-Networks via Zero-Shot Hyperparameter Transfer", arXiv:2203.03466), for the transformer families.
+"""muP for the transformer families: width multipliers, initialisation scales and per-group learning rates.
+
+The maximal update parametrization (Yang et al. 2022, "Tensor Programs V: Tuning Large Neural
+Networks via Zero-Shot Hyperparameter Transfer", arXiv:2203.03466).
 
 Under `[model] parametrization = "mup"` a model of width d trains like its base model of width
 `base_width` with the same hyperparameters, so an LR tuned on the base transfers to wider models. With

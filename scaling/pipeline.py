@@ -1,5 +1,7 @@
-"""What `scaling fit|plot|compare` and the fit at the end of `scaling run` do: read a source, choose its
-points once per architecture family, fit, print the report, write fit.json, runs.csv and every figure.
+"""What `scaling fit|plot|compare` and the fit at the end of `scaling run` do, from a source to files.
+
+Read a source, choose its points once per architecture family, fit, print the report, write fit.json,
+runs.csv and every figure.
 
 The CLI parses arguments and calls these; printing is part of the job (the reports are for a terminal).
 The layer just below the CLI: it uses the fits (scaling.analysis), plans, figures and comparisons, and

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "scaling"
 
 LAYERS: list[tuple[str, set[str]]] = [
@@ -201,3 +203,25 @@ def test_nothing_imports_the_removed_fit_shim() -> None:
     users = [str(p.relative_to(repo)) for p in files
              if any(i == "scaling.fit" or i.startswith("scaling.fit.") for i in imported_names("x.y", p))]
     assert not (PACKAGE / "fit.py").exists() and users == []
+
+
+MAX_LINES = 600
+OVER_MAX_LINES = {"scaling.launch", "scaling.config"}
+"""Modules still over MAX_LINES (issue 25: launch.py is to become a package split by job; config.py to lose a
+cohesive part). The test fails when another module grows past the limit, and when one of these shrinks below
+it without being taken off this list."""
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    over = {m for m, p in MODS.items() if len(p.read_text().splitlines()) > MAX_LINES}
+    assert over == OVER_MAX_LINES
+
+
+@pytest.mark.parametrize("name", sorted(MODS))
+def test_every_module_starts_with_one_line_saying_what_it_owns(name: str) -> None:
+    doc = ast.get_docstring(ast.parse(MODS[name].read_text()), clean=False)
+    assert doc, f"{name}: no module docstring"
+    first, *rest = doc.split("\n")
+    assert first.strip() and first.rstrip().endswith((".", ".)")), f"{name}: first line is not a sentence: {first!r}"
+    assert not rest or not rest[0].strip(), f"{name}: the first line runs on into the next: {rest[0]!r}"
+    assert len(first) + 3 <= 120, f"{name}: first line longer than a line"

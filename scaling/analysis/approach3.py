@@ -1,5 +1,6 @@
-"""Chinchilla's Approach 3: the parametric law L(N, D) = E + A / N^alpha + B / D^beta, its Huber
-objective, the grid of starts and the bootstrap.
+"""Chinchilla's Approach 3: the parametric law L(N, D), its Huber objective, starts grid and bootstrap.
+
+The law is L(N, D) = E + A / N^alpha + B / D^beta.
 
 Hoffmann et al. 2022, "Training Compute-Optimal Large Language Models", arXiv 2203.15556, eq. 2 and App. D.2;
 Besiroglu, Erdil, Barnett, You 2024, "Chinchilla Scaling: A replication attempt", arXiv 2404.10102.

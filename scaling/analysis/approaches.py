@@ -1,4 +1,6 @@
-"""Chinchilla's Approaches 1 (minimum-loss envelope) and 2 (IsoFLOP parabolas), Kaplan et al. 2020's
+"""The estimators that end in power laws N_opt ~ C^a: Chinchilla's Approaches 1 and 2, Kaplan's slices.
+
+Chinchilla's Approaches 1 (minimum-loss envelope) and 2 (IsoFLOP parabolas), Kaplan et al. 2020's
 one-variable forms, and the log-log power laws they end in.
 
 Hoffmann et al. 2022, sec. 3.1-3.2; Kaplan et al. 2020, "Scaling Laws for Neural Language Models", arXiv 2001.08361.

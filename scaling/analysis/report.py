@@ -1,5 +1,6 @@
-"""The whole-sweep report: every fit a points frame supports (`fit_sweep`), its text and JSON, the
-compute-optimal table and the holdout check."""
+"""The whole-sweep report: every fit a points frame supports (`fit_sweep`), its text and JSON.
+
+Also the compute-optimal table and the holdout check."""
 
 from __future__ import annotations
 

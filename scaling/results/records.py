@@ -1,4 +1,6 @@
-"""The run folder's records: the spec a run trains (RunSpec, spec.json), the result it ends with (RunResult,
+"""The run folder's records: RunSpec (spec.json), RunResult (result.json), run ids and schema checks.
+
+The spec a run trains (RunSpec, spec.json), the result it ends with (RunResult,
 result.json), the one digest that names runs, trunks and checkpoints, and the schema checks that tell a
 record from damage. Pure and torch-free.
 

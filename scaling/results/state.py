@@ -1,6 +1,9 @@
-"""The state of a run folder, read from its files alone (the launcher may be gone): one reader (read_run)
-behind run_state, the results table (load_results) and the status table (sweep_status), and the writers
-of spec.json, status.json and result.json. Nothing here imports torch, and nothing here unpickles anything.
+"""The state of a run folder, read from its files alone: its readers, writers, lock and claim.
+
+Read from its files alone (the launcher may be gone): one reader (read_run)
+behind run_state, the results table (load_results) and the status table (sweep_status), the one reader of
+spec.json (read_spec), the writers of spec.json, status.json and result.json, and claiming a run to train it
+(claim: result check and lock). Nothing here imports torch, and nothing here unpickles anything.
 """
 
 from __future__ import annotations
