@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "scaling"
 
 LAYERS: list[tuple[str, set[str]]] = [
     ("leaves", {"scaling.errors", "scaling.template", "scaling.laws", "scaling.hparams", "scaling.plugin"}),
-    ("config", {"scaling.config", "scaling.accounting"}),
+    ("config", {"scaling.config_rules", "scaling.config", "scaling.accounting"}),
     ("run records", {"scaling.results", "scaling.results.files", "scaling.results.records", "scaling.results.state",
                      "scaling.external"}),
     ("fits", {"scaling.analysis", "scaling.analysis._blas", "scaling.analysis.points", "scaling.analysis.approach3",
@@ -206,9 +206,8 @@ def test_nothing_imports_the_removed_fit_shim() -> None:
 
 
 MAX_LINES = 600
-OVER_MAX_LINES = {"scaling.launch", "scaling.config"}
-"""Modules still over MAX_LINES (issue 25: launch.py is to become a package split by job; config.py to lose a
-cohesive part). The test fails when another module grows past the limit, and when one of these shrinks below
+OVER_MAX_LINES = {"scaling.launch"}
+"""Modules still over MAX_LINES (issue 25: launch.py is to become a package split by job). The test fails when another module grows past the limit, and when one of these shrinks below
 it without being taken off this list."""
 
 
