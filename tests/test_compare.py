@@ -85,3 +85,14 @@ def test_an_unidentified_law_gives_0_and_inf_without_numpy_warnings() -> None:
         warnings.simplefilter("error")
         table = compare_table({"unidentified": law}, [1e15, 1e16])
     assert (table["unidentified/n_opt"] == 0).all() and np.isinf(table["unidentified/d_opt"]).all()
+
+
+def test_the_published_laws_have_one_home() -> None:
+    """scaling.laws holds the data and the labels [grid.prior].law is checked against; compare builds from it."""
+    from scaling.laws import PUBLISHED_LAWS
+
+    laws = published_laws()
+    assert list(laws) == list(PUBLISHED_LAWS)
+    assert laws["Besiroglu 2024"].params_.to_dict() == pytest.approx(BESIROGLU_2024)
+    assert laws["Chinchilla 2022 (Approach 1, Table 3)"] == CHINCHILLA_APPROACH1
+    assert isinstance(laws["Kaplan 2020"], KaplanLaw)
