@@ -24,6 +24,10 @@ above it:
   Imported by name, not re-exported here.
 - `_blas`: the OpenBLAS thread limit the optimizer loops run under.
 
+Not the repository's top-level `analysis/` folder: that holds scripts and data that reproduce published fits
+with this package (analysis/README.md). `scaling/suggest.py` (the sweep side of `scaling suggest`) is likewise
+a layer above `suggest` here (the design maths).
+
 Above this package: figures (`scaling/plot.py`), published laws beside fitted ones (`scaling/compare.py`,
 their data in `scaling/laws.py`), and what the CLI verbs fit, plot and compare do (`scaling/pipeline.py`:
 read a source, fit per architecture family, write fit.json, runs.csv and figures, print the reports).
