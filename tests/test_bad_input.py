@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import tiny_sweep, write_sweep
@@ -325,27 +325,34 @@ def mutated_configs(draw: st.DrawFn) -> list[tuple[str | None, str, Any]]:
     return edits
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(edits=mutated_configs())
-def test_random_configs_give_a_plan_or_a_clean_error(text_corpus: Path, edits: list) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = base_config(Path(tmp), text_corpus)
-        for section, key, value in edits:
+def test_random_configs_give_a_plan_or_a_clean_error(text_corpus: Path, count_case: Callable) -> None:
+    cases: list[str] = []
+
+    @settings(max_examples=150, deadline=None)
+    @given(edits=mutated_configs())
+    def check(edits: list) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = base_config(Path(tmp), text_corpus)
+            for section, key, value in edits:
+                try:
+                    cfg = with_value(cfg, section, key, value)
+                except (AttributeError, IndexError, KeyError, TypeError):
+                    continue  # an earlier edit replaced the table this edit goes into
+            toml = write_sweep(Path(tmp) / "s.toml", cfg)
             try:
-                cfg = with_value(cfg, section, key, value)
-            except (AttributeError, IndexError, KeyError, TypeError):
-                continue  # an earlier edit replaced the table this edit goes into
-        toml = write_sweep(Path(tmp) / "s.toml", cfg)
-        try:
-            plan = plan_sweep(load_sweep(toml))
-        except ScalingError as exc:
-            assert "\n" not in str(exc)
-            _PROPERTY_CASES["config"] += 1
-            return
-        assert isinstance(plan, Plan) and plan.runs
-        frame = plan.to_frame()
-        assert (frame["n_params"] > 0).all() and (frame["n_tokens"] > 0).all() and (frame["n_steps"] >= 1).all()
-        _PROPERTY_CASES["config"] += 1
+                plan = plan_sweep(load_sweep(toml))
+            except ScalingError as exc:
+                assert "\n" not in str(exc)
+                cases.append("error")
+                return
+            assert isinstance(plan, Plan) and plan.runs
+            frame = plan.to_frame()
+            assert (frame["n_params"] > 0).all() and (frame["n_tokens"] > 0).all() and (frame["n_steps"] >= 1).all()
+            cases.append("plan")
+
+    check()
+    assert len(cases) > 0, "no random config was tried"
+    count_case("bad input (random config)", len(cases))
 
 
 _CSV_COLUMNS = ["params", "tokens", "loss", "n_params", "n_tokens", "flops", "status", "run_id", "Model Size",
@@ -354,36 +361,33 @@ _CELLS = (st.floats(min_value=1e3, max_value=1e12) | st.floats() | st.integers(-
           | st.sampled_from(["", "done", "diverged", "failed", "abc", "nan", "-inf", "1e400"]))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(columns=st.lists(st.sampled_from(_CSV_COLUMNS), min_size=0, max_size=6, unique=True),
-       n_rows=st.integers(0, 8), data=st.data())
-def test_random_csvs_give_a_fit_report_or_a_clean_error(columns: list[str], n_rows: int,
-                                                        data: st.DataObject) -> None:
-    rows = [[data.draw(_CELLS) for _ in columns] for _ in range(n_rows)]
-    with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "points.csv"
-        pd.DataFrame(rows, columns=columns).to_csv(csv, index=False)
-        try:
-            frame = read_points_csv(csv)
-            done, _ = select_done(frame)
-            report = fit_sweep(frame, n_boot=0, law=ChinchillaLaw(n_starts=2))
-        except ScalingError as exc:
-            assert "\n" not in str(exc)
-            _PROPERTY_CASES["csv"] += 1
-            return
-        assert report.n_done == len(done) and report.to_text() and json.dumps(report.to_dict(), default=str)
-        if report.law is not None:
-            assert all(math.isfinite(v) for v in report.law.params_.to_dict().values())
-        _PROPERTY_CASES["csv"] += 1
+def test_random_csvs_give_a_fit_report_or_a_clean_error(count_case: Callable) -> None:
+    cases: list[str] = []
 
+    @settings(max_examples=150, deadline=None)
+    @given(columns=st.lists(st.sampled_from(_CSV_COLUMNS), min_size=0, max_size=6, unique=True),
+           n_rows=st.integers(0, 8), data=st.data())
+    def check(columns: list[str], n_rows: int, data: st.DataObject) -> None:
+        rows = [[data.draw(_CELLS) for _ in columns] for _ in range(n_rows)]
+        with tempfile.TemporaryDirectory() as tmp:
+            csv = Path(tmp) / "points.csv"
+            pd.DataFrame(rows, columns=columns).to_csv(csv, index=False)
+            try:
+                frame = read_points_csv(csv)
+                done, _ = select_done(frame)
+                report = fit_sweep(frame, n_boot=0, law=ChinchillaLaw(n_starts=2))
+            except ScalingError as exc:
+                assert "\n" not in str(exc)
+                cases.append("error")
+                return
+            assert report.n_done == len(done) and report.to_text() and json.dumps(report.to_dict(), default=str)
+            if report.law is not None:
+                assert all(math.isfinite(v) for v in report.law.params_.to_dict().values())
+            cases.append("report")
 
-_PROPERTY_CASES = {"config": 0, "csv": 0}
-
-
-def test_property_cases_are_counted(count_case: Callable) -> None:
-    """Runs after the property tests in this file (pytest keeps file order): adds their examples."""
-    count_case("bad input (random config)", _PROPERTY_CASES["config"])
-    count_case("bad input (random CSV)", _PROPERTY_CASES["csv"])
+    check()
+    assert len(cases) > 0, "no random CSV was tried"
+    count_case("bad input (random CSV)", len(cases))
 
 
 # ------------------------------------------------------------------------------------------ degenerate fits
