@@ -1,0 +1,90 @@
+"""Issue 24's hostile probe, class by class: no traceback on ordinary data, a received folder never writes
+outside itself or controls the terminal, external trainers stopped as a whole and read as they wrote."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling.analysis.approach3 import ChinchillaLaw, LawParams
+from scaling.analysis.suggest import Candidate, Proposal
+from scaling.cli import main
+from scaling.errors import FitError
+
+
+def narrow_token_sweep(path: Path) -> Path:
+    """9 runs, 3 sizes x 3 token budgets only 1.2x apart, 2% noise: ordinary small-sweep data on which 74 of
+    200 bootstrap refits land on beta = 0 (the resample's losses do not fall with D)."""
+    rng = np.random.default_rng(1)
+    N = np.repeat([1e4, 3e4, 1e5], 3)
+    D = np.tile([1e5, 1.1e5, 1.2e5], 3)
+    L = (1.7 + 400 / N ** 0.34 + 400 / D ** 0.28) * np.exp(rng.normal(0, 0.02, 9))
+    pd.DataFrame({"n_params": N, "n_tokens": D, "loss": L}).to_csv(path, index=False)
+    return path
+
+
+def test_degenerate_bootstrap_refits_are_counted_and_left_out_never_a_crash(
+        tmp_path: Path, capsys: pytest.CaptureFixture, count_case: Callable) -> None:
+    csv = narrow_token_sweep(tmp_path / "narrow.csv")
+    frame = pd.read_csv(csv)
+    N, D, L = (frame[c].to_numpy() for c in ("n_params", "n_tokens", "loss"))
+    law = ChinchillaLaw().fit(N, D, L).bootstrap(N, D, L, n_boot=200)
+    assert law.n_boot_degenerate_ > 0  # the case the probe hit (beta = 0 divided by zero in eq. 4)
+    assert (law.bootstrap_degenerate_["beta"] == 0).all() or (law.bootstrap_degenerate_["alpha"] == 0).any()
+    assert len(law.bootstrap_params_) + law.n_boot_degenerate_ + law.n_boot_failed_ == 200
+    assert not any(LawParams(*row).degenerate for row in law.bootstrap_params_[list("EAB") + ["alpha", "beta"]].itertuples(index=False))
+    band = law.compute_optimal_interval(1e12)
+    assert 0 < band["n_opt_lo"] < band["n_opt_hi"] < math.inf
+    count_case("fault")
+    # fit, compare and suggest through the CLI: one report that counts them, exit 0
+    assert main(["fit", str(csv), "--n-boot", "200"]) == 0
+    out = capsys.readouterr().out
+    assert f"{law.n_boot_degenerate_} of 200 bootstrap refits landed on a degenerate law" in out, out
+    fit = json.loads((tmp_path / "narrow" / "fit.json").read_text())
+    assert fit["approach3"]["n_boot"] == len(law.bootstrap_params_)
+    count_case("fault")
+
+
+def test_a_degenerate_point_fit_is_one_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                     count_case: Callable) -> None:
+    for params, word in (({"alpha": 0.0, "beta": 0.3}, "alpha = 0"), ({"alpha": 0.3, "beta": 0.0}, "beta = 0"),
+                         ({"alpha": 0.3, "beta": 0.3, "B": 0.0}, "B = 0")):
+        law = ChinchillaLaw.from_params(**{"E": 1.7, "A": 400.0, "B": 400.0, **params})
+        n_opt, d_opt = law.compute_optimal(1e18)  # numpy's 0, inf or NaN, not a ZeroDivisionError
+        assert word in law.params_.degenerate
+        count_case("fault")
+    # `fit` itself refuses such a law (the point estimate must have a compute-optimal split)
+    N = np.repeat([1e4, 3e4, 1e5], 3)
+    D = np.tile([1e5, 3e5, 1e6], 3)
+    with pytest.raises(FitError, match=r"degenerate \(beta = 0"):
+        ChinchillaLaw(grid=np.array([[6.0, 0.0, 0.5, 0.3, 0.0]]), n_starts=None).fit(
+            N, D, 2.0 + 300 / N ** 0.3 + 0 * D)
+    count_case("fault")
+
+
+def test_a_csv_with_a_one_token_row_fits_or_fails_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                               count_case: Callable) -> None:
+    csv = narrow_token_sweep(tmp_path / "one.csv")
+    frame = pd.read_csv(csv)
+    frame.loc[0, "n_tokens"] = 1
+    frame.to_csv(csv, index=False)
+    assert main(["fit", str(csv), "--n-boot", "50"]) in (0, 2)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    count_case("fault")
+
+
+def test_a_proposal_with_n_opt_0_describes_itself(count_case: Callable) -> None:
+    law = ChinchillaLaw.from_params(E=1.7, A=1e-300, B=400.0, alpha=0.3, beta=0.3)  # N_opt underflows to 0
+    assert float(law.compute_optimal(1e12)[0]) == 0
+    pick = Candidate(n_params=1e6, n_tokens=2e7, flops=1.2e14, label="L2-d64")
+    text = "\n".join(Proposal(picks=(pick,), target_flops=1e15, budget=1e15, n_opt=0.0, lo=0.0, hi=math.inf,
+                              factor_after=5.0, gains=(5.0,), law=law).describe())
+    assert "N/N_opt(6ND)=undefined (N_opt = 0)" in text
+    count_case("fault")
