@@ -88,3 +88,74 @@ def test_a_proposal_with_n_opt_0_describes_itself(count_case: Callable) -> None:
                               factor_after=5.0, gains=(5.0,), law=law).describe())
     assert "N/N_opt(6ND)=undefined (N_opt = 0)" in text
     count_case("fault")
+
+
+# ---- a received folder never writes outside itself (items 1-3) ----
+
+def test_a_fingerprint_from_result_json_never_becomes_a_path_outside_the_run(tmp_path: Path,
+                                                                             count_case: Callable) -> None:
+    from scaling.provenance import retire_stale
+    run = tmp_path / "sweep" / "run1"
+    run.mkdir(parents=True)
+    (run / "stale-data-x").mkdir()  # the crafted folder the probe used
+    for fingerprint in ("x/../../../../outside/escaped", "a/b", "..", "\x1b[2J"):
+        (run / "result.json").write_text("{}")
+        aside = retire_stale(run, fingerprint)
+        assert aside.parent == run and aside.name.startswith("stale-data-h"), aside
+        assert (aside / "result.json").is_file() and not (run / "result.json").exists()
+        count_case("fault")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]
+    assert retire_stale(run, "ab12cd").name == "stale-data-ab12cd"  # an ordinary fingerprint keeps its name
+
+
+def test_writes_never_follow_a_symlink(tmp_path: Path, count_case: Callable) -> None:
+    from matplotlib.figure import Figure
+
+    from scaling.errors import StorageError
+    from scaling.plot import _finish
+    from scaling.results import RunLock, append_metrics, write_json_atomic
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim"
+    victim.write_text("keep")
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "linked-run").symlink_to(outside)  # a planned run folder that is a link
+    with pytest.raises(StorageError, match="symbolic link"):
+        write_json_atomic(sweep / "linked-run" / "status.json", {"status": "running"})
+    with pytest.raises(StorageError, match="symbolic link"):
+        append_metrics(sweep / "linked-run", {"step": 1})
+    run = sweep / "run"
+    run.mkdir()
+    (run / ".lock").symlink_to(outside / "created")
+    with pytest.raises(StorageError, match="symbolic link"):
+        RunLock(run).acquire()
+    (run / "result.json").symlink_to(victim)
+    with pytest.raises(StorageError, match="symbolic link"):
+        write_json_atomic(run / "result.json", {})
+    (run / "metrics.jsonl").symlink_to(victim)
+    with pytest.raises(StorageError, match="symbolic link"):
+        append_metrics(run, {"step": 1})
+    (sweep / "plots").symlink_to(outside)
+    with pytest.raises(StorageError, match="symbolic link"):
+        _finish(Figure(), sweep / "plots" / "loss_vs_params.png")
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "loss_vs_params.png").symlink_to(victim)
+    with pytest.raises(StorageError, match="symbolic link"):
+        _finish(Figure(), tmp_path / "plots" / "loss_vs_params.png")
+    assert victim.read_text() == "keep" and sorted(p.name for p in outside.iterdir()) == ["victim"]
+    count_case("fault", 7)
+
+
+# ---- strings from run files reach the terminal escaped (item 4) ----
+
+def test_control_characters_from_run_files_are_printed_escaped(capsys: pytest.CaptureFixture,
+                                                               count_case: Callable) -> None:
+    from scaling.cli import print_table
+    from scaling.safe import printable
+    hostile = "\x1b]0;owned\x07 \x1b[2J \x9b2J line\nbreak"
+    assert all(c.isprintable() for c in printable(hostile)) and "owned" in printable(hostile)
+    print_table(pd.DataFrame({"run_id": ["L1-\x1b[2J"], "error": [hostile], "n": [1]}))
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out and "\\x1b[2J" in out, out
+    count_case("fault", 2)
