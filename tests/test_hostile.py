@@ -159,3 +159,24 @@ def test_control_characters_from_run_files_are_printed_escaped(capsys: pytest.Ca
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out and "\\x1b[2J" in out, out
     count_case("fault", 2)
+
+
+# ---- only regular files are read; odd names are one line (items 14, 15) ----
+
+def test_a_corpus_folder_reads_only_regular_files_and_refuses_non_utf8_names(tmp_path: Path,
+                                                                              count_case: Callable) -> None:
+    import os
+
+    from scaling.data import _list_files
+    from scaling.errors import DataError
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("hello " * 100)
+    os.mkfifo(corpus / "pipe.txt")  # reading it would block forever
+    (corpus / "dangling.txt").symlink_to(tmp_path / "nowhere")
+    assert _list_files(corpus) == ["a.txt"]
+    count_case("fault", 2)
+    (corpus / os.fsdecode(b"bad\xff.txt")).write_text("x")
+    with pytest.raises(DataError, match=r"not UTF-8"):
+        _list_files(corpus)
+    count_case("bad input")
