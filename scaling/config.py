@@ -640,6 +640,9 @@ def _validate_prior(cfg: SweepConfig) -> None:
     if p.pilot:
         _check(Path(p.pilot).exists(), cfg, "[grid.prior].pilot", p.pilot,
                "no such results folder or points CSV (relative paths are relative to the sweep file)")
+        # a FIFO or device would block the read forever: only a folder or a regular file is read
+        _check(Path(p.pilot).is_dir() or Path(p.pilot).is_file(), cfg, "[grid.prior].pilot", p.pilot,
+               "not a results folder or a regular file (a FIFO, device or socket is never read)")
 
 
 def tasks_per_job(launch: LaunchConfig) -> int:

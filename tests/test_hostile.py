@@ -180,3 +180,26 @@ def test_a_corpus_folder_reads_only_regular_files_and_refuses_non_utf8_names(tmp
     with pytest.raises(DataError, match=r"not UTF-8"):
         _list_files(corpus)
     count_case("bad input")
+
+
+def test_a_csv_with_non_utf8_bytes_or_a_fifo_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                          count_case: Callable) -> None:
+    import os
+    csv = narrow_token_sweep(tmp_path / "latin.csv")
+    csv.write_bytes(csv.read_bytes().replace(b"loss", b"loss,note", 1).replace(b"\n", b",caf\xe9\n")
+                    .replace(b"loss,note,caf\xe9", b"loss,note", 1))
+    for verb in (["fit", str(csv), "--n-boot", "0"], ["compare", str(csv), "--n-boot", "0"],
+                 ["suggest", str(csv), "--target-flops", "1e12", "--budget", "1e11"]):
+        assert main(verb) == 2
+        err = capsys.readouterr().err
+        assert "not UTF-8" in err and "Traceback" not in err and err.count("\n") == 1, err
+        count_case("bad input")
+    fifo = tmp_path / "points.csv"
+    os.mkfifo(fifo)
+    assert main(["fit", str(fifo), "--n-boot", "0"]) == 2  # refused, not read (it would block)
+    assert "ConfigError" in capsys.readouterr().err
+    from scaling.analysis.points import read_points_csv  # what a [grid.prior].pilot CSV is read with
+    from scaling.errors import ConfigError
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_points_csv(fifo)
+    count_case("fault", 2)
