@@ -74,6 +74,13 @@ def check_args(args: argparse.Namespace) -> None:
         raise bad("--flops-per-s", rate, "must be a finite number > 0")
     if getattr(args, "max_parallel", None) is not None and args.max_parallel < 1:
         raise bad("--max-parallel", args.max_parallel, "must be >= 1")
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed < 2 ** 32:  # numpy's generators refuse a negative seed (a traceback)
+        raise bad("--seed", seed, f"must be in [0, {2 ** 32 - 1}]")
+    for flag in ("max_params", "max_tokens"):
+        value = getattr(args, flag, None)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise bad(f"--{flag.replace('_', '-')}", value, "must be a finite number > 0")
     lo, hi = getattr(args, "min_flops", None), getattr(args, "max_flops", None)
     if lo is not None and hi is not None:
         if not 0 <= lo <= MAX_FLOPS_EXPONENT or not 0 <= hi <= MAX_FLOPS_EXPONENT:

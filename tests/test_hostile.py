@@ -203,3 +203,15 @@ def test_a_csv_with_non_utf8_bytes_or_a_fifo_is_one_line(tmp_path: Path, capsys:
     with pytest.raises(ConfigError, match="not a regular file"):
         read_points_csv(fifo)
     count_case("fault", 2)
+
+
+@pytest.mark.parametrize("flag, value", [("--max-tokens", "nan"), ("--max-tokens", "inf"), ("--seed", "-1"),
+                                         ("--max-params", "inf"), ("--max-params", "-1"), ("--max-tokens", "0")])
+def test_suggest_arguments_out_of_range_are_one_line(tmp_path: Path, flag: str, value: str,
+                                                     capsys: pytest.CaptureFixture, count_case: Callable) -> None:
+    csv = narrow_token_sweep(tmp_path / "runs.csv")
+    assert main(["suggest", str(csv), "--target-flops", "1e12", "--budget", "1e11", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ConfigError: {flag} ") and err.count("\n") == 1, err
+    assert not (tmp_path / "runs_next.csv").exists()
+    count_case("bad input")
