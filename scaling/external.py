@@ -140,16 +140,31 @@ def checkpoint_active_run() -> bool:
     return _stop(proc)
 
 
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """`sig` to the command's whole process group (it leads its own session, `_spawn`): a shell's children
+    (`bash -c '{python} train.py; true'`) stop with it instead of training on as orphans."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):  # the group is gone already
+        pass
+
+
 def _stop(proc: subprocess.Popen) -> bool:
-    proc.send_signal(signal.SIGTERM)
+    _signal_group(proc, signal.SIGTERM)
     deadline = time.monotonic() + TERM_GRACE_S
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     if proc.poll() is None:
-        proc.kill()
+        _signal_group(proc, signal.SIGKILL)
         proc.wait()
         return False
     return True
+
+
+def _spawn(argv: list[str], log: Any, env: dict[str, str]) -> subprocess.Popen:
+    """Start the command as the leader of a new session (so of its own process group, which _stop signals)."""
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            preexec_fn=_ignore_usr2, start_new_session=True)
 
 
 def _ignore_usr2() -> None:  # runs in the child between fork and exec: an ignored signal stays ignored
@@ -194,8 +209,7 @@ def run_command(run_dir: Path | str, *, num_threads: int = 1) -> dict[str, Any]:
             log.write(f"--- attempt {attempt}, {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {shlex.join(argv)}\n".encode())
             log.flush()
             try:
-                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env=env, preexec_fn=_ignore_usr2)
+                proc = _spawn(argv, log, env)
             except OSError as exc:
                 raise LaunchError(f"[train].command: cannot start {argv[0]!r}: {exc.strerror or exc}") from None
         _ACTIVE = proc

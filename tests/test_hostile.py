@@ -215,3 +215,33 @@ def test_suggest_arguments_out_of_range_are_one_line(tmp_path: Path, flag: str, 
     assert err.startswith(f"ConfigError: {flag} ") and err.count("\n") == 1, err
     assert not (tmp_path / "runs_next.csv").exists()
     count_case("bad input")
+
+
+def test_stopping_a_command_stops_its_whole_process_group(tmp_path: Path, count_case: Callable) -> None:
+    import os
+    import time
+
+    from scaling.external import _spawn, _stop
+    pid_file = tmp_path / "child.pid"
+    # the probe's shape: a shell whose child trains on; SIGTERM to the shell alone left the child as an orphan
+    argv = ["bash", "-c", f"sleep 300 & echo $! > {pid_file}; wait; true"]
+    with open(tmp_path / "command.log", "ab") as log:
+        proc = _spawn(argv, log, dict(os.environ))
+    deadline = time.monotonic() + 10
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    _stop(proc)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        if open(f"/proc/{child}/stat").read().split()[2] == "Z":  # exited, not yet reaped
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, 9)
+        raise AssertionError(f"the command's child {child} outlived its stopped shell")
+    count_case("signals")
