@@ -502,7 +502,8 @@ def validate(cfg: SweepConfig) -> None:
         c(s.d_model > 0, cfg, f"{key}.d_model", s.d_model, "must be > 0")
         c(s.n_head >= 0, cfg, f"{key}.n_head", s.n_head, "must be >= 0")
         heads = s.n_head or max(1, s.d_model // m.head_dim)
-        c(s.d_model % heads == 0, cfg, f"{key}.d_model", s.d_model, f"must be divisible by its {heads} heads")
+        recurrent_only = all(a in ("lstm", "gru") for a in m.arch)  # no attention, so no heads to divide into
+        c(recurrent_only or s.d_model % heads == 0, cfg, f"{key}.d_model", s.d_model, f"must be divisible by its {heads} heads")
         c("llama" not in m.arch or (s.d_model // heads) % 2 == 0, cfg, f"{key}.d_model", s.d_model,
           f"gives llama heads of odd width {s.d_model // heads} (rotary embeddings rotate channel pairs)")
     for i, pt in enumerate(g.points):

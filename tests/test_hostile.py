@@ -245,3 +245,23 @@ def test_stopping_a_command_stops_its_whole_process_group(tmp_path: Path, count_
         os.kill(child, 9)
         raise AssertionError(f"the command's child {child} outlived its stopped shell")
     count_case("signals")
+
+
+def test_recurrent_models_have_no_heads_to_divide_d_model_into(tmp_path: Path, text_corpus: Path,
+                                                               count_case: Callable) -> None:
+    from conftest import tiny_sweep, write_sweep
+    from scaling.config import load_sweep
+    from scaling.errors import ConfigError
+    for arch in ("lstm", "gru"):
+        cfg = tiny_sweep("rnn", text_corpus, results_dir=tmp_path / "r", model={"arch": arch},
+                         grid={"n_tokens": [1e4], "shapes": [{"n_layer": 1, "d_model": 50}]})
+        from scaling.model import build_model
+        from scaling.plan import plan_sweep
+        run = plan_sweep(load_sweep(write_sweep(tmp_path / f"{arch}.toml", cfg))).runs[0]
+        assert run.shape.d_model == 50
+        assert sum(p.numel() for p in build_model(run.shape).parameters()) > 0  # it builds
+        count_case("bad input")
+    cfg = tiny_sweep("gpt", text_corpus, results_dir=tmp_path / "r",
+                     grid={"n_tokens": [1e4], "shapes": [{"n_layer": 1, "d_model": 50}]})
+    with pytest.raises(ConfigError, match="divisible"):  # attention still needs it
+        load_sweep(write_sweep(tmp_path / "gpt.toml", cfg))
