@@ -29,6 +29,7 @@ def narrow_token_sweep(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # 200 bootstrap refits twice: 35-80 s on 2 shared cores
 def test_degenerate_bootstrap_refits_are_counted_and_left_out_never_a_crash(
         tmp_path: Path, capsys: pytest.CaptureFixture, count_case: Callable) -> None:
     csv = narrow_token_sweep(tmp_path / "narrow.csv")
