@@ -55,7 +55,8 @@ from pathlib import Path
 from typing import Any
 
 from scaling.errors import LaunchError
-from scaling.results import (METRICS, SPEC, STATUS, RunLock, implausible, number, read_json, read_json_checked,
+from scaling.safe import printable
+from scaling.results import (METRICS, RESULT, SPEC, STATUS, RunLock, implausible, number, read_json, read_json_checked,
                              read_metrics, read_result, spec_problem, write_result, write_status)
 
 FINAL = "final.json"
@@ -230,6 +231,8 @@ def run_command(run_dir: Path | str, *, num_threads: int = 1) -> dict[str, Any]:
             code = proc.returncode
             how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
             raise LaunchError(f"the command {how}: {_last_line(log_path)} (log: {log_path})")
+        # result.json is the framework's record of final.json: one the command wrote itself is not a result
+        (run_dir / RESULT).unlink(missing_ok=True)
         result = _result(spec, run_dir, argv, wall_s, attempt)
         write_result(run_dir, result)
         return result
@@ -242,6 +245,9 @@ def _result(spec: dict[str, Any], run_dir: Path, argv: list[str], wall_s: float,
     if final is None:
         raise LaunchError(f"the command exited 0 but {'wrote no ' + FINAL if why is None else FINAL + ': ' + why} "
                           f"in {run_dir} (it must write {{\"val_loss\": ...}}; log: {run_dir / LOG})")
+    if final.get("status", "done") not in ("done", "diverged"):  # the command's own verdict is final
+        raise LaunchError(f"{run_dir / FINAL}: status = {printable(repr(final.get('status')))}: the command reported "
+                          "that the run did not finish (only \"done\" or \"diverged\" record a result)")
     if "val_loss" not in final and final.get("status") != "diverged":
         raise LaunchError(f"{run_dir / FINAL}: has no val_loss (keys: {', '.join(sorted(final)) or 'none'})")
     reported_n = final.get("n_params")
@@ -258,6 +264,10 @@ def _result(spec: dict[str, Any], run_dir: Path, argv: list[str], wall_s: float,
         why = implausible("val_loss", final.get("val_loss"))
         if why is not None:
             raise LaunchError(f"{run_dir / FINAL}: {why}")
+    if final.get("train_loss") is not None and not diverged:  # reported: used as it is, never replaced
+        why = implausible("train_loss", final.get("train_loss"))
+        if why is not None:
+            raise LaunchError(f"{run_dir / FINAL}: {printable(why)}")
     train = number(final.get("train_loss"))
     train_from = "command"
     if train is None:

@@ -4,6 +4,7 @@ outside itself or controls the terminal, external trainers stopped as a whole an
 from __future__ import annotations
 
 import json
+import re
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -266,3 +267,44 @@ def test_recurrent_models_have_no_heads_to_divide_d_model_into(tmp_path: Path, t
                      grid={"n_tokens": [1e4], "shapes": [{"n_layer": 1, "d_model": 50}]})
     with pytest.raises(ConfigError, match="divisible"):  # attention still needs it
         load_sweep(write_sweep(tmp_path / "gpt.toml", cfg))
+
+
+# ---- external results are read as written (item 10) ----
+
+WRITER = """import json, os, sys
+run = os.environ["SCALING_RUN_DIR"]
+what = open(os.path.join(os.path.dirname(run), "what")).read()
+target = "result.json" if what.startswith("RESULT ") else "final.json"
+open(os.path.join(run, target), "w").write(what.removeprefix("RESULT "))
+"""
+
+
+@pytest.mark.parametrize("written, why", [
+    ('{"status": "failed", "val_loss": 2.0}', "status = 'failed'"),
+    ('{"val_loss": 2.0, "train_loss": NaN}', "train_loss = nan"),
+    ('{"val_loss": 2.0, "train_loss": "low"}', "train_loss = 'low'"),
+    ('{"val_loss": 2.0, "train_loss": -1}', "train_loss = -1"),
+    ('RESULT {"status": "done", "val_loss": 2.0, "n_params": 1}', "wrote no final.json"),
+])
+def test_an_external_result_is_read_as_written_never_reinterpreted(tmp_path: Path, text_corpus: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch, written: str,
+                                                                   why: str, count_case: Callable) -> None:
+    from conftest import tiny_sweep, write_sweep
+    from scaling.config import load_sweep
+    from scaling.errors import LaunchError
+    from scaling.external import run_command
+    from scaling.plan import plan_sweep
+    from scaling.results import SPEC, read_result, write_json_atomic
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "writer.py").write_text(WRITER)
+    cfg = tiny_sweep("ext", text_corpus, results_dir=tmp_path / "results", grid={"n_tokens": [2560]},
+                     train={"command": "{python} writer.py"})
+    spec = plan_sweep(load_sweep(write_sweep(tmp_path / "ext.toml", cfg))).runs[0]
+    run_dir = tmp_path / "results" / "ext" / spec.run_id
+    run_dir.mkdir(parents=True)
+    write_json_atomic(run_dir / SPEC, spec.to_dict())
+    (run_dir.parent / "what").write_text(written)
+    with pytest.raises(LaunchError, match=re.escape(why)):
+        run_command(run_dir)
+    assert read_result(run_dir) is None  # not recorded done
+    count_case("fault")
