@@ -609,7 +609,8 @@ def is_safe_component(name: str) -> bool:
 
 def is_token_file(source: str) -> bool:
     """Whether a [data].source names a pre-tokenized uint16 file (`.bin`, any case); else it is byte-level text."""
-    return source != "stdlib" and Path(source).suffix.lower() == ".bin"
+    # a folder named "x.bin" is a folder of text, not a token file (the vocab rule would take it for one)
+    return source != "stdlib" and Path(source).suffix.lower() == ".bin" and not Path(source).is_dir()
 
 
 def _validate_prior(cfg: SweepConfig) -> None:

@@ -308,3 +308,14 @@ def test_an_external_result_is_read_as_written_never_reinterpreted(tmp_path: Pat
         run_command(run_dir)
     assert read_result(run_dir) is None  # not recorded done
     count_case("fault")
+
+
+def test_a_folder_named_like_a_bin_file_is_a_folder_of_text(tmp_path: Path, count_case: Callable) -> None:
+    from scaling.config import is_token_file
+    folder = tmp_path / "dirnamed.bin"
+    folder.mkdir()
+    (folder / "a.txt").write_text("text")
+    assert not is_token_file(str(folder))
+    (tmp_path / "ids.bin").write_bytes(b"\x00\x01")
+    assert is_token_file(str(tmp_path / "ids.bin")) and is_token_file(str(tmp_path / "IDS.BIN"))
+    count_case("bad input")
