@@ -319,3 +319,21 @@ def test_a_folder_named_like_a_bin_file_is_a_folder_of_text(tmp_path: Path, coun
     (tmp_path / "ids.bin").write_bytes(b"\x00\x01")
     assert is_token_file(str(tmp_path / "ids.bin")) and is_token_file(str(tmp_path / "IDS.BIN"))
     count_case("bad input")
+
+
+@pytest.mark.parametrize("body, why", [("import sys\nsys.exit(0)\n", "sys.exit(0)"),
+                                       ("import os\nos.chdir('/')\n", "changed the working directory")])
+def test_a_plugin_that_exits_or_moves_at_import_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   body: str, why: str, count_case: Callable) -> None:
+    import sys
+
+    from scaling.plugin import PluginError, resolve
+    name = f"hostile_{abs(hash(body)) % 10**8}"
+    (tmp_path / f"{name}.py").write_text(body + "def build(shape):\n    return None\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match=re.escape(why)):
+        resolve(f"{name}:build")
+    sys.modules.pop(name, None)
+    assert Path.cwd() == tmp_path
+    count_case("bad input")
