@@ -47,6 +47,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import re
 import string
 import subprocess
 import sys
@@ -110,11 +111,19 @@ def fields(spec: dict[str, Any], run_dir: Path | str, threads: int = 1) -> dict[
     return out
 
 
+MAX_FORMAT_WIDTH = 1000
+"""Largest width or precision a [train].command field may ask for (no argument needs more)."""
+
+
 def argv_for(template: str, values: dict[str, Any]) -> list[str]:
     """The command's argument vector; ValueError with a one-line reason on an unknown field or bad format."""
     argv = []
     for arg in shlex.split(template):
         try:
+            for _, field, spec, _ in string.Formatter().parse(arg):
+                # a width such as {lr:>99999999999} would have format() build a string of that many characters
+                if field is not None and any(int(n) > MAX_FORMAT_WIDTH for n in re.findall(r"\d+", spec or "")):
+                    raise ValueError(f"{{{field}:{spec}}}: a width or precision above {MAX_FORMAT_WIDTH}")
             argv.append(arg.format_map(values))
         except KeyError as exc:
             raise ValueError(f"unknown field {{{exc.args[0]}}} (fields: {', '.join(sorted(values))})") from None

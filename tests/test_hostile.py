@@ -337,3 +337,12 @@ def test_a_plugin_that_exits_or_moves_at_import_is_one_clear_error(tmp_path: Pat
     sys.modules.pop(name, None)
     assert Path.cwd() == tmp_path
     count_case("bad input")
+
+
+def test_a_huge_template_width_is_one_line_not_an_allocation(count_case: Callable) -> None:
+    from scaling.external import argv_for
+    for template in ("train --lr={lr:>99999999999}", "train --lr={lr:.99999999999f}"):
+        with pytest.raises(ValueError, match="width or precision above 1000"):
+            argv_for(template, {"lr": 0.001})
+        count_case("bad input")
+    assert argv_for("train --lr={lr:>8.3f}", {"lr": 0.001}) == ["train", "--lr=   0.001"]
