@@ -21,6 +21,7 @@ import pandas as pd
 
 from scaling.config import SweepConfig, load_sweep
 from scaling.errors import ConfigError, ScalingError
+from scaling.safe import printable
 from scaling.plan import Plan, plan_sweep
 from scaling.results import describe_ids
 
@@ -74,6 +75,13 @@ def check_args(args: argparse.Namespace) -> None:
         raise bad("--flops-per-s", rate, "must be a finite number > 0")
     if getattr(args, "max_parallel", None) is not None and args.max_parallel < 1:
         raise bad("--max-parallel", args.max_parallel, "must be >= 1")
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed < 2 ** 32:  # numpy's generators refuse a negative seed (a traceback)
+        raise bad("--seed", seed, f"must be in [0, {2 ** 32 - 1}]")
+    for flag in ("max_params", "max_tokens"):
+        value = getattr(args, flag, None)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise bad(f"--{flag.replace('_', '-')}", value, "must be a finite number > 0")
     lo, hi = getattr(args, "min_flops", None), getattr(args, "max_flops", None)
     if lo is not None and hi is not None:
         if not 0 <= lo <= MAX_FLOPS_EXPONENT or not 0 <= hi <= MAX_FLOPS_EXPONENT:
@@ -89,10 +97,7 @@ MAX_FLOPS_EXPONENT = 40
 """compare's budgets are powers of ten up to 1e40 FLOPs (published laws are fitted below 1e25)."""
 
 
-def _printable(text: str) -> str:
-    """Control characters (ANSI escapes, newlines, bells) from file names or values in an error message,
-    escaped so the terminal prints them instead of obeying them, and the message stays one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+_printable = printable  # control characters from files escaped (scaling.safe.printable)
 
 
 def _fmt(x: float) -> str:
@@ -126,6 +131,8 @@ SHOWN_ROWS = 60
 
 
 def print_table(table: pd.DataFrame, **options: Any) -> None:
+    # cells from run files (run-folder names, status.json errors) escaped: they reach a terminal
+    table = table.apply(lambda col: col.map(printable) if col.dtype == object or pd.api.types.is_string_dtype(col) else col)
     if len(table) > SHOWN_ROWS:
         half = SHOWN_ROWS // 2
         gap = pd.DataFrame([{c: "..." for c in table.columns}])
@@ -208,7 +215,7 @@ def _retire_stale_data(plan: Plan, fingerprint: str) -> None:
         retire_stale(Path(plan.sweep.sweep_dir) / run_id, recorded)
     if stale:
         old = sorted({fp for _, fp in stale})
-        print(f"data changed: {len(stale)} finished run(s) were trained on corpus {', '.join(old)}, the corpus "
+        print(f"data changed: {len(stale)} finished run(s) were trained on corpus {printable(', '.join(old))}, the corpus "
               f"is now {fingerprint}; retraining them (old results kept in each run's stale-data-*/): "
               f"{describe_ids([r for r, _ in stale])}")
 

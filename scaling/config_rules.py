@@ -105,7 +105,9 @@ def validate(cfg: SweepConfig) -> None:
         c(s.d_model > 0, cfg, f"{key}.d_model", s.d_model, "must be > 0")
         c(s.n_head >= 0, cfg, f"{key}.n_head", s.n_head, "must be >= 0")
         heads = s.n_head or max(1, s.d_model // m.head_dim)
-        c(s.d_model % heads == 0, cfg, f"{key}.d_model", s.d_model, f"must be divisible by its {heads} heads")
+        recurrent_only = all(a in ("lstm", "gru") for a in m.arch)  # no attention, so no heads to divide into
+        c(recurrent_only or s.d_model % heads == 0, cfg, f"{key}.d_model", s.d_model,
+          f"must be divisible by its {heads} heads")
         c("llama" not in m.arch or (s.d_model // heads) % 2 == 0, cfg, f"{key}.d_model", s.d_model,
           f"gives llama heads of odd width {s.d_model // heads} (rotary embeddings rotate channel pairs)")
     for i, pt in enumerate(g.points):
@@ -209,7 +211,8 @@ def is_safe_component(name: str) -> bool:
 
 def is_token_file(source: str) -> bool:
     """Whether a [data].source names a pre-tokenized uint16 file (`.bin`, any case); else it is byte-level text."""
-    return source != "stdlib" and Path(source).suffix.lower() == ".bin"
+    # a folder named "x.bin" is a folder of text, not a token file (the vocab rule would take it for one)
+    return source != "stdlib" and Path(source).suffix.lower() == ".bin" and not Path(source).is_dir()
 
 
 def _validate_prior(cfg: SweepConfig) -> None:
@@ -241,6 +244,9 @@ def _validate_prior(cfg: SweepConfig) -> None:
     if p.pilot:
         _check(Path(p.pilot).exists(), cfg, "[grid.prior].pilot", p.pilot,
                "no such results folder or points CSV (relative paths are relative to the sweep file)")
+        # a FIFO or device would block the read forever: only a folder or a regular file is read
+        _check(Path(p.pilot).is_dir() or Path(p.pilot).is_file(), cfg, "[grid.prior].pilot", p.pilot,
+               "not a results folder or a regular file (a FIFO, device or socket is never read)")
 
 
 def tasks_per_job(launch: LaunchConfig) -> int:

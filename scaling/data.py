@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import stat
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ import torch
 
 from scaling.config import BYTE_VOCAB, DataConfig, is_token_file
 from scaling.errors import DataError
+from scaling.safe import printable
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +103,33 @@ def load_corpus(data_cfg: DataConfig, seq_len: int | None = None) -> Corpus:
 
 
 def _list_files(root: Path, suffix: str = "") -> list[str]:
-    """Relative paths (posix) of the files under root, sorted; hidden and cache folders skipped."""
+    """Relative paths (posix) of the regular files under root, sorted; hidden and cache folders skipped, and
+    anything that is not a regular file (a FIFO would block the read forever, a device never end) skipped with
+    a warning. A file name that is not UTF-8 is a one-line DataError (the split hashes names as text)."""
     rel = []
+    skipped = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS and not d.startswith(".")]
         for name in filenames:
             if name.startswith(".") or not name.endswith(suffix):
                 continue
+            full = os.path.join(dirpath, name)
+            try:
+                regular = stat.S_ISREG(os.stat(full).st_mode)
+            except OSError:  # a dangling link
+                regular = False
+            if not regular:
+                skipped.append(full)
+                continue
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise DataError(f"{printable(full)}: file name is not UTF-8; rename it or move it out of the "
+                                "corpus folder") from None
             rel.append(Path(dirpath, name).relative_to(root).as_posix())
+    if skipped:
+        log.warning("%s: skipped %d entries that are not regular files (FIFOs, devices, dangling links), e.g. %s",
+                    printable(root), len(skipped), printable(skipped[0]))
     return sorted(rel)
 
 

@@ -45,8 +45,10 @@ Torch-free: the planner checks templates with it, and a job that runs a command 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
+import string
 import subprocess
 import sys
 import time
@@ -54,8 +56,9 @@ from pathlib import Path
 from typing import Any
 
 from scaling.errors import LaunchError
-from scaling.results import (METRICS, SPEC, STATUS, claim, implausible, number, read_json, read_json_checked,
+from scaling.results import (METRICS, RESULT, SPEC, STATUS, claim, implausible, number, read_json, read_json_checked,
                              read_metrics, read_spec, write_result, write_status)
+from scaling.safe import printable
 
 FINAL = "final.json"
 """The file an external command writes in its run folder (its final loss); the framework makes result.json."""
@@ -90,11 +93,19 @@ def fields(spec: dict[str, Any], run_dir: Path | str, threads: int = 1) -> dict[
     return out
 
 
+MAX_FORMAT_WIDTH = 1000
+"""Largest width or precision a [train].command field may ask for (no argument needs more)."""
+
+
 def argv_for(template: str, values: dict[str, Any]) -> list[str]:
     """The command's argument vector; ValueError with a one-line reason on an unknown field or bad format."""
     argv = []
     for arg in shlex.split(template):
         try:
+            for _, field, spec, _ in string.Formatter().parse(arg):
+                # a width such as {lr:>99999999999} would have format() build a string of that many characters
+                if field is not None and any(int(n) > MAX_FORMAT_WIDTH for n in re.findall(r"\d+", spec or "")):
+                    raise ValueError(f"{{{field}:{spec}}}: a width or precision above {MAX_FORMAT_WIDTH}")
             argv.append(arg.format_map(values))
         except KeyError as exc:
             raise ValueError(f"unknown field {{{exc.args[0]}}} (fields: {', '.join(sorted(values))})") from None
@@ -121,16 +132,31 @@ def checkpoint_active_run() -> bool:
     return _stop(proc)
 
 
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """`sig` to the command's whole process group (it leads its own session, `_spawn`): a shell's children
+    (`bash -c '{python} train.py; true'`) stop with it instead of training on as orphans."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):  # the group is gone already
+        pass
+
+
 def _stop(proc: subprocess.Popen) -> bool:
-    proc.send_signal(signal.SIGTERM)
+    _signal_group(proc, signal.SIGTERM)
     deadline = time.monotonic() + TERM_GRACE_S
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     if proc.poll() is None:
-        proc.kill()
+        _signal_group(proc, signal.SIGKILL)
         proc.wait()
         return False
     return True
+
+
+def _spawn(argv: list[str], log: Any, env: dict[str, str]) -> subprocess.Popen:
+    """Start the command as the leader of a new session (so of its own process group, which _stop signals)."""
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            preexec_fn=_ignore_usr2, start_new_session=True)
 
 
 def _ignore_usr2() -> None:  # runs in the child between fork and exec: an ignored signal stays ignored
@@ -168,8 +194,7 @@ def run_command(run_dir: Path | str, *, num_threads: int = 1) -> dict[str, Any]:
             log.write(f"--- attempt {attempt}, {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {shlex.join(argv)}\n".encode())
             log.flush()
             try:
-                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env=env, preexec_fn=_ignore_usr2)
+                proc = _spawn(argv, log, env)
             except OSError as exc:
                 raise LaunchError(f"[train].command: cannot start {argv[0]!r}: {exc.strerror or exc}") from None
         _ACTIVE = proc
@@ -190,6 +215,8 @@ def run_command(run_dir: Path | str, *, num_threads: int = 1) -> dict[str, Any]:
             code = proc.returncode
             how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
             raise LaunchError(f"the command {how}: {_last_line(log_path)} (log: {log_path})")
+        # result.json is the framework's record of final.json: one the command wrote itself is not a result
+        (run_dir / RESULT).unlink(missing_ok=True)
         result = _result(spec, run_dir, argv, wall_s, attempt)
         write_result(run_dir, result)
         return result
@@ -202,6 +229,9 @@ def _result(spec: dict[str, Any], run_dir: Path, argv: list[str], wall_s: float,
     if final is None:
         raise LaunchError(f"the command exited 0 but {'wrote no ' + FINAL if why is None else FINAL + ': ' + why} "
                           f"in {run_dir} (it must write {{\"val_loss\": ...}}; log: {run_dir / LOG})")
+    if final.get("status", "done") not in ("done", "diverged"):  # the command's own verdict is final
+        raise LaunchError(f"{run_dir / FINAL}: status = {printable(repr(final.get('status')))}: the command reported "
+                          "that the run did not finish (only \"done\" or \"diverged\" record a result)")
     if "val_loss" not in final and final.get("status") != "diverged":
         raise LaunchError(f"{run_dir / FINAL}: has no val_loss (keys: {', '.join(sorted(final)) or 'none'})")
     reported_n = final.get("n_params")
@@ -218,6 +248,10 @@ def _result(spec: dict[str, Any], run_dir: Path, argv: list[str], wall_s: float,
         why = implausible("val_loss", final.get("val_loss"))
         if why is not None:
             raise LaunchError(f"{run_dir / FINAL}: {why}")
+    if final.get("train_loss") is not None and not diverged:  # reported: used as it is, never replaced
+        why = implausible("train_loss", final.get("train_loss"))
+        if why is not None:
+            raise LaunchError(f"{run_dir / FINAL}: {printable(why)}")
     train = number(final.get("train_loss"))
     train_from = "command"
     if train is None:

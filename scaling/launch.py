@@ -34,6 +34,7 @@ import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from scaling.config import LaunchConfig, tasks_per_job, validate
+from scaling.safe import printable
 from scaling.errors import ConfigError, LaunchError
 from scaling.plan import Plan
 from scaling import results
@@ -440,7 +441,7 @@ def _printer(verbose: bool) -> Callable[[str], None]:
     # Progress lines for a person watching a launch (like a progress bar), flushed so they show in logs.
     def say(msg: str) -> None:
         if verbose:
-            print(msg, file=sys.stderr, flush=True)
+            print(printable(msg), file=sys.stderr, flush=True)  # run files' strings, escaped
     return say
 
 
@@ -1106,7 +1107,7 @@ class LiveProgress:
             self.stream.write("\r\033[K")
             self.shown = False
             self.last = -math.inf
-        print(msg, file=self.stream, flush=True)
+        print(printable(msg), file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.tty and self.shown:

@@ -26,6 +26,7 @@ from scaling.plan import Plan, plan_sweep
 from scaling.plot import plot_compute_optimal, plot_frontiers, save_figures
 from scaling.provenance import check_one_corpus, planned_rows
 from scaling.results import arch_label, describe_ids, export_csv, load_results, write_json_atomic
+from scaling.safe import printable
 
 
 def family_folder(arch: str) -> str:
@@ -92,8 +93,8 @@ def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int =
         where.mkdir(parents=True, exist_ok=True)
         points = select_points(part, all_seeds=all_seeds)
         report = fit_sweep(points, n_boot=n_boot, n_holdout=holdout or None, budgets=budgets)
-        print(f"\n=== architecture: {arch} ({len(part)} runs) ===" if len(families) > 1 else "")
-        print(report.to_text())
+        print(f"\n=== architecture: {printable(arch)} ({len(part)} runs) ===" if len(families) > 1 else "")
+        print("\n".join(printable(line) for line in report.to_text().splitlines()))
         write_json_atomic(where / "fit.json", report.to_dict())
         paths = save_figures(points, report, where / "plots")
         print(f"\nfit: {where / 'fit.json'}")

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from scaling.compare import compare_table, law_of, published_laws
 from scaling.errors import FitError
+from scaling.safe import no_symlink
 from scaling.analysis import (
     ChinchillaLaw,
     EnvelopeResult,
@@ -41,7 +42,8 @@ def _finish(fig: Figure, path: str | Path | None) -> Figure:
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        no_symlink(path.parent)  # a linked plots/ or figure would put the PNG wherever the link points
+        fig.savefig(no_symlink(path), dpi=120)
         log.info("wrote %s", path)
     return fig
 

@@ -61,11 +61,22 @@ def resolve(arch: str) -> Callable[..., Any]:
     if not module_name or not attr or ":" in attr:
         raise PluginError(f"[model].arch = {arch!r}: a plug-in is \"package.module:factory\"")
     _on_path()
+    cwd = os.getcwd()
     try:
         obj: Any = importlib.import_module(module_name)
+    except SystemExit as exc:  # sys.exit() at import would end `plan` silently with its code
+        raise PluginError(f"[model].arch = {arch!r}: importing {module_name!r} called sys.exit({exc.code!r}); a "
+                          "plug-in module must only define its factory when imported") from None
     except Exception as exc:  # ImportError, or anything the user's module raises while importing
-        raise PluginError(f"[model].arch = {arch!r}: cannot import {module_name!r} from {os.getcwd()} or an "
+        raise PluginError(f"[model].arch = {arch!r}: cannot import {module_name!r} from {cwd} or an "
                           f"installed package: {type(exc).__name__}: {_line(exc)}") from None
+    finally:
+        moved = os.getcwd() != cwd
+        if moved:  # relative paths (the results folder) would now point elsewhere
+            os.chdir(cwd)
+    if moved:
+        raise PluginError(f"[model].arch = {arch!r}: importing {module_name!r} changed the working directory; a "
+                          "plug-in module must not (relative paths such as the results folder would move)")
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise PluginError(f"[model].arch = {arch!r}: module {module_name!r} has no attribute {attr!r}")

@@ -16,6 +16,7 @@ import pandas as pd
 
 from scaling.errors import FitError
 from scaling.results import CKPT, METRICS, RESULT, STATUS, read_result
+from scaling.safe import name_for, no_symlink
 
 STALE_PREFIX = "stale-data-"
 """Sub-folder of a run folder that keeps a result trained on an earlier version of the corpus."""
@@ -70,12 +71,14 @@ def stale_data_runs(sweep_dir: str | Path, run_ids: Iterable[str], fingerprint: 
 def retire_stale(run_dir: Path, recorded: str) -> Path:
     """Move a run's result, checkpoint, metrics and status into run_dir/stale-data-<fingerprint>/, so the
     run reads as unfinished and is retrained; nothing is deleted. Returns that folder."""
-    run_dir = Path(run_dir)
-    aside = run_dir / f"{STALE_PREFIX}{recorded}"
+    run_dir = no_symlink(run_dir)
+    # the fingerprint comes from result.json: a folder name only when it is one safe name, else its digest
+    stem = f"{STALE_PREFIX}{name_for(recorded)}"
+    aside = run_dir / stem
     n = 1
-    while aside.exists():
+    while os.path.lexists(aside):
         n += 1
-        aside = run_dir / f"{STALE_PREFIX}{recorded}-{n}"
+        aside = run_dir / f"{stem}-{n}"
     aside.mkdir()
     # result.json first: once it is gone the run is unfinished, whatever happens to the rest
     for name in (RESULT, CKPT, METRICS, STATUS):

@@ -17,7 +17,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "scaling"
 
 LAYERS: list[tuple[str, set[str]]] = [
-    ("leaves", {"scaling.errors", "scaling.template", "scaling.laws", "scaling.hparams", "scaling.plugin"}),
+    ("leaves", {"scaling.errors", "scaling.template", "scaling.laws", "scaling.hparams", "scaling.plugin",
+                "scaling.safe"}),
     ("config", {"scaling.config_rules", "scaling.config", "scaling.accounting"}),
     ("run records", {"scaling.results", "scaling.results.files", "scaling.results.records", "scaling.results.state",
                      "scaling.external"}),

@@ -29,6 +29,7 @@ __all__ = [
     "PARAM_NAMES",
     "MIN_POINTS_APPROACH3",
     "LawParams",
+    "degenerate_reason",
     "hoffmann_grid",
     "ChinchillaLaw",
     "BOOT_E_FRACTIONS",
@@ -68,6 +69,25 @@ class LawParams:
 
     def to_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
+
+    @property
+    def degenerate(self) -> str:
+        """Why the law has no compute-optimal split (eq. 4 divides by alpha, beta, A and B), or "" when it has one."""
+        return degenerate_reason(self.A, self.B, self.alpha, self.beta, self.E)
+
+
+def degenerate_reason(A: float, B: float, alpha: float, beta: float, E: float = 0.0) -> str:
+    """"" for a law whose compute-optimal split exists, else which parameter makes it degenerate and what that
+    means: alpha = 0 (or A = 0) is a loss that does not fall with N, beta = 0 (or B = 0) one that does not fall
+    with D; eq. 4 would divide by zero."""
+    values = {"E": E, "A": A, "B": B, "alpha": alpha, "beta": beta}
+    for name, value in values.items():
+        if not math.isfinite(value):
+            return f"{name} = {value}"
+    for name, var in (("alpha", "N"), ("A", "N"), ("beta", "D"), ("B", "D")):
+        if values[name] <= 0:
+            return f"{name} = {values[name]:.3g}: the loss does not fall with {var}"
+    return ""
 
 
 # The optimizer works on theta = (a, b, e, alpha, beta) with A, B, E = exp(a, b, e), as in
@@ -291,9 +311,9 @@ class ChinchillaLaw:
         except OverflowError:
             raise FitError(f"Approach 3 ran off to infinite A or B (log-params {np.round(best[1], 2)}): "
                            "the data do not constrain the law; add sizes or token budgets") from None
-        if self.params_.alpha + self.params_.beta <= 0:
-            raise FitError("Approach 3 found alpha = beta = 0: the losses fall with neither N nor D, so the "
-                           "law has no compute-optimal allocation")
+        if self.params_.degenerate:
+            raise FitError(f"Approach 3's best fit is degenerate ({self.params_.degenerate}), so the law has no "
+                           "compute-optimal allocation; add model sizes and token budgets over wider ranges")
         self.loss_ = best[0]
         self.converged_ = True
         self.n_points_ = len(N)
@@ -320,7 +340,10 @@ class ChinchillaLaw:
         estimate alone (as Besiroglu et al. 2024 do on well-spread data) fails where small sweeps live:
         when E has collapsed to ~0 its gradient vanishes, no resample moves it, and E's interval has zero
         width (measured: 4 of 20 simulated tiny designs excluded the true E). Resamples whose refits
-        converge from no start are dropped and counted in `n_boot_failed_`.
+        converge from no start are dropped and counted in `n_boot_failed_`; refits that land on a degenerate
+        law (alpha, beta, A or B = 0: no compute-optimal split, `LawParams.degenerate`) are left out of
+        `bootstrap_params_` (so out of every interval and band), kept in `bootstrap_degenerate_` and counted in
+        `n_boot_degenerate_`.
         """
         N, D, L = (np.asarray(x, dtype=float).ravel() for x in (N, D, L))
         if not hasattr(self, "theta_"):
@@ -332,17 +355,26 @@ class ChinchillaLaw:
         # One process is enough: a refit takes ~1-4 ms per start on 20-240 points.
         with _blas_single_thread():
             rows = _bootstrap_chunk(counts, starts, np.log(N), np.log(D), np.log(L), self.delta)
-        ok = [r for r in rows if r is not None]
-        self.n_boot_failed_ = len(rows) - len(ok)
-        if not ok:
+        converged = {i: r for i, r in enumerate(rows) if r is not None}
+        self.n_boot_failed_ = len(rows) - len(converged)
+        if not converged:
             raise FitError(f"no bootstrap refit converged ({n_boot} resamples)")
         if self.n_boot_failed_:
             log.warning("%d of %d bootstrap refits did not converge; dropped",
                         self.n_boot_failed_, n_boot)
-        # Indexed by resample number: two laws bootstrapped with one seed on points in the same order drew
-        # the same resamples, so rows with equal index pair up (paired differences, benchmarks/bench_wsd.py).
-        table = pd.DataFrame([p.to_dict() for p in ok], columns=list(PARAM_NAMES),
-                             index=pd.Index([i for i, r in enumerate(rows) if r is not None], name="resample"))
+        ok = {i: r for i, r in converged.items() if not r.degenerate}
+        degenerate = {i: r for i, r in converged.items() if r.degenerate}
+        self.n_boot_degenerate_ = len(degenerate)
+        self.bootstrap_degenerate_ = _params_table(degenerate)
+        example = next(iter(degenerate.values())).degenerate if degenerate else ""
+        if degenerate:
+            log.warning("%d of %d bootstrap refits landed on a degenerate law (e.g. %s); left out",
+                        len(degenerate), n_boot, example)
+        if not ok:
+            raise FitError(f"every converged bootstrap refit ({len(converged)} of {n_boot}) landed on a degenerate "
+                           f"law (e.g. {example}): the resamples do not pin a compute-optimal split; add model "
+                           "sizes and token budgets over wider ranges")
+        table = _params_table(ok)
         table["a"] = table["beta"] / (table["alpha"] + table["beta"])
         table["b"] = table["alpha"] / (table["alpha"] + table["beta"])
         self.bootstrap_params_ = table
@@ -433,13 +465,24 @@ class ChinchillaLaw:
         return f"ChinchillaLaw(delta={self.delta}, n_starts={self.n_starts})"
 
 
+def _params_table(params: dict[int, LawParams]) -> pd.DataFrame:
+    """Bootstrap refits as a table indexed by resample number: two laws bootstrapped with one seed on points in
+    the same order drew the same resamples, so rows with equal index pair up (paired differences,
+    benchmarks/bench_wsd.py)."""
+    return pd.DataFrame([p.to_dict() for p in params.values()], columns=list(PARAM_NAMES),
+                        index=pd.Index(list(params), name="resample"))
+
+
 def _compute_optimal(p: LawParams, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Hoffmann et al. 2022, eq. 4: N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b,
     # G = (alpha A / (beta B))^(1 / (alpha + beta)), a = beta/(alpha+beta), b = alpha/(alpha+beta).
     # An unidentified fit (A or B underflowed to 0, flagged by `identification`) gives G = 0 or inf
     # and so N_opt, D_opt of 0 or inf: honest values, without numpy's divide-by-zero warnings on stderr.
+    # numpy scalars, so a degenerate law (which `fit` and `bootstrap` keep out) gives 0, inf or NaN, never a
+    # ZeroDivisionError.
+    alpha, beta, A, B = (np.float64(v) for v in (p.alpha, p.beta, p.A, p.B))
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        G = (p.alpha * p.A / (p.beta * p.B)) ** (1.0 / (p.alpha + p.beta))
+        G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
         return G * (C / 6.0) ** p.a, (C / 6.0) ** p.b / G
 
 

@@ -72,6 +72,10 @@ def identification(law: ChinchillaLaw, done: pd.DataFrame, level: float = 0.95) 
               (("A", "a"), ("B", "b"), ("E", "e"), ("alpha", "alpha"), ("beta", "beta"))}
     estimate_on_box = _on_box(law.theta_) if hasattr(law, "theta_") else None
     boot = getattr(law, "bootstrap_params_", None)
+    if boot is not None and len(getattr(law, "bootstrap_degenerate_", ())):
+        # Refits on a degenerate law (alpha or beta = 0, on the box) are out of the intervals but still count
+        # here: they are resamples whose data did not pin that parameter.
+        boot = pd.concat([boot[list(PARAM_NAMES)], law.bootstrap_degenerate_])
     refits_on_box = _on_box(_theta_samples(boot)) if boot is not None and len(boot) > 1 else None
     values = law.params_.to_dict()
     out: dict[str, str] = {}
@@ -112,7 +116,12 @@ def optimum_at(law: ChinchillaLaw, flops: float, level: float = 0.95) -> dict[st
         band = law.compute_optimal_interval(flops, level)
         lo, hi = float(band["n_opt_lo"]), float(band["n_opt_hi"])
         factor = hi / lo if lo > 0 and math.isfinite(hi) else math.inf
-        out.update(n_opt_lo=lo, n_opt_hi=hi, factor=factor, identified=bool(factor <= N_OPT_MAX_FACTOR))
+        # The band is of the non-degenerate refits; when more than a tail's share of them had no N_opt at all,
+        # the band understates what the data leave open.
+        n_degenerate = getattr(law, "n_boot_degenerate_", 0)
+        degenerate_share = n_degenerate / (n_degenerate + len(law.bootstrap_params_))
+        out.update(n_opt_lo=lo, n_opt_hi=hi, factor=factor, degenerate_share=degenerate_share,
+                   identified=bool(factor <= N_OPT_MAX_FACTOR and degenerate_share <= AT_BOX_SHARE))
     return out
 
 

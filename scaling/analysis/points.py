@@ -55,8 +55,13 @@ def read_points_csv(path: str | Path) -> pd.DataFrame:
     their loss may be missing.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would block the read forever
+        raise ConfigError(f"{path}: not a regular file (a FIFO, device or folder is not read as a CSV)")
     try:
         raw = pd.read_csv(path)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read CSV: byte {exc.object[exc.start:exc.start + 1]!r} at offset "
+                          f"{exc.start} is not UTF-8; save the file as UTF-8") from None
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ConfigError(f"{path}: cannot read CSV: {exc}".replace("\n", " ")) from exc
     cols = set(raw.columns)

@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.approach3 import PARAM_NAMES, ChinchillaLaw
+from scaling.analysis.approach3 import PARAM_NAMES, ChinchillaLaw, degenerate_reason
 from scaling.analysis.approaches import EnvelopeResult, IsoFlopResult, fit_envelope, fit_isoflop, is_isoflop_design
 from scaling.analysis.identify import (
+    AT_BOX_SHARE,
     N_OPT_MAX_FACTOR,
     OUTLIER_MIN_REL,
     OUTLIER_Z,
@@ -300,6 +301,12 @@ def fit_sweep(frame: pd.DataFrame | Points, n_boot: int = 1000, seed: int = 0,
             if fitted.n_boot_failed_:
                 diagnostics.append(f"{fitted.n_boot_failed_} of {n_boot} bootstrap refits did not "
                                    f"converge and were dropped")
+            if fitted.n_boot_degenerate_:
+                example = fitted.bootstrap_degenerate_.iloc[0]
+                why = degenerate_reason(example["A"], example["B"], example["alpha"], example["beta"], example["E"])
+                diagnostics.append(f"{fitted.n_boot_degenerate_} of {n_boot} bootstrap refits landed on a degenerate "
+                                   f"law with no compute-optimal split (e.g. {why}) and were left out of the "
+                                   f"intervals ({len(fitted.bootstrap_params_)} used)")
     except FitError as exc:
         fitted = None
         diagnostics.append(f"Approach 3 not fitted: {exc}")
@@ -322,7 +329,12 @@ def fit_sweep(frame: pd.DataFrame | Points, n_boot: int = 1000, seed: int = 0,
         # compute_optimal counts C = 6ND (Hoffmann et al. eq. 4), so the sweep's largest compute is taken
         # in the same units (exact FLOPs of tiny models run ~1.5x above 6ND: embeddings and attention).
         optimum = optimum_at(fitted, float((6.0 * done["n_params"] * done["n_tokens"]).max()), level)
-        if not optimum.get("identified", True):
+        if optimum.get("degenerate_share", 0) > AT_BOX_SHARE:
+            diagnostics.append(
+                f"N_opt at the sweep's largest compute (C = 6ND = {optimum['flops']:.3g}) is not identified: "
+                f"{optimum['degenerate_share']:.0%} of the bootstrap refits had no N_opt at all (a degenerate law); "
+                f"add sizes and token budgets over wider ranges")
+        elif not optimum.get("identified", True):
             diagnostics.append(
                 f"N_opt at the sweep's largest compute (C = 6ND = {optimum['flops']:.3g}) is not identified: its "
                 f"{level:.0%} band [{optimum['n_opt_lo']:.3g}, {optimum['n_opt_hi']:.3g}] spans "

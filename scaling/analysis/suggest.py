@@ -149,9 +149,11 @@ class Proposal:
                      "way that decides N_opt(C*), per FLOP (greedy, each pick counted as observed before the next)")
         for c, after in zip(self.picks, self.gains):
             C6 = 6.0 * c.n_params * c.n_tokens
+            n_opt = self._n_opt_at(C6)
+            # An unidentified law may put N_opt at 0 or infinity; the ratio is then not a number to print.
+            ratio = f"{c.n_params / n_opt:.2g}" if 0 < n_opt < math.inf else f"undefined (N_opt = {n_opt:.3g})"
             lines.append(f"  {c.label or 'N'} N={c.n_params:.3g} D={c.n_tokens:.3g} ({c.n_tokens / c.n_params:.3g} "
-                         f"tokens/param, 6ND={C6:.3g}, N/N_opt(6ND)={c.n_params / self._n_opt_at(C6):.2g}): "
-                         f"{c.flops:.3g} FLOPs -> {after:.3g}x")
+                         f"tokens/param, 6ND={C6:.3g}, N/N_opt(6ND)={ratio}): {c.flops:.3g} FLOPs -> {after:.3g}x")
         return lines + list(self.notes)
 
     def _n_opt_at(self, C: float) -> float:

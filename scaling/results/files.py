@@ -19,6 +19,7 @@ from typing import IO, Any
 import pandas as pd
 
 from scaling.errors import StorageError
+from scaling.safe import no_symlink
 
 log = logging.getLogger("scaling.results")
 
@@ -43,7 +44,8 @@ def atomic_path(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """A temp file beside `path`, moved over it when the block ends (fsynced), so readers see the old file or
     the new one, never half of one; on any failure the temp file is removed, and a failed write (full disk)
     raises StorageError naming `path`."""
-    path = Path(path)
+    path = no_symlink(path)
+    no_symlink(path.parent)  # a run folder or plots/ linked elsewhere would receive the file
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
@@ -103,7 +105,9 @@ def read_json_checked(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     path = Path(run_dir) / METRICS
     try:
-        with open(path, "a") as f:
+        no_symlink(Path(run_dir))
+        with os.fdopen(os.open(no_symlink(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644),
+                       "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
     except OSError as exc:  # a torn line it may leave is skipped by read_metrics

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from scaling.errors import LaunchError
+from scaling.safe import no_symlink
 
 from scaling.results.files import (LOCK, RESULT, SPEC, STATUS, last_metrics_record,
                                    read_json, read_json_checked, write_json_atomic)
@@ -209,7 +210,7 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(no_symlink(self.path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
