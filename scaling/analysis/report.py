@@ -223,7 +223,7 @@ class FitReport:
             approach3: dict[str, object] = {
                 "params": {**p.to_dict(), "a": p.a, "b": p.b},
                 "objective": float(self.law.loss_), "delta": float(self.law.delta),
-                "n_points": int(self.law.n_points_)}
+                "n_points": int(self.law.n_points_), "law": self.law.to_dict()}
             if hasattr(self.law, "bootstrap_params_"):
                 approach3["n_boot"] = len(self.law.bootstrap_params_)
                 approach3["intervals"] = {name: list(self._interval(name) or ())
@@ -269,10 +269,25 @@ def _records(table: pd.DataFrame) -> list[dict[str, object]]:
     return out
 
 
+def _fit_approach3(done: pd.DataFrame, proto: ChinchillaLaw, n_boot: int, seed: int,
+                   diagnostics: list[str]) -> ChinchillaLaw | None:
+    """Approach 3 (+ bootstrap) on the points, or None with the reason added to diagnostics."""
+    try:
+        fitted = ChinchillaLaw(delta=proto.delta, n_starts=proto.n_starts, grid=proto.grid)
+        N, D, L = done["n_params"], done["n_tokens"], done["loss"]
+        fitted.fit(N, D, L)
+        if n_boot > 0:
+            fitted.bootstrap(N, D, L, n_boot=n_boot, seed=seed)
+        return fitted
+    except FitError as exc:
+        diagnostics.append(f"Approach 3 not fitted: {exc}")
+        return None
+
+
 def fit_sweep(frame: pd.DataFrame | Points, n_boot: int = 1000, seed: int = 0,
               budgets: Iterable[float] = DEFAULT_BUDGETS, n_holdout: int | None = None,
               level: float = 0.95, law: ChinchillaLaw | None = None,
-              rel_tol: float = 0.05, all_seeds: bool = False) -> FitReport:
+              rel_tol: float = 0.05, all_seeds: bool = False, fitted_law: ChinchillaLaw | None = None) -> FitReport:
     """Run every fit the frame supports and collect what could not be done as diagnostics.
 
     Approach 3 (+ bootstrap when n_boot > 0) when there are enough runs; Approach 2 when the frame
@@ -280,6 +295,8 @@ def fit_sweep(frame: pd.DataFrame | Points, n_boot: int = 1000, seed: int = 0,
     on the largest-compute runs when the rest still suffice for Approach 3. Points are the best LR per
     (N, D, seed) and the seed mean per (N, D) unless `all_seeds`, chosen once (`select_points`; a `Points`
     is used as it is, with its own all_seeds) and shared by every fit; the report keeps them as `points`.
+    `fitted_law`: an Approach 3 law already fitted (and bootstrapped) on these points, e.g. loaded from a
+    fit.json, used as it is instead of fitting again; the other fits are cheap and are redone.
     """
     points = select_points(frame, all_seeds)
     done, diagnostics = points.frame, list(points.diagnostics)
@@ -289,19 +306,10 @@ def fit_sweep(frame: pd.DataFrame | Points, n_boot: int = 1000, seed: int = 0,
         log.warning(note)
         diagnostics.append(note)
     proto = law if law is not None else ChinchillaLaw()
-    fitted: ChinchillaLaw | None = None
-    try:
-        fitted = ChinchillaLaw(delta=proto.delta, n_starts=proto.n_starts, grid=proto.grid)
-        N, D, L = done["n_params"], done["n_tokens"], done["loss"]
-        fitted.fit(N, D, L)
-        if n_boot > 0:
-            fitted.bootstrap(N, D, L, n_boot=n_boot, seed=seed)
-            if fitted.n_boot_failed_:
-                diagnostics.append(f"{fitted.n_boot_failed_} of {n_boot} bootstrap refits did not "
-                                   f"converge and were dropped")
-    except FitError as exc:
-        fitted = None
-        diagnostics.append(f"Approach 3 not fitted: {exc}")
+    fitted = fitted_law if fitted_law is not None else _fit_approach3(done, proto, n_boot, seed, diagnostics)
+    if fitted is not None and getattr(fitted, "n_boot_failed_", 0):
+        diagnostics.append(f"{fitted.n_boot_failed_} of {fitted.n_boot_failed_ + len(fitted.bootstrap_params_)} "
+                           f"bootstrap refits did not converge and were dropped")
     isoflop = None
     if is_isoflop_design(points, rel_tol):
         try:
