@@ -132,6 +132,8 @@ def print_table(table: pd.DataFrame, **options: Any) -> None:
         note = f"({len(table) - 2 * half:,} of {len(table):,} rows not shown)"
     else:
         shown, note = table, None
+    # A missing value (a done run's job id or heartbeat, None or NaN) prints blank, not "None" or "NaN".
+    shown = shown.astype(object).where(shown.notna(), "")
     with pd.option_context("display.max_rows", SHOWN_ROWS + 1, "display.width", 200,
                            "display.float_format", _fmt, *[x for kv in options.items() for x in kv]):
         print(shown.to_string(index=False, float_format=_fmt))

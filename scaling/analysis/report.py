@@ -211,7 +211,7 @@ class FitReport:
         if self.diagnostics:
             lines.append("")
             lines.append("diagnostics:")
-            lines.extend(f"  - {d}" for d in self.diagnostics)
+            lines.extend(f"  - {d}" for d in dict.fromkeys(self.diagnostics))  # a line said once
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, object]:
@@ -353,7 +353,7 @@ def fit_sweep(frame: pd.DataFrame | Points, n_boot: int = 1000, seed: int = 0,
         except FitError as exc:
             diagnostics.append(f"holdout check not run: {exc}")
     return FitReport(n_runs=points.n_runs, n_done=points.n_done, law=fitted, envelope=envelope,
-                     isoflop=isoflop, holdout=holdout, diagnostics=diagnostics,
+                     isoflop=isoflop, holdout=holdout, diagnostics=list(dict.fromkeys(diagnostics)),  # once each
                      budgets=tuple(float(c) for c in budgets), level=level, seed_spread=points.seed_spread,
                      all_seeds=points.all_seeds, n_points=len(done), identification=identified, optimum=optimum,
                      outliers=outliers, points=points)
