@@ -7,9 +7,12 @@ import logging
 import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+import scaling
+from scaling.analysis.approach3 import ChinchillaLaw
 from conftest import tiny_sweep, write_sweep
 from scaling.analysis.report import FitReport
 from scaling.cli import print_table
@@ -45,6 +48,20 @@ def test_a_run_warns_before_training_when_it_repeats_its_data(tmp_path: Path,
              or "held-out split" in r.getMessage()]
     assert len(lines) == 2 and "12,032 tokens repeats the 5,880-token training split 2.0 times" in lines[0], lines
     assert "held-out split has 120 tokens, fewer than [data].val_tokens = 2,048" in lines[1]
+
+    curves = scaling.load_curves(tmp_path)  # the public way to the loss curves
+    assert set(curves["run"]) == {spec.run_id} and curves["step"].max() == spec.n_steps
+    assert (curves["tokens"] == curves["step"] * spec.batch_size * spec.shape.seq_len).all()
+    assert curves["train_loss"].notna().any() and (curves["n_params"] == spec.n_params).all()
+
+
+def test_compute_optimal_is_a_frame() -> None:
+    law = ChinchillaLaw.from_params(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
+    table = scaling.compute_optimal(law, [1e18, 1e20])
+    assert list(table.columns[:4]) == ["flops", "n_opt", "d_opt", "tokens_per_param"] and len(table) == 2
+    n_opt, d_opt = law.compute_optimal(np.array([1e18, 1e20]))
+    np.testing.assert_allclose(table["n_opt"], n_opt)
+    assert 6 * table["n_opt"].iloc[1] * table["d_opt"].iloc[1] == pytest.approx(1e20)
 
 
 def test_a_diagnostic_is_printed_once() -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "HoldoutResult",
     "holdout_check",
     "compute_optimal_table",
+    "compute_optimal",
     "FitReport",
     "fit_sweep",
 ]
@@ -115,6 +116,12 @@ def compute_optimal_table(report_or_law: object, budgets: Iterable[float] = DEFA
         for key, values in law.compute_optimal_interval(C, level).items():
             table[key] = values
     return table
+
+
+def compute_optimal(law: object, budgets: float | Iterable[float], level: float = 0.95) -> pd.DataFrame:
+    """Compute-optimal N and D of a fitted law (or report) per budget C = 6ND, as a DataFrame: flops, n_opt,
+    d_opt, tokens_per_param and, for a bootstrapped law, its `level` bands (n_opt_lo, n_opt_hi, ...)."""
+    return compute_optimal_table(law, np.atleast_1d(np.asarray(budgets, dtype=float)), level)
 
 
 @dataclass
