@@ -1,7 +1,8 @@
 """scaling: plan, launch, train, fit and compare scaling-law sweeps.
 
 The public API, imported lazily so `import scaling` stays cheap (no torch, no scipy until used):
-    load_sweep, plan_sweep, launch, sweep_status, load_results, ChinchillaLaw, fit_sweep, read_points_csv
+    load_sweep, plan_sweep, launch, sweep_status, load_results, load_curves, ChinchillaLaw, fit_sweep,
+    read_points_csv, compute_optimal (a DataFrame per budget; ChinchillaLaw.save/load keep a fitted law)
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ _API = {
     "launch": "scaling.launch",
     "sweep_status": "scaling.launch",
     "load_results": "scaling.results",
+    "load_curves": "scaling.results",
+    "compute_optimal": "scaling.analysis.report",
     "ChinchillaLaw": "scaling.analysis",
     "fit_sweep": "scaling.analysis",
     "read_points_csv": "scaling.analysis",

@@ -140,6 +140,8 @@ def print_table(table: pd.DataFrame, **options: Any) -> None:
         note = f"({len(table) - 2 * half:,} of {len(table):,} rows not shown)"
     else:
         shown, note = table, None
+    # A missing value (a done run's job id or heartbeat, None or NaN) prints blank, not "None" or "NaN".
+    shown = shown.astype(object).where(shown.notna(), "")
     with pd.option_context("display.max_rows", SHOWN_ROWS + 1, "display.width", 200,
                            "display.float_format", _fmt, *[x for kv in options.items() for x in kv]):
         print(shown.to_string(index=False, float_format=_fmt))
@@ -261,12 +263,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from scaling.pipeline import fit_source
 
     fit_source(args.source, out=args.out, n_boot=args.n_boot, holdout=args.holdout, all_seeds=args.all_seeds,
-               all_runs=args.all_runs, allow_mixed_data=args.allow_mixed_data)
+               all_runs=args.all_runs, allow_mixed_data=args.allow_mixed_data, reuse=args.verb == "plot")
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    return cmd_fit(args)
+    return cmd_fit(args)  # reuses the saved fit.json when it matches (see fit_source)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -338,10 +340,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     for verb, helptext, func in (("fit", "fit scaling laws to a sweep or a CSV (params,tokens,loss)", cmd_fit),
-                                 ("plot", "fit and draw every figure for a sweep or CSV", cmd_plot)):
+                                 ("plot", "draw every figure for a sweep or CSV (from its saved fit.json when it matches, else fit)",
+                                  cmd_plot)):
         p = sub.add_parser(verb, help=helptext)
         p.add_argument("source", help="sweep .toml, results folder, or CSV with params,tokens,loss")
-        p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+        if verb == "fit":
+            p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+        else:
+            p.add_argument("--n-boot", type=int, help="bootstrap resamples (default: draw from the saved fit.json "
+                           "when it was fitted on the same points, with its resamples; else 1000)")
         p.add_argument("--holdout", type=int, default=0,
                        help="refit without the K largest-compute runs and report their prediction error")
         p.add_argument("--out", help="output folder (default: the sweep folder or beside the CSV)")

@@ -62,6 +62,19 @@ class Corpus:
         return int(len(self.val))
 
 
+def data_warnings(n_tokens: int, val_tokens: int, n_train_tokens: int, n_val_tokens: int, source: str) -> list[str]:
+    """One line per silent data problem of a run: a token budget that repeats the training split (how many
+    epochs), a held-out split smaller than the val_tokens its evaluation asks for."""
+    out = []
+    if n_train_tokens and n_tokens > n_train_tokens:
+        out.append(f"{source}: a budget of {n_tokens:,} tokens repeats the {n_train_tokens:,}-token training split "
+                   f"{n_tokens / n_train_tokens:.1f} times (epochs > 1: the loss is no longer on unseen data)")
+    if n_val_tokens < val_tokens:
+        out.append(f"{source}: the held-out split has {n_val_tokens:,} tokens, fewer than [data].val_tokens = "
+                   f"{val_tokens:,}: the validation loss averages over {n_val_tokens:,} only")
+    return out
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("SCALING_CACHE") or Path.home() / ".cache" / "scaling")
 

@@ -216,7 +216,7 @@ class WorkQueue:
 
     def try_claim(self, run_dir: Path, worker_id: str) -> bool:
         try:
-            fd = os.open(self.claims_dir / Path(run_dir).name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(self.claims_dir / Path(run_dir).name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             return False
         with os.fdopen(fd, "w") as f:
@@ -489,7 +489,7 @@ def _stderr_to(path: Path) -> Iterator[None]:
     inside this block they write it to the launch folder instead of the terminal."""
     sys.stderr.flush()
     saved = os.dup(2)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     try:
         os.dup2(fd, 2)
         os.close(fd)

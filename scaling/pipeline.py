@@ -10,6 +10,7 @@ nothing below imports it. Nothing here imports torch.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.approach3 import ChinchillaLaw
-from scaling.analysis.points import read_points_csv, select_done, select_points, split_by_arch
+from scaling.analysis.points import Points, read_points_csv, select_done, select_points, split_by_arch
 from scaling.analysis.report import fit_sweep
 from scaling.compare import compare_table, published_laws, source_labels
 from scaling.config import is_safe_component, load_sweep
@@ -25,7 +26,7 @@ from scaling.errors import ConfigError, FitError
 from scaling.plan import Plan, plan_sweep
 from scaling.plot import plot_compute_optimal, plot_frontiers, save_figures
 from scaling.provenance import check_one_corpus, planned_rows
-from scaling.results import arch_label, describe_ids, export_csv, load_results, write_json_atomic
+from scaling.results import arch_label, describe_ids, export_csv, load_results, read_json, write_json_atomic
 from scaling.safe import printable
 
 
@@ -59,10 +60,17 @@ def only_planned(frame: pd.DataFrame, plan: Plan, sweep: str) -> pd.DataFrame:
     return mine
 
 
-def fit_source(source: str, out: str | Path | None = None, n_boot: int = 1000, holdout: int = 0,
-               all_seeds: bool = False, all_runs: bool = False, allow_mixed_data: bool = False) -> None:
+DEFAULT_N_BOOT = 1000
+"""Bootstrap resamples of `scaling fit` (and of `scaling plot` when there is no saved fit to draw from)."""
+
+
+def fit_source(source: str, out: str | Path | None = None, n_boot: int | None = DEFAULT_N_BOOT, holdout: int = 0,
+               all_seeds: bool = False, all_runs: bool = False, allow_mixed_data: bool = False,
+               reuse: bool = False) -> None:
     """`scaling fit|plot SOURCE`: fit a sweep .toml, results folder or CSV and write its report and figures
-    (to `out`, default the sweep folder or beside the CSV); FitError when fewer than 2 runs are usable."""
+    (to `out`, default the sweep folder or beside the CSV); FitError when fewer than 2 runs are usable.
+    `reuse` (`scaling plot`): draw from the saved fit.json when it was fitted on the same points with the same
+    resamples (`n_boot` None: whatever it has), else say why it refits."""
     frame, where = frame_for(source, all_runs=all_runs)
     for note in check_one_corpus(frame, source, allow_mixed=allow_mixed_data):
         print(note)
@@ -73,11 +81,44 @@ def fit_source(source: str, out: str | Path | None = None, n_boot: int = 1000, h
     where = Path(out) if out else where
     if Path(source).suffix.lower() == ".toml" or Path(source).is_dir():
         print(f"results table: {export_csv(frame, where / 'runs.csv')}")
-    fit_and_plot(frame, where, n_boot=n_boot, holdout=holdout, all_seeds=all_seeds)
+    fit_and_plot(frame, where, n_boot=n_boot, holdout=holdout, all_seeds=all_seeds, reuse=reuse)
 
 
-def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int = 0,
-                 all_seeds: bool = False) -> None:
+def fit_key(points: Points, n_boot: int, seed: int = 0) -> dict[str, object]:
+    """What an Approach 3 fit depends on: a fingerprint of its points (N, D, loss as float64, sorted), their
+    count, the resamples and their seed. A fit.json with the same key holds the fit these would give."""
+    frame = points.frame[["n_params", "n_tokens", "loss"]].astype(float)
+    values = frame.sort_values(list(frame.columns), kind="stable").to_numpy()
+    digest = hashlib.sha256(values.tobytes()).hexdigest()[:16]
+    return {"points": digest, "n_points": len(frame), "n_boot": int(n_boot), "seed": int(seed)}
+
+
+def saved_law(path: Path, points: Points, n_boot: int | None) -> tuple[ChinchillaLaw | None, int, str]:
+    """(the law saved in fit.json at `path`, its n_boot, "") when it was fitted on these points (with
+    `n_boot` resamples, when given); else (None, the n_boot to fit with, why it must be refitted)."""
+    wanted = DEFAULT_N_BOOT if n_boot is None else n_boot
+    saved = read_json(path)
+    if saved is None:
+        return None, wanted, f"no readable {path}"
+    key, law_data = saved.get("fit_key"), (saved.get("approach3") or {}).get("law")
+    if n_boot is None and isinstance(key, dict) and isinstance(key.get("n_boot"), int):
+        wanted = key["n_boot"]  # a refit keeps the resamples the user chose for the saved fit
+    if not isinstance(key, dict) or not isinstance(law_data, dict):
+        return None, wanted, f"{path} holds no saved law (an older version wrote it, or Approach 3 was not fitted)"
+    now = fit_key(points, 0)
+    if (key.get("points"), key.get("n_points")) != (now["points"], now["n_points"]):
+        return None, wanted, (f"the points differ from those {path} was fitted on ({key.get('n_points')} "
+                              f"then, {now['n_points']} now, or other N, D or losses)")
+    if n_boot is not None and key.get("n_boot") != n_boot:
+        return None, wanted, f"--n-boot {n_boot} asked, {path} was fitted with {key.get('n_boot')}; it is overwritten"
+    try:
+        return ChinchillaLaw.from_dict(law_data), int(key["n_boot"]), ""
+    except (FitError, KeyError, TypeError, ValueError) as exc:
+        return None, wanted, f"{path}: its saved law is unreadable ({exc})"
+
+
+def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int | None, holdout: int = 0,
+                 all_seeds: bool = False, reuse: bool = False) -> None:
     """Fit, report and plot a sweep; a sweep of several architecture families gets one fit per family
     (in out_dir/<arch>/) and a side-by-side table and figures of their compute-optimal sizes. Each family's
     points are chosen once; its fits and figures all use them."""
@@ -92,10 +133,17 @@ def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int =
         where = out_dir / folder if len(families) > 1 else out_dir
         where.mkdir(parents=True, exist_ok=True)
         points = select_points(part, all_seeds=all_seeds)
-        report = fit_sweep(points, n_boot=n_boot, n_holdout=holdout or None, budgets=budgets)
+        law, boots, why = (saved_law(where / "fit.json", points, n_boot) if reuse else
+                           (None, DEFAULT_N_BOOT if n_boot is None else n_boot, ""))
+        if reuse:
+            print(f"plot: drawing from {where / 'fit.json'} (fitted on these {len(points.frame)} points with "
+                  f"--n-boot {boots}; give another --n-boot to refit)" if law is not None else
+                  f"plot: refitting with --n-boot {boots}: {why}")
+        report = fit_sweep(points, n_boot=boots, n_holdout=holdout or None, budgets=budgets, fitted_law=law)
         print(f"\n=== architecture: {printable(arch)} ({len(part)} runs) ===" if len(families) > 1 else "")
         print("\n".join(printable(line) for line in report.to_text().splitlines()))
-        write_json_atomic(where / "fit.json", report.to_dict())
+        if law is None:  # a fit drawn from fit.json leaves it as it was
+            write_json_atomic(where / "fit.json", {**report.to_dict(), "fit_key": fit_key(points, boots)})
         paths = save_figures(points, report, where / "plots")
         print(f"\nfit: {where / 'fit.json'}")
         for p in paths:

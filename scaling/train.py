@@ -27,7 +27,7 @@ import torch
 from torch.nn import functional as F
 
 from scaling import ddp, mup
-from scaling.data import Corpus, get_batch, load_corpus, val_windows
+from scaling.data import Corpus, data_warnings, get_batch, load_corpus, val_windows
 from scaling.errors import LaunchError
 from scaling.model import build_model
 from scaling.results import (CKPT, METRICS, RunResult, RunSpec, append_metrics, atomic_path, checkpoint_id, claim,
@@ -240,6 +240,10 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
         write_status(run_dir, "running", step=0, n_steps=spec.n_steps, device=device)
 
     corpus = load_corpus(spec.data, seq_len=spec.shape.seq_len)
+    if env.is_main:
+        for warning in data_warnings(spec.tokens_per_step * spec.n_steps, spec.data.val_tokens,
+                                     corpus.n_train_tokens, corpus.n_val_tokens, f"{run_dir.name}: {spec.data.source}"):
+            log.warning(warning)
     model, optimizer = _build(spec, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda else nullcontext()
 

@@ -9,10 +9,13 @@ Besiroglu, Erdil, Barnett, You 2024, "Chinchilla Scaling: A replication attempt"
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +24,7 @@ from scipy.optimize import minimize
 from scaling.analysis._blas import _blas_single_thread
 from scaling.analysis.points import Points, rows_for_fit
 from scaling.errors import FitError
-from scaling.results import PLAUSIBLE
+from scaling.results import PLAUSIBLE, write_json_atomic
 
 log = logging.getLogger("scaling.fit")
 
@@ -93,6 +96,11 @@ def degenerate_reason(A: float, B: float, alpha: float, beta: float, E: float = 
 # The optimizer works on theta = (a, b, e, alpha, beta) with A, B, E = exp(a, b, e), as in
 # Hoffmann et al. 2022 App. D.2. These helpers are the only place that packs/unpacks the vector.
 _THETA_NAMES = ("a", "b", "e", "alpha", "beta")
+
+
+def _theta_from_params(params: LawParams) -> np.ndarray:
+    return np.array([math.log(params.A), math.log(params.B), math.log(params.E),
+                     params.alpha, params.beta])
 
 
 def _params_from_theta(theta: np.ndarray) -> LawParams:
@@ -456,6 +464,67 @@ class ChinchillaLaw:
         if not hasattr(self, "bootstrap_params_"):
             raise FitError("no bootstrap samples: call bootstrap(N, D, L) first")
         return self.bootstrap_params_
+
+    # ---- saving and loading ----
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted law as plain JSON data: settings, parameters, the optimizer's theta and, after a
+        bootstrap, every resample's parameters; `from_dict` gives back a law that predicts, reports
+        intervals and identification exactly as this one."""
+        self._check_fitted()
+        out: dict[str, Any] = {
+            "law": "chinchilla", "delta": float(self.delta), "n_starts": self.n_starts,
+            "params": {k: float(v) for k, v in self.params_.to_dict().items()},
+            "objective": float(self.loss_), "n_points": int(self.n_points_),
+            "theta": [float(x) for x in getattr(self, "theta_", _theta_from_params(self.params_))]}
+        boot = getattr(self, "bootstrap_params_", None)
+        if boot is not None:
+            out["bootstrap"] = {"resample": [int(i) for i in boot.index],
+                                **{name: [float(x) for x in boot[name]] for name in PARAM_NAMES}}
+            out["n_boot_failed"] = int(getattr(self, "n_boot_failed_", 0))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChinchillaLaw:
+        """A law saved by `to_dict`; FitError naming the key when the data are not one."""
+        try:
+            if data.get("law") != "chinchilla":
+                raise KeyError("law")
+            law = cls(delta=float(data["delta"]), n_starts=data["n_starts"])
+            law._set_params(LawParams(**{k: float(data["params"][k]) for k in PARAM_NAMES}))
+            law.theta_ = np.asarray(data["theta"], dtype=float)
+            law.loss_, law.n_points_, law.converged_ = float(data["objective"]), int(data["n_points"]), True
+            boot = data.get("bootstrap")
+            if boot is not None:
+                table = pd.DataFrame({k: np.asarray(boot[k], dtype=float) for k in PARAM_NAMES},
+                                     index=pd.Index([int(i) for i in boot["resample"]], name="resample"))
+                table["a"] = table["beta"] / (table["alpha"] + table["beta"])
+                table["b"] = table["alpha"] / (table["alpha"] + table["beta"])
+                law.bootstrap_params_ = table
+                law.n_boot_failed_ = int(data.get("n_boot_failed", 0))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise FitError(f"not a saved ChinchillaLaw (key {exc}); write one with law.save(path)") from None
+        return law
+
+    def save(self, path: str | Path) -> Path:
+        """Write `to_dict` as JSON to `path` (atomically; the mode a plain open() gives); returns the path."""
+        write_json_atomic(Path(path), self.to_dict())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ChinchillaLaw:
+        """A law written by `save` (or the "law" entry of a fit.json's approach3)."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise FitError(f"{path}: cannot read a saved law: {exc}") from None
+        if isinstance(data, dict) and isinstance(data.get("approach3"), dict) and "law" in data["approach3"]:
+            data = data["approach3"]["law"]  # a fit.json
+        if not isinstance(data, dict):
+            raise FitError(f"{path}: not a saved ChinchillaLaw (a JSON {type(data).__name__})")
+        try:
+            return cls.from_dict(data)
+        except FitError as exc:
+            raise FitError(f"{path}: {exc}") from None
 
     def __repr__(self) -> str:
         if hasattr(self, "params_"):

@@ -34,6 +34,7 @@ __all__ = [
     "HoldoutResult",
     "holdout_check",
     "compute_optimal_table",
+    "compute_optimal",
     "FitReport",
     "fit_sweep",
 ]
@@ -117,6 +118,12 @@ def compute_optimal_table(report_or_law: object, budgets: Iterable[float] = DEFA
         for key, values in law.compute_optimal_interval(C, level).items():
             table[key] = values
     return table
+
+
+def compute_optimal(law: object, budgets: float | Iterable[float], level: float = 0.95) -> pd.DataFrame:
+    """Compute-optimal N and D of a fitted law (or report) per budget C = 6ND, as a DataFrame: flops, n_opt,
+    d_opt, tokens_per_param and, for a bootstrapped law, its `level` bands (n_opt_lo, n_opt_hi, ...)."""
+    return compute_optimal_table(law, np.atleast_1d(np.asarray(budgets, dtype=float)), level)
 
 
 @dataclass
@@ -213,7 +220,7 @@ class FitReport:
         if self.diagnostics:
             lines.append("")
             lines.append("diagnostics:")
-            lines.extend(f"  - {d}" for d in self.diagnostics)
+            lines.extend(f"  - {d}" for d in dict.fromkeys(self.diagnostics))  # a line said once
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, object]:
@@ -225,7 +232,7 @@ class FitReport:
             approach3: dict[str, object] = {
                 "params": {**p.to_dict(), "a": p.a, "b": p.b},
                 "objective": float(self.law.loss_), "delta": float(self.law.delta),
-                "n_points": int(self.law.n_points_)}
+                "n_points": int(self.law.n_points_), "law": self.law.to_dict()}
             if hasattr(self.law, "bootstrap_params_"):
                 approach3["n_boot"] = len(self.law.bootstrap_params_)
                 approach3["intervals"] = {name: list(self._interval(name) or ())
@@ -271,10 +278,25 @@ def _records(table: pd.DataFrame) -> list[dict[str, object]]:
     return out
 
 
+def _fit_approach3(done: pd.DataFrame, proto: ChinchillaLaw, n_boot: int, seed: int,
+                   diagnostics: list[str]) -> ChinchillaLaw | None:
+    """Approach 3 (+ bootstrap) on the points, or None with the reason added to diagnostics."""
+    try:
+        fitted = ChinchillaLaw(delta=proto.delta, n_starts=proto.n_starts, grid=proto.grid)
+        N, D, L = done["n_params"], done["n_tokens"], done["loss"]
+        fitted.fit(N, D, L)
+        if n_boot > 0:
+            fitted.bootstrap(N, D, L, n_boot=n_boot, seed=seed)
+        return fitted
+    except FitError as exc:
+        diagnostics.append(f"Approach 3 not fitted: {exc}")
+        return None
+
+
 def fit_sweep(frame: pd.DataFrame | Points, n_boot: int = 1000, seed: int = 0,
               budgets: Iterable[float] = DEFAULT_BUDGETS, n_holdout: int | None = None,
               level: float = 0.95, law: ChinchillaLaw | None = None,
-              rel_tol: float = 0.05, all_seeds: bool = False) -> FitReport:
+              rel_tol: float = 0.05, all_seeds: bool = False, fitted_law: ChinchillaLaw | None = None) -> FitReport:
     """Run every fit the frame supports and collect what could not be done as diagnostics.
 
     Approach 3 (+ bootstrap when n_boot > 0) when there are enough runs; Approach 2 when the frame
@@ -282,6 +304,8 @@ def fit_sweep(frame: pd.DataFrame | Points, n_boot: int = 1000, seed: int = 0,
     on the largest-compute runs when the rest still suffice for Approach 3. Points are the best LR per
     (N, D, seed) and the seed mean per (N, D) unless `all_seeds`, chosen once (`select_points`; a `Points`
     is used as it is, with its own all_seeds) and shared by every fit; the report keeps them as `points`.
+    `fitted_law`: an Approach 3 law already fitted (and bootstrapped) on these points, e.g. loaded from a
+    fit.json, used as it is instead of fitting again; the other fits are cheap and are redone.
     """
     points = select_points(frame, all_seeds)
     done, diagnostics = points.frame, list(points.diagnostics)
@@ -291,25 +315,16 @@ def fit_sweep(frame: pd.DataFrame | Points, n_boot: int = 1000, seed: int = 0,
         log.warning(note)
         diagnostics.append(note)
     proto = law if law is not None else ChinchillaLaw()
-    fitted: ChinchillaLaw | None = None
-    try:
-        fitted = ChinchillaLaw(delta=proto.delta, n_starts=proto.n_starts, grid=proto.grid)
-        N, D, L = done["n_params"], done["n_tokens"], done["loss"]
-        fitted.fit(N, D, L)
-        if n_boot > 0:
-            fitted.bootstrap(N, D, L, n_boot=n_boot, seed=seed)
-            if fitted.n_boot_failed_:
-                diagnostics.append(f"{fitted.n_boot_failed_} of {n_boot} bootstrap refits did not "
-                                   f"converge and were dropped")
-            if fitted.n_boot_degenerate_:
-                example = fitted.bootstrap_degenerate_.iloc[0]
-                why = degenerate_reason(example["A"], example["B"], example["alpha"], example["beta"], example["E"])
-                diagnostics.append(f"{fitted.n_boot_degenerate_} of {n_boot} bootstrap refits landed on a degenerate "
-                                   f"law with no compute-optimal split (e.g. {why}) and were left out of the "
-                                   f"intervals ({len(fitted.bootstrap_params_)} used)")
-    except FitError as exc:
-        fitted = None
-        diagnostics.append(f"Approach 3 not fitted: {exc}")
+    fitted = fitted_law if fitted_law is not None else _fit_approach3(done, proto, n_boot, seed, diagnostics)
+    if fitted is not None and getattr(fitted, "n_boot_failed_", 0):
+        diagnostics.append(f"{fitted.n_boot_failed_} of {fitted.n_boot_failed_ + len(fitted.bootstrap_params_)} "
+                           f"bootstrap refits did not converge and were dropped")
+    if fitted is not None and getattr(fitted, "n_boot_degenerate_", 0):
+        example = fitted.bootstrap_degenerate_.iloc[0]
+        why = degenerate_reason(example["A"], example["B"], example["alpha"], example["beta"], example["E"])
+        diagnostics.append(f"{fitted.n_boot_degenerate_} of {fitted.n_boot_degenerate_ + len(fitted.bootstrap_params_)} "
+                           f"bootstrap refits landed on a degenerate law with no compute-optimal split (e.g. {why}) "
+                           f"and were left out of the intervals ({len(fitted.bootstrap_params_)} used)")
     isoflop = None
     if is_isoflop_design(points, rel_tol):
         try:
@@ -358,7 +373,7 @@ def fit_sweep(frame: pd.DataFrame | Points, n_boot: int = 1000, seed: int = 0,
         except FitError as exc:
             diagnostics.append(f"holdout check not run: {exc}")
     return FitReport(n_runs=points.n_runs, n_done=points.n_done, law=fitted, envelope=envelope,
-                     isoflop=isoflop, holdout=holdout, diagnostics=diagnostics,
+                     isoflop=isoflop, holdout=holdout, diagnostics=list(dict.fromkeys(diagnostics)),  # once each
                      budgets=tuple(float(c) for c in budgets), level=level, seed_spread=points.seed_spread,
                      all_seeds=points.all_seeds, n_points=len(done), identification=identified, optimum=optimum,
                      outliers=outliers, points=points)

@@ -24,7 +24,7 @@ from scaling.results.records import (ADDED_AFTER_CHECKPOINTS, ADDED_LATER, BRANC
                                      implausible, number, result_problem, run_id_for, si, spec_digest,
                                      spec_problem, status_problem, trunk_id_for, twin_key)
 from scaling.results.state import (HEARTBEAT_STALE_S, PROGRESS_COLUMNS, STATUS_COLUMNS, RunFiles, RunLock, claim, damage,
-                                   load_results, read_result, read_run, read_spec, run_dirs, run_state,
-                                   sweep_status, write_result, write_spec, write_status)
+                                   load_curves, load_results, read_result, read_run, read_spec, run_dirs,
+                                   run_state, sweep_status, write_result, write_spec, write_status)
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in ("files", "records", "state")]

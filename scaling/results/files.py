@@ -39,11 +39,34 @@ def storage_error(path: Path, exc: BaseException) -> StorageError | None:
     return StorageError(f"{path}: cannot write: {'no space left on device' if full else seen.strerror or seen}")
 
 
+def process_umask() -> int:
+    """This process's umask, read without changing it where Linux shows it (/proc/self/status); elsewhere by
+    setting and restoring it (os.umask has no read-only form before Python 3.13)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def plain_file_mode(path: Path) -> int:
+    """The mode a plain open(path, "w") leaves: an existing file's own, a new file 0o666 less the umask.
+    mkstemp makes its temp file 0600; moved over `path` as it is, nobody else could read a shared sweep."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~process_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """A temp file beside `path`, moved over it when the block ends (fsynced), so readers see the old file or
     the new one, never half of one; on any failure the temp file is removed, and a failed write (full disk)
-    raises StorageError naming `path`."""
+    raises StorageError naming `path`. The file gets the mode a plain open() would give it (plain_file_mode)."""
     path = no_symlink(path)
     no_symlink(path.parent)  # a run folder or plots/ linked elsewhere would receive the file
     try:
@@ -51,6 +74,7 @@ def atomic_path(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     except OSError as exc:
         raise storage_error(path, exc) from None  # type: ignore[misc]
     try:
+        os.fchmod(fd, plain_file_mode(path))
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -106,7 +130,7 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     path = Path(run_dir) / METRICS
     try:
         no_symlink(Path(run_dir))
-        with os.fdopen(os.open(no_symlink(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644),
+        with os.fdopen(os.open(no_symlink(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666),
                        "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()

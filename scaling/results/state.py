@@ -25,7 +25,7 @@ import pandas as pd
 from scaling.errors import LaunchError
 from scaling.safe import no_symlink
 
-from scaling.results.files import (LOCK, RESULT, SPEC, STATUS, last_metrics_record,
+from scaling.results.files import (LOCK, RESULT, SPEC, STATUS, last_metrics_record, read_metrics,
                                    read_json, read_json_checked, write_json_atomic)
 from scaling.results.records import (FINAL_STATES, RunResult, RunSpec, result_problem, spec_problem,
                                      status_problem)
@@ -210,7 +210,7 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        fd = os.open(no_symlink(self.path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fd = os.open(no_symlink(self.path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -336,3 +336,20 @@ def _work_done(run: RunFiles, state: str, spec: Mapping[str, Any]) -> tuple[floa
         if record is not None:
             return float(record.get("flops") or 0.0), float(record.get("elapsed_s") or 0.0)
     return 0.0, 0.0
+
+
+def load_curves(sweep_dir: str | Path) -> pd.DataFrame:
+    """Every run's logged loss curve as one long frame: a row per logged step with `run` (the run id),
+    `step`, `tokens` (step x batch_size x seq_len), `n_params` and whatever the step logged (train_loss,
+    val_loss, lr, flops, elapsed_s, ...). Torn or damaged metrics lines are skipped (read_metrics)."""
+    rows = []
+    for run_dir in run_dirs(Path(sweep_dir)):
+        spec = read_run(run_dir).spec
+        per_step = (spec.get("batch_size") or 0) * ((spec.get("shape") or {}).get("seq_len") or 0)
+        for record in read_metrics(run_dir):
+            rows.append({"run": run_dir.name, "step": record["step"], "tokens": record["step"] * per_step,
+                         "n_params": spec.get("n_params"),
+                         **{k: v for k, v in record.items() if k not in ("step", "run", "tokens")}})
+    columns = ["run", "step", "tokens", "n_params"]
+    frame = pd.DataFrame(rows)
+    return frame[columns + [c for c in frame.columns if c not in columns]] if rows else pd.DataFrame(columns=columns)
