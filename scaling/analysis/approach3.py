@@ -301,6 +301,8 @@ class ChinchillaLaw:
         self.loss_ = best[0]
         self.converged_ = True
         self.n_points_ = len(N)
+        flops = 6.0 * N * D  # C = 6ND, the units compute_optimal reads (scaling.analysis.extrapolation)
+        self.data_flops_ = (float(flops.min()), float(flops.max()))
         log.debug("ChinchillaLaw fit: %s (objective %.6g, %d/%d starts converged)",
                   self.params_, self.loss_, len(optima), len(grid))
         return self

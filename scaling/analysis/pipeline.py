@@ -14,15 +14,16 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.approach3 import ChinchillaLaw
+from scaling.analysis.extrapolation import data_flops, describe_range
 from scaling.analysis.points import read_points_csv, select_done, select_points, split_by_arch
 from scaling.analysis.report import fit_sweep
 from scaling.compare import compare_table, published_laws, source_labels
 from scaling.config import is_safe_component, load_sweep
 from scaling.errors import ConfigError, FitError
 from scaling.plan import Plan, plan_sweep
-from scaling.plot import plot_compute_optimal, plot_frontiers, save_figures
+from scaling.plot import loss_label, plot_compute_optimal, plot_frontiers, save_figures
 from scaling.provenance import check_one_corpus, planned_rows
-from scaling.results import export_csv, load_results, write_json_atomic
+from scaling.results import export_csv, load_results, read_metrics, write_json_atomic
 
 
 def describe(ids: list[str], n: int = 3) -> str:
@@ -97,7 +98,7 @@ def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int =
         print(f"\n=== architecture: {arch} ({len(part)} runs) ===" if len(families) > 1 else "")
         print(report.to_text())
         write_json_atomic(where / "fit.json", report.to_dict())
-        paths = save_figures(points, report, where / "plots")
+        paths = save_figures(points, report, where / "plots", curves=loss_curves(part), ylabel=loss_label(part))
         print(f"\nfit: {where / 'fit.json'}")
         for p in paths:
             print(f"plot: {p}")
@@ -105,6 +106,21 @@ def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int, holdout: int =
             laws[arch] = report.law
     if len(families) > 1:
         compare_families(laws, budgets, out_dir)
+
+
+def loss_curves(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Run id -> its metrics.jsonl records (tokens, train_loss, val_loss, ...) with its n_params, for every row of
+    a results frame that has a run folder with a loss curve; empty for a CSV (no run folders)."""
+    if "run_dir" not in frame:
+        return {}
+    curves = {}
+    for row in frame.itertuples(index=False):
+        if not isinstance(row.run_dir, str):
+            continue
+        records = read_metrics(Path(row.run_dir))
+        if records:
+            curves[str(row.run_id)] = pd.DataFrame(records).assign(n_params=row.n_params)
+    return curves
 
 
 def compare_families(laws: dict[str, Any], budgets: list[float], out_dir: Path) -> None:
@@ -125,6 +141,8 @@ def compare_families(laws: dict[str, Any], budgets: list[float], out_dir: Path) 
     table = compare_table(laws, budgets)
     print()
     print(long_compare(table, list(laws)).to_string(index=False))
+    for line in describe_ranges(laws):
+        print(line)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     print(f"\ntable: {export_csv(table, out_dir / 'compare_archs.csv')}")
@@ -158,6 +176,8 @@ def compare_sources(sources: list[str], budgets: np.ndarray, n_boot: int = 1000,
     laws.update(published)
     table = compare_table(laws, budgets)
     print(long_compare(table, list(laws)).to_string(index=False))
+    for line in describe_ranges(laws):
+        print(line)
     if out:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -214,7 +234,14 @@ def long_compare(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
             band = ""
             if f"{label}/n_opt_lo" in table:
                 band = f"[{r[f'{label}/n_opt_lo']:.3g}, {r[f'{label}/n_opt_hi']:.3g}]"
+            beyond = f"{label}/extrapolated" in table and bool(r[f"{label}/extrapolated"])
             rows.append({"flops": f"{r['flops']:.0e}", "law": label, "n_opt": f"{r[f'{label}/n_opt']:.3g}",
                          "n_opt 95%": band, "d_opt": f"{r[f'{label}/d_opt']:.3g}",
-                         "tokens/param": f"{r[f'{label}/tokens_per_param']:.3g}"})
+                         "tokens/param": f"{r[f'{label}/tokens_per_param']:.3g}",
+                         "range": "extrapolated" if beyond else ""})
     return pd.DataFrame(rows)
+
+
+def describe_ranges(laws: dict[str, Any]) -> list[str]:
+    """One line per fitted law: the compute its runs span and where its rows start being extrapolated."""
+    return [f"{label}: {describe_range(law)}" for label, law in laws.items() if data_flops(law) is not None]
