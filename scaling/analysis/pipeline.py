@@ -7,6 +7,7 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from scaling.analysis.report import fit_sweep
 from scaling.compare import compare_table, published_laws, source_labels
 from scaling.config import is_safe_component, load_sweep
 from scaling.errors import ConfigError, FitError
+from scaling.page import Section, render_page
 from scaling.plan import Plan, plan_sweep
 from scaling.plot import loss_label, plot_compute_optimal, plot_frontiers, save_figures
 from scaling.provenance import check_one_corpus, planned_rows
@@ -185,6 +187,41 @@ def compare_sources(sources: list[str], budgets: np.ndarray, n_boot: int = 1000,
         fig_path = out / "frontiers.png"
         plot_frontiers(laws, budgets, path=fig_path)
         print(f"plot: {fig_path}")
+
+
+def report_source(source: str, out: str | Path | None = None, n_boot: int = 1000, holdout: int = 0,
+                  all_runs: bool = False, allow_mixed_data: bool = False) -> Path:
+    """`scaling report SOURCE`: fit a sweep .toml, results folder or CSV as `scaling fit` does (one section per
+    architecture family) and write one self-contained HTML page (default: report.html in the sweep folder or
+    beside the CSV); returns its path. The figures are drawn into the page, not left beside it."""
+    frame, where = frame_for(source, all_runs=all_runs)
+    for note in check_one_corpus(frame, source, allow_mixed=allow_mixed_data):
+        print(note)
+    done, _ = select_done(frame)
+    if len(done) < 2:
+        raise FitError(f"{source}: {len(done)} usable run(s) of {len(frame)}; a report needs at least 2")
+    target = Path(out) if out else (where / "report.html" if Path(source).suffix.lower() != ".csv"
+                                    else where.with_name(where.name + "_report.html"))
+    if target.is_dir():
+        raise ConfigError(f"--out {target}: is a folder; give the page's file name, e.g. {target / 'report.html'}")
+    budgets = budgets_for(frame)
+    families = split_by_arch(frame)
+    sections = []
+    for arch, part in families.items():
+        points = select_points(part)
+        report = fit_sweep(points, n_boot=n_boot, n_holdout=holdout or None, budgets=budgets)
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = save_figures(points, report, Path(tmp), curves=loss_curves(part), ylabel=loss_label(part))
+            figures = {p.name: p.read_bytes() for p in paths}
+        sections.append(Section(title=f"architecture: {arch}", report=report, figures=figures, runs=part))
+    page = render_page(f"Scaling-law report: {Path(source).name}", sections, source=str(source),
+                       methods_url="docs/methods.md in the scaling repository")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = target.with_name(f".{target.name}.tmp")
+    tmp_path.write_text(page, encoding="utf-8")
+    tmp_path.replace(target)
+    print(f"report: {target} ({len(page) / 1e6:.2f} MB, {sum(len(s.figures) for s in sections)} figures embedded)")
+    return target
 
 
 def budgets_for(frame: pd.DataFrame) -> list[float]:
