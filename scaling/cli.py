@@ -1,4 +1,4 @@
-"""Command line: `scaling plan|run|status|fit|plot|compare|suggest|train`.
+"""Command line: `scaling plan|run|status|fit|plot|report|compare|suggest|train`.
 
 Each verb is a thin function over the package API; user errors (ScalingError) print as one line on
 stderr with exit status 2 and no traceback.
@@ -27,7 +27,7 @@ from scaling.results import describe_ids
 
 log = logging.getLogger("scaling")
 
-VERBS = ("plan", "run", "status", "fit", "plot", "compare", "suggest", "train")
+VERBS = ("plan", "run", "status", "fit", "plot", "report", "compare", "suggest", "train")
 
 
 def _overrides(pairs: list[str] | None) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def check_args(args: argparse.Namespace) -> None:
         if lo > hi:
             raise bad("--min-flops", lo, f"is above --max-flops {hi}")
     out = getattr(args, "out", None)
-    if out and getattr(args, "func", None) is not cmd_suggest and Path(out).exists() and not Path(out).is_dir():
+    if out and getattr(args, "func", None) not in (cmd_suggest, cmd_report) and Path(out).exists() and not Path(out).is_dir():
         raise bad("--out", out, "exists and is not a folder")
 
 
@@ -271,6 +271,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return cmd_fit(args)  # reuses the saved fit.json when it matches (see fit_source)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from scaling.pipeline import report_source
+
+    report_source(args.source, out=args.out, n_boot=args.n_boot, holdout=args.holdout, all_runs=args.all_runs,
+                  allow_mixed_data=args.allow_mixed_data)
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Fit each source (Approach 3 + bootstrap) and tabulate compute-optimal sizes beside published laws."""
     import numpy as np
@@ -360,6 +368,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--allow-mixed-data", action="store_true",
                        help="fit runs trained on different versions of the corpus together (default: refuse)")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("report", help="fit a sweep or CSV and write one self-contained HTML page: the law with "
+                       "intervals and verdicts, the compute-optimal table, every figure, the runs, the diagnostics")
+    p.add_argument("source", help="sweep .toml, results folder, or CSV with params,tokens,loss")
+    p.add_argument("--out", help="the page (default: report.html in the sweep folder, <stem>_report.html beside a CSV)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--holdout", type=int, default=0,
+                   help="refit without the K largest-compute runs and report their prediction error")
+    p.add_argument("--all-runs", action="store_true",
+                   help="for a sweep .toml: every run folder of its results folder, also unplanned ones")
+    p.add_argument("--allow-mixed-data", action="store_true",
+                   help="fit runs trained on different versions of the corpus together (default: refuse)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="compute-optimal N, D per budget: sweeps, CSVs and published laws")
     p.add_argument("sources", nargs="*", help="sweep .toml, results folders or CSVs")

@@ -11,6 +11,7 @@ nothing below imports it. Nothing here imports torch.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,17 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.approach3 import ChinchillaLaw
+from scaling.analysis.extrapolation import data_flops, describe_range
 from scaling.analysis.points import Points, read_points_csv, select_done, select_points, split_by_arch
 from scaling.analysis.report import fit_sweep
 from scaling.compare import compare_table, published_laws, source_labels
 from scaling.config import is_safe_component, load_sweep
 from scaling.errors import ConfigError, FitError
+from scaling.page import Section, render_page
 from scaling.plan import Plan, plan_sweep
-from scaling.plot import plot_compute_optimal, plot_frontiers, save_figures
+from scaling.plot import loss_label, plot_compute_optimal, plot_frontiers, save_figures
 from scaling.provenance import check_one_corpus, planned_rows
-from scaling.results import arch_label, describe_ids, export_csv, load_results, read_json, write_json_atomic
+from scaling.results import arch_label, describe_ids, export_csv, load_results, read_json, read_metrics, write_json_atomic
 from scaling.safe import printable
 
 
@@ -144,7 +147,7 @@ def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int | None, holdout
         print("\n".join(printable(line) for line in report.to_text().splitlines()))
         if law is None:  # a fit drawn from fit.json leaves it as it was
             write_json_atomic(where / "fit.json", {**report.to_dict(), "fit_key": fit_key(points, boots)})
-        paths = save_figures(points, report, where / "plots")
+        paths = save_figures(points, report, where / "plots", curves=loss_curves(part), ylabel=loss_label(part))
         print(f"\nfit: {where / 'fit.json'}")
         for p in paths:
             print(f"plot: {p}")
@@ -152,6 +155,21 @@ def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int | None, holdout
             laws[arch] = report.law
     if len(families) > 1:
         compare_families(laws, budgets, out_dir)
+
+
+def loss_curves(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Run id -> its metrics.jsonl records (tokens, train_loss, val_loss, ...) with its n_params, for every row of
+    a results frame that has a run folder with a loss curve; empty for a CSV (no run folders)."""
+    if "run_dir" not in frame:
+        return {}
+    curves = {}
+    for row in frame.itertuples(index=False):
+        if not isinstance(row.run_dir, str):
+            continue
+        records = read_metrics(Path(row.run_dir))
+        if records:
+            curves[str(row.run_id)] = pd.DataFrame(records).assign(n_params=row.n_params)
+    return curves
 
 
 def compare_families(laws: dict[str, Any], budgets: list[float], out_dir: Path) -> None:
@@ -172,6 +190,8 @@ def compare_families(laws: dict[str, Any], budgets: list[float], out_dir: Path) 
     table = compare_table(laws, budgets)
     print()
     print(long_compare(table, list(laws)).to_string(index=False))
+    for line in describe_ranges(laws):
+        print(line)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     print(f"\ntable: {export_csv(table, out_dir / 'compare_archs.csv')}")
@@ -205,6 +225,8 @@ def compare_sources(sources: list[str], budgets: np.ndarray, n_boot: int = 1000,
     laws.update(published)
     table = compare_table(laws, budgets)
     print(long_compare(table, list(laws)).to_string(index=False))
+    for line in describe_ranges(laws):
+        print(line)
     if out:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -212,6 +234,41 @@ def compare_sources(sources: list[str], budgets: np.ndarray, n_boot: int = 1000,
         fig_path = out / "frontiers.png"
         plot_frontiers(laws, budgets, path=fig_path)
         print(f"plot: {fig_path}")
+
+
+def report_source(source: str, out: str | Path | None = None, n_boot: int = 1000, holdout: int = 0,
+                  all_runs: bool = False, allow_mixed_data: bool = False) -> Path:
+    """`scaling report SOURCE`: fit a sweep .toml, results folder or CSV as `scaling fit` does (one section per
+    architecture family) and write one self-contained HTML page (default: report.html in the sweep folder or
+    beside the CSV); returns its path. The figures are drawn into the page, not left beside it."""
+    frame, where = frame_for(source, all_runs=all_runs)
+    for note in check_one_corpus(frame, source, allow_mixed=allow_mixed_data):
+        print(note)
+    done, _ = select_done(frame)
+    if len(done) < 2:
+        raise FitError(f"{source}: {len(done)} usable run(s) of {len(frame)}; a report needs at least 2")
+    target = Path(out) if out else (where / "report.html" if Path(source).suffix.lower() != ".csv"
+                                    else where.with_name(where.name + "_report.html"))
+    if target.is_dir():
+        raise ConfigError(f"--out {target}: is a folder; give the page's file name, e.g. {target / 'report.html'}")
+    budgets = budgets_for(frame)
+    families = split_by_arch(frame)
+    sections = []
+    for arch, part in families.items():
+        points = select_points(part)
+        report = fit_sweep(points, n_boot=n_boot, n_holdout=holdout or None, budgets=budgets)
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = save_figures(points, report, Path(tmp), curves=loss_curves(part), ylabel=loss_label(part))
+            figures = {p.name: p.read_bytes() for p in paths}
+        sections.append(Section(title=f"architecture: {arch}", report=report, figures=figures, runs=part))
+    page = render_page(f"Scaling-law report: {Path(source).name}", sections, source=str(source),
+                       methods_url="docs/methods.md in the scaling repository")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = target.with_name(f".{target.name}.tmp")
+    tmp_path.write_text(page, encoding="utf-8")
+    tmp_path.replace(target)
+    print(f"report: {target} ({len(page) / 1e6:.2f} MB, {sum(len(s.figures) for s in sections)} figures embedded)")
+    return target
 
 
 def budgets_for(frame: pd.DataFrame) -> list[float]:
@@ -261,7 +318,14 @@ def long_compare(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
             band = ""
             if f"{label}/n_opt_lo" in table:
                 band = f"[{r[f'{label}/n_opt_lo']:.3g}, {r[f'{label}/n_opt_hi']:.3g}]"
+            beyond = f"{label}/extrapolated" in table and bool(r[f"{label}/extrapolated"])
             rows.append({"flops": f"{r['flops']:.0e}", "law": label, "n_opt": f"{r[f'{label}/n_opt']:.3g}",
                          "n_opt 95%": band, "d_opt": f"{r[f'{label}/d_opt']:.3g}",
-                         "tokens/param": f"{r[f'{label}/tokens_per_param']:.3g}"})
+                         "tokens/param": f"{r[f'{label}/tokens_per_param']:.3g}",
+                         "range": "extrapolated" if beyond else ""})
     return pd.DataFrame(rows)
+
+
+def describe_ranges(laws: dict[str, Any]) -> list[str]:
+    """One line per fitted law: the compute its runs span and where its rows start being extrapolated."""
+    return [f"{label}: {describe_range(law)}" for label, law in laws.items() if data_flops(law) is not None]

@@ -15,9 +15,12 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
-from matplotlib.colors import LogNorm
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter
 
+from scaling.analysis.extrapolation import EXTRAPOLATION_FACTOR, data_flops, in_data_range
 from scaling.compare import compare_table, law_of, published_laws
 from scaling.errors import FitError
 from scaling.safe import no_symlink
@@ -35,6 +38,82 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PLOT_BUDGETS = np.logspace(17, 25, 33)
 """FLOPs grid for compute-optimal curves."""
+
+UNIDENTIFIED_COLOR = "0.6"
+"""A law with quantities its data do not pin is drawn in this grey, with a "not identified: ..." note."""
+
+BYTE_VOCAB = 256
+
+
+def loss_label(frame: pd.DataFrame | Points | None, what: str = "held-out loss") -> str:
+    """The loss axis's label with its unit: nats per byte for byte-level runs (vocab_size 256), nats per token
+    for tokenized ones; a frame without vocab_size (a CSV) gets no unit: it is the source's own."""
+    table = frame.frame if isinstance(frame, Points) else frame
+    vocab = None
+    if isinstance(table, pd.DataFrame) and "vocab_size" in table:
+        vocab = pd.to_numeric(table["vocab_size"], errors="coerce").dropna().unique()
+    if vocab is None or len(vocab) == 0:
+        return "loss (the source's units)"
+    unit = "nats/byte" if set(vocab) == {BYTE_VOCAB} else "nats/token"
+    return f"{what} ({unit})"
+
+
+def not_identified_names(report: object) -> list[str]:
+    """What a FitReport's Approach 3 fit does not pin: parameters, and N_opt at the sweep's largest compute."""
+    names = [k for k, why in (getattr(report, "identification", None) or {}).items() if why]
+    optimum = getattr(report, "optimum", None) or {}
+    if optimum.get("identified") is False:
+        names.append("N_opt at largest C")
+    return names
+
+
+def _note_not_identified(ax: Axes, names: Iterable[str]) -> None:
+    """A visible note on the axes naming what the fit does not identify (nothing when all is identified)."""
+    names = list(names)
+    if names:
+        ax.text(0.01, 0.01, "not identified: " + ", ".join(names) + " (law greyed; see the diagnostics)",
+                transform=ax.transAxes, fontsize=8, color="C3", ha="left", va="bottom", gid="not-identified",
+                bbox={"facecolor": "white", "edgecolor": "C3", "alpha": 0.85, "pad": 2})
+
+
+def _budget_grid(budgets: np.ndarray, law: object) -> np.ndarray:
+    """The budgets plus the data range's ends that fall between them, so the solid part ends on the data."""
+    span = data_flops(law)
+    if span is None:
+        return budgets
+    ends = [c for c in span if budgets.min() < c < budgets.max()]
+    return np.unique(np.concatenate([budgets, ends]))
+
+
+def _draw_law(ax: Axes, budgets: np.ndarray, values: np.ndarray, law: object, color: object, label: str,
+              band: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """A law read at `budgets`: solid over its data's compute range, dashed beyond it (gid "law-data",
+    "law-extrapolated"), with its bootstrap band (gid "band") wherever drawn; a law of unknown range (a
+    published one) is one solid line (gid "law")."""
+    inside = in_data_range(law, budgets)
+    if inside is None:
+        ax.plot(budgets, values, color=color, label=label, gid="law")
+    else:
+        ax.plot(budgets, np.where(inside, values, np.nan), color=color, label=f"{label} (data range)",
+                gid="law-data")
+        # beyond the data, plus the range's end points, so the dashed pieces join the solid one
+        boundary = inside & ~(np.r_[inside[1:], True] & np.r_[True, inside[:-1]])
+        outside = ~inside | boundary
+        ax.plot(budgets, np.where(outside, values, np.nan), color=color, ls="--", label=f"{label} (extrapolated)",
+                gid="law-extrapolated")
+    if band is not None:
+        ax.fill_between(budgets, band[0], band[1], color=color, alpha=0.18, gid="band")
+
+
+def _mark_extrapolation_limit(ax: Axes, law: object, budgets: np.ndarray) -> None:
+    """A dotted vertical line where the law's tables start marking rows extrapolated (if inside the axes)."""
+    span = data_flops(law)
+    if span is None:
+        return
+    limit = span[1] * EXTRAPOLATION_FACTOR
+    if budgets.min() < limit < budgets.max():
+        ax.axvline(limit, color="0.4", ls=":", lw=1, gid="extrapolation-limit",
+                   label=f"{EXTRAPOLATION_FACTOR:g}x the largest run: extrapolated beyond")
 
 
 def _finish(fig: Figure, path: str | Path | None) -> Figure:
@@ -70,12 +149,16 @@ def _slices(values: np.ndarray, rel_tol: float, max_slices: int) -> np.ndarray:
 
 def plot_loss_vs_params(frame: pd.DataFrame | Points, law: ChinchillaLaw | None = None,
                         rel_tol: float = 0.05, max_curves: int = 8,
-                        path: str | Path | None = None) -> Figure:
+                        path: str | Path | None = None, not_identified: Iterable[str] = (),
+                        ylabel: str | None = None) -> Figure:
     """Loss vs N (log x), one colour per token budget, with the fitted L(N, D) at that budget.
 
     Artists: one scatter collection per token budget and, with a law, one line per budget. Points: those of
     a `Points`, else the ones fit_sweep fits (`points_of`), as in every figure here that takes a frame.
+    not_identified: what the fit does not pin (`not_identified_names`): the law's lines are grey and a note
+    says so. ylabel: the loss axis (default `loss_label` of the frame).
     """
+    not_identified = list(not_identified)
     done = points_of(frame)
     fig = Figure(figsize=(7, 5))
     ax = fig.add_subplot()
@@ -89,17 +172,18 @@ def plot_loss_vs_params(frame: pd.DataFrame | Points, law: ChinchillaLaw | None 
         sub = done[d_slice == d]
         ax.scatter(sub["n_params"], sub["loss"], color=color, s=18, label=f"D ≈ {d:.2g}")
         if law is not None:
-            ax.plot(n_grid, law.predict(n_grid, d), color=color, lw=1.2)
+            ax.plot(n_grid, law.predict(n_grid, d), color=UNIDENTIFIED_COLOR if not_identified else color, lw=1.2)
     ax.set_xscale("log")
     ax.set_xlabel("parameters N")
-    ax.set_ylabel("final loss")
+    ax.set_ylabel(ylabel or loss_label(frame))
+    _note_not_identified(ax, not_identified if law is not None else ())
     ax.set_title("Loss vs parameters per token budget" + (" (Approach 3 fit)" if law else ""))
     ax.legend(fontsize=7, ncol=2)
     return _finish(fig, path)
 
 
 def plot_isoflop(frame: pd.DataFrame, isoflop: IsoFlopResult,
-                 path: str | Path | None = None) -> Figure:
+                 path: str | Path | None = None, ylabel: str | None = None) -> Figure:
     """Left: IsoFLOP curves (runs, fitted parabola in ln N, minimum as a star; flagged curves
     dashed; where the plan recorded them, the windows' planned centres as ticks). Right: parabola minima
     N_opt vs C with the fitted power law.
@@ -128,7 +212,7 @@ def plot_isoflop(frame: pd.DataFrame, isoflop: IsoFlopResult,
                 ls="none", marker="|", ms=14, mew=2, color="0.4", label="planned centre (prior)")
     ax.set_xscale("log")
     ax.set_xlabel("parameters N")
-    ax.set_ylabel("final loss")
+    ax.set_ylabel(ylabel or loss_label(frame))
     ax.set_title("IsoFLOP profiles (Approach 2)")
     ax.legend(fontsize=7)
     used = curves[curves["used"]]
@@ -154,7 +238,7 @@ def _draw_power_laws(ax: Axes, result: EnvelopeResult | IsoFlopResult, C: pd.Ser
 
 
 def plot_envelope(frame: pd.DataFrame | Points, envelope: EnvelopeResult,
-                  path: str | Path | None = None) -> Figure:
+                  path: str | Path | None = None, ylabel: str | None = None) -> Figure:
     """Left: loss vs compute, all runs grey, each size's fitted loss curve thin, their minimum-loss
     envelope red. Right: the envelope's N and D vs C with the fitted power laws (Approach 1)."""
     done = points_of(frame)
@@ -171,7 +255,7 @@ def plot_envelope(frame: pd.DataFrame | Points, envelope: EnvelopeResult,
     ax.plot(env["flops"], env["loss"], color="C3", lw=1.6, label="minimum-loss envelope")
     ax.set_xscale("log")
     ax.set_xlabel("compute C (FLOPs)")
-    ax.set_ylabel("final loss")
+    ax.set_ylabel(ylabel or loss_label(frame))
     ax.set_title("Loss vs compute (Approach 1)")
     ax.legend(fontsize=8)
     _draw_power_laws(ax_n, envelope, env["flops"], env["n_params"], env["n_tokens"],
@@ -180,28 +264,49 @@ def plot_envelope(frame: pd.DataFrame | Points, envelope: EnvelopeResult,
 
 
 def plot_compute_optimal(laws_or_reports: object, budgets: Iterable[float] = DEFAULT_PLOT_BUDGETS,
-                         level: float = 0.95, path: str | Path | None = None) -> Figure:
-    """N_opt(C) (left) and D_opt(C) (right), one line per law, with bootstrap bands where the law
-    has bootstrap samples. Accepts one law/report or a mapping label -> law/report."""
+                         level: float = 0.95, path: str | Path | None = None,
+                         isoflop: IsoFlopResult | None = None) -> Figure:
+    """N_opt(C) (left) and D_opt(C) (right), one law per colour. Accepts one law/report or a mapping
+    label -> law/report.
+
+    A fitted law is drawn solid over its data's compute range and dashed beyond it (`_draw_law`), with its
+    bootstrap band where it has bootstrap samples, and a dotted line at EXTRAPOLATION_FACTOR times its
+    largest run. A FitReport with quantities its data do not pin is drawn grey with a "not identified: ..."
+    note. isoflop: Approach 2's parabola minima, drawn as points (at C = 6 N_opt D_opt, the axis's units).
+    """
     budgets = np.asarray(list(budgets), dtype=float)
     fig = Figure(figsize=(12, 5))
     ax_n, ax_d = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    notes: list[str] = []
     for i, (label, obj) in enumerate(_as_mapping(laws_or_reports).items()):
         law = law_of(obj)
-        color = f"C{i % 10}"
-        n_opt, d_opt = law.compute_optimal(budgets)
-        ax_n.plot(budgets, n_opt, color=color, label=label)
-        ax_d.plot(budgets, d_opt, color=color, label=label)
+        missing = not_identified_names(obj)
+        notes += [f"{name} ({label})" if len(_as_mapping(laws_or_reports)) > 1 else name for name in missing]
+        color = UNIDENTIFIED_COLOR if missing else f"C{i % 10}"
+        grid = _budget_grid(budgets, law)
+        n_opt, d_opt = law.compute_optimal(grid)
+        band_n = band_d = None
         if hasattr(law, "bootstrap_params_"):
-            band = law.compute_optimal_interval(budgets, level)
-            ax_n.fill_between(budgets, band["n_opt_lo"], band["n_opt_hi"], color=color, alpha=0.2)
-            ax_d.fill_between(budgets, band["d_opt_lo"], band["d_opt_hi"], color=color, alpha=0.2)
+            band = law.compute_optimal_interval(grid, level)
+            band_n, band_d = (band["n_opt_lo"], band["n_opt_hi"]), (band["d_opt_lo"], band["d_opt_hi"])
+        _draw_law(ax_n, grid, n_opt, law, color, label, band_n)
+        _draw_law(ax_d, grid, d_opt, law, color, label, band_d)
+        for ax in (ax_n, ax_d):
+            _mark_extrapolation_limit(ax, law, grid)
+    if isoflop is not None:
+        used = isoflop.curves[isoflop.curves["used"] & np.isfinite(isoflop.curves["n_opt"])]
+        c6 = 6.0 * used["n_opt"] * used["d_opt"]
+        ax_n.plot(c6, used["n_opt"], ls="none", marker="*", ms=11, color="k", gid="approach2",
+                  label="Approach 2 minima (IsoFLOP parabolas)")
+        ax_d.plot(c6, used["d_opt"], ls="none", marker="*", ms=11, color="k", gid="approach2",
+                  label="Approach 2 minima (IsoFLOP parabolas)")
     for ax, name in ((ax_n, "N_opt (parameters)"), (ax_d, "D_opt (tokens)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("compute C (FLOPs)")
+        ax.set_xlabel("compute C = 6ND (FLOPs)")
         ax.set_ylabel(name)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
+    _note_not_identified(ax_n, notes)
     ax_n.set_title(f"Compute-optimal allocation ({100 * level:g}% bootstrap bands)")
     return _finish(fig, path)
 
@@ -231,7 +336,7 @@ def plot_isoloss(law: ChinchillaLaw, frame: pd.DataFrame | Points | None = None,
     if done is not None:
         sc = ax.scatter(done["flops"], done["n_params"], c=done["loss"], cmap="viridis",
                         norm=LogNorm(), s=12, edgecolors="k", linewidths=0.3)
-        fig.colorbar(sc, ax=ax, label="final loss")
+        fig.colorbar(sc, ax=ax, label=loss_label(frame))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(c[0], c[-1])
@@ -243,21 +348,40 @@ def plot_isoloss(law: ChinchillaLaw, frame: pd.DataFrame | Points | None = None,
     return _finish(fig, path)
 
 
-def plot_residuals(frame: pd.DataFrame | Points, law: ChinchillaLaw, path: str | Path | None = None) -> Figure:
+def plot_residuals(frame: pd.DataFrame | Points, law: ChinchillaLaw, path: str | Path | None = None,
+                   outliers: pd.DataFrame | None = None) -> Figure:
     """Log residuals log L - log L_hat of the fit vs compute (left) and their histogram (right), at the
-    fit's points: a `Points` (a report's), or those fit_sweep fits of a frame of runs (best LR, seed mean)."""
+    fit's points: a `Points` (a report's), or those fit_sweep fits of a frame of runs (best LR, seed mean).
+
+    outliers: a report's outlying runs (`outlying_runs`: run_id, rel_error); each is circled and labelled
+    with its run id (texts with gid "outlier"). The compute axis shows decade ticks only, so its labels
+    never overlap (a sweep within one decade gets 2-3 minor labels at most).
+    """
     done = points_of(frame)
     resid = np.log(done["loss"].to_numpy()) - np.log(law.predict(done["n_params"].to_numpy(),
                                                                   done["n_tokens"].to_numpy()))
-    fig = Figure(figsize=(12, 4))
+    fig = Figure(figsize=(12, 4.5))
     ax, ax_h = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     sc = ax.scatter(done["flops"], resid, c=np.log10(done["n_params"]), cmap="viridis", s=14)
     fig.colorbar(sc, ax=ax, label="log10 N")
     ax.axhline(0.0, color="k", lw=0.8)
     ax.set_xscale("log")
+    _sparse_log_ticks(ax, done["flops"].to_numpy())
     ax.set_xlabel("compute C (FLOPs)")
     ax.set_ylabel("log L - log L_hat")
     ax.set_title("Residuals of the Approach 3 fit")
+    ax.margins(x=0.08, y=0.18)  # room for the outliers' labels inside the axes
+    if outliers is not None and len(outliers) and "run_id" in done:
+        ids = done["run_id"].astype(str).to_numpy()
+        for k, row in enumerate(outliers.itertuples(index=False)):
+            hit = np.flatnonzero(ids == str(row.run_id))
+            if not len(hit):
+                continue
+            x, y = float(done["flops"].iloc[hit[0]]), float(resid[hit[0]])
+            ax.scatter([x], [y], s=80, facecolors="none", edgecolors="C3", linewidths=1.2)
+            # alternate above / below so neighbouring labels do not sit on one another
+            ax.annotate(f"{row.run_id} ({row.rel_error:+.1%})", (x, y), xytext=(6, 10 if k % 2 == 0 else -14),
+                        textcoords="offset points", fontsize=7, color="C3", gid="outlier")
     ax_h.hist(resid, bins=30, color="C0")
     ax_h.axvline(0.0, color="k", lw=0.8)
     ax_h.set_xlabel("log residual")
@@ -265,59 +389,174 @@ def plot_residuals(frame: pd.DataFrame | Points, law: ChinchillaLaw, path: str |
     return _finish(fig, path)
 
 
+def _sparse_log_ticks(ax: Axes, values: np.ndarray) -> None:
+    """Decade labels on a log axis, plus at most a few minor ones when the data span under a decade."""
+    ax.xaxis.set_major_locator(LogLocator(base=10, numticks=8))
+    if np.nanmax(values) / np.nanmin(values) < 10:
+        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0), numticks=8))
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_predicted_vs_observed(frame: pd.DataFrame | Points, law: ChinchillaLaw,
+                               holdout: object | None = None, path: str | Path | None = None,
+                               not_identified: Iterable[str] = (), unit: str | None = None) -> Figure:
+    """Each point's observed loss against the law's prediction, with the y = x line (gid "identity").
+
+    holdout: a report's HoldoutResult: its runs, predicted by the law fitted without them, drawn as red
+    crosses (gid "holdout"), the honest test of the law's extrapolation.
+    """
+    done = points_of(frame)
+    observed = done["loss"].to_numpy()
+    predicted = law.predict(done["n_params"].to_numpy(), done["n_tokens"].to_numpy())
+    fig = Figure(figsize=(6, 5.5))
+    ax = fig.add_subplot()
+    sc = ax.scatter(predicted, observed, c=np.log10(done["n_params"]), cmap="viridis", s=16, label="fitted points")
+    fig.colorbar(sc, ax=ax, label="log10 N")
+    lo, hi = [observed.min(), observed.max()]
+    if holdout is not None and len(holdout.table):
+        t = holdout.table
+        ax.plot(t["predicted"], t["loss"], ls="none", marker="x", ms=8, color="C3", gid="holdout",
+                label=f"held out, predicted by the fit without them (C > {holdout.max_fit_flops:.3g})")
+        lo, hi = min(lo, t["loss"].min(), t["predicted"].min()), max(hi, t["loss"].max(), t["predicted"].max())
+    lo, hi = min(lo, predicted.min()), max(hi, predicted.max())
+    pad = 0.03 * (hi - lo)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="k", lw=0.8, gid="identity", label="y = x")
+    unit = unit or loss_label(frame)
+    ax.set_xlabel(f"predicted by the Approach 3 law: {unit}")
+    ax.set_ylabel(f"observed {unit}")
+    ax.set_title("Predicted vs observed loss")
+    ax.legend(fontsize=7, loc="upper left")
+    _note_not_identified(ax, not_identified)
+    return _finish(fig, path)
+
+
+def plot_loss_curves(curves: Mapping[str, pd.DataFrame], path: str | Path | None = None,
+                     ylabel: str = "loss") -> Figure:
+    """Every run's training loss against tokens seen (one line per run, gid "curve", coloured by log N when
+    its frame has an n_params column), with its held-out evaluations as dots (gid "held-out").
+
+    curves: run id -> its metrics.jsonl records as a frame (columns tokens, train_loss, optional val_loss
+    and n_params).
+    """
+    fig = Figure(figsize=(8, 5))
+    ax = fig.add_subplot()
+    sizes = {k: float(c["n_params"].iloc[0]) for k, c in curves.items()
+             if "n_params" in c and len(c) and np.isfinite(c["n_params"].iloc[0]) and c["n_params"].iloc[0] > 0}
+    logs = np.log10(list(sizes.values())) if sizes else np.array([0.0])
+    lo, hi = float(logs.min()), float(logs.max())
+    cmap = colormaps["viridis"]
+    drawn = 0
+    for run_id, curve in curves.items():
+        if "tokens" not in curve or "train_loss" not in curve:
+            continue
+        train = curve.dropna(subset=["tokens", "train_loss"])
+        train = train[train["tokens"] > 0]
+        if not len(train):
+            continue
+        size = sizes.get(run_id)
+        color = cmap((np.log10(size) - lo) / (hi - lo) if size and hi > lo else 0.5)
+        ax.plot(train["tokens"], train["train_loss"], color=color, lw=0.8, alpha=0.8, gid="curve")
+        if "val_loss" in curve:
+            val = curve.dropna(subset=["tokens", "val_loss"])
+            ax.plot(val["tokens"], val["val_loss"], ls="none", marker="o", ms=3, color=color, gid="held-out")
+        drawn += 1
+    if not drawn:
+        raise ValueError("no run has a loss curve (metrics.jsonl with tokens and train_loss)")
+    if sizes and hi > lo:
+        fig.colorbar(ScalarMappable(norm=Normalize(lo, hi), cmap=cmap), ax=ax, label="log10 N")
+    ax.set_xscale("log")
+    ax.set_xlabel("tokens seen D")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"Loss curves of {drawn} runs (lines: training loss; dots: held-out evaluations)")
+    return _finish(fig, path)
+
+
 def plot_frontiers(laws: Mapping[str, object] | None = None,
                    budgets: Iterable[float] = DEFAULT_PLOT_BUDGETS,
                    path: str | Path | None = None) -> Figure:
     """Tokens per parameter (left) and N_opt (right) vs compute for fitted and published laws
-    side by side (default: `compare.published_laws()`). One line per law per axes."""
+    side by side (default: `compare.published_laws()`).
+
+    A published law is one solid line per axes; a fitted law is solid over its data's compute range and
+    dashed beyond it, with its bootstrap band when it has one (`_draw_law`), and a FitReport with
+    quantities its data do not pin is grey with a "not identified" note.
+    """
     laws = published_laws() if laws is None else laws
-    table = compare_table(laws, budgets)
+    budgets = np.asarray(list(budgets), dtype=float)
     fig = Figure(figsize=(12, 5))
     ax_t, ax_n = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for i, label in enumerate(laws):
-        color = f"C{i % 10}"
-        ax_t.plot(table["flops"], table[f"{label}/tokens_per_param"], color=color, label=label)
-        ax_n.plot(table["flops"], table[f"{label}/n_opt"], color=color, label=label)
-    ax_t.axhline(20.0, color="0.5", ls=":", lw=1)
+    notes: list[str] = []
+    for i, (label, obj) in enumerate(laws.items()):
+        law = law_of(obj)
+        missing = not_identified_names(obj)
+        notes += [f"{name} ({label})" for name in missing]
+        color = UNIDENTIFIED_COLOR if missing else f"C{i % 10}"
+        grid = _budget_grid(budgets, law)
+        table = compare_table({label: law}, grid)
+        band_t = band_n = None
+        if f"{label}/n_opt_lo" in table:
+            n_lo, n_hi = table[f"{label}/n_opt_lo"].to_numpy(), table[f"{label}/n_opt_hi"].to_numpy()
+            band_n = (n_lo, n_hi)
+            # D = C / 6N, so tokens per parameter C / 6N^2 falls as N rises: the band's ends swap
+            band_t = (grid / (6.0 * n_hi ** 2), grid / (6.0 * n_lo ** 2))
+        _draw_law(ax_t, grid, table[f"{label}/tokens_per_param"].to_numpy(), law, color, label, band_t)
+        _draw_law(ax_n, grid, table[f"{label}/n_opt"].to_numpy(), law, color, label, band_n)
+        for ax in (ax_t, ax_n):
+            _mark_extrapolation_limit(ax, law, grid)
+    ax_t.axhline(20.0, color="0.5", ls=":", lw=1, gid="guide")
     for ax, name in ((ax_t, "D_opt / N_opt (tokens per parameter)"), (ax_n, "N_opt (parameters)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("compute C (FLOPs)")
+        ax.set_xlabel("compute C = 6ND (FLOPs)")
         ax.set_ylabel(name)
-    ax_t.legend(fontsize=7)
+    ax_t.legend(fontsize=6)
+    _note_not_identified(ax_n, notes)
     ax_t.set_title("Compute-optimal frontiers compared")
     return _finish(fig, path)
 
 
 def save_figures(frame: pd.DataFrame | Points, report: FitReport, out_dir: str | Path,
-                 compare_with: Mapping[str, object] | None = None) -> list[Path]:
+                 compare_with: Mapping[str, object] | None = None,
+                 curves: Mapping[str, pd.DataFrame] | None = None, ylabel: str | None = None) -> list[Path]:
     """Write every figure the report supports as PNG under out_dir; returns the paths written.
 
     Every figure shows the report's points (`report.points`, the rows its fits used), not rows chosen
     again from `frame`, which is used only for a report without them.
     compare_with: laws for the frontier comparison (default: the published laws).
+    curves: run id -> metrics records (`plot_loss_curves`), for loss_curves.png; a CSV source has none.
+    ylabel: the loss axis (default `loss_label(frame)`: held-out loss in nats per byte or token).
     """
+    ylabel = ylabel or loss_label(frame)
     frame = report.points if report.points is not None else frame
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs: list[tuple[str, object]] = []
     law = report.law
+    missing = not_identified_names(report)
     if law is not None:
+        # the report's budgets: the sweep's own compute and two decades beyond, not 1e17-1e25 for a CPU sweep
+        budgets = np.geomspace(min(report.budgets), max(report.budgets), 33)
         jobs += [
-            ("loss_vs_params.png", lambda p: plot_loss_vs_params(frame, law, path=p)),
-            # the report's budgets: the sweep's own compute and two decades beyond, not 1e17-1e25 for a CPU sweep
+            ("loss_vs_params.png", lambda p: plot_loss_vs_params(frame, law, path=p, not_identified=missing,
+                                                                 ylabel=ylabel)),
             ("compute_optimal.png", lambda p: plot_compute_optimal(
-                {"this sweep": law}, budgets=np.geomspace(min(report.budgets), max(report.budgets), 33), path=p)),
+                {"this sweep": report}, budgets=budgets, path=p, isoflop=report.isoflop)),
             ("isoloss.png", lambda p: plot_isoloss(law, frame, path=p)),
-            ("residuals.png", lambda p: plot_residuals(frame, law, path=p)),
+            ("residuals.png", lambda p: plot_residuals(frame, law, path=p, outliers=report.outliers)),
+            ("predicted_vs_observed.png", lambda p: plot_predicted_vs_observed(
+                frame, law, holdout=report.holdout, path=p, not_identified=missing, unit=ylabel)),
             ("frontiers.png", lambda p: plot_frontiers(
-                {"this sweep": law, **(published_laws() if compare_with is None else compare_with)},
+                {"this sweep": report, **(published_laws() if compare_with is None else compare_with)},
                 path=p)),
         ]
     if report.isoflop is not None:
-        jobs.append(("isoflop.png", lambda p: plot_isoflop(frame, report.isoflop, path=p)))
+        jobs.append(("isoflop.png", lambda p: plot_isoflop(frame, report.isoflop, path=p, ylabel=ylabel)))
     if report.envelope is not None:
-        jobs.append(("envelope.png", lambda p: plot_envelope(frame, report.envelope, path=p)))
+        jobs.append(("envelope.png", lambda p: plot_envelope(frame, report.envelope, path=p, ylabel=ylabel)))
+    if curves:
+        train_label = ylabel.replace("held-out loss", "loss") if ylabel.startswith("held-out") else ylabel
+        jobs.append(("loss_curves.png", lambda p: plot_loss_curves(curves, path=p, ylabel=train_label)))
     written = []
     for name, make in jobs:
         path = out_dir / name

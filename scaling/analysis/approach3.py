@@ -1,7 +1,6 @@
 """Chinchilla's Approach 3: the parametric law L(N, D), its Huber objective, starts grid and bootstrap.
 
-The law is L(N, D) = E + A / N^alpha + B / D^beta.
-
+The law is L(N, D) = E + A / N^alpha + B / D^beta:
 Hoffmann et al. 2022, "Training Compute-Optimal Large Language Models", arXiv 2203.15556, eq. 2 and App. D.2;
 Besiroglu, Erdil, Barnett, You 2024, "Chinchilla Scaling: A replication attempt", arXiv 2404.10102.
 """
@@ -99,8 +98,7 @@ _THETA_NAMES = ("a", "b", "e", "alpha", "beta")
 
 
 def _theta_from_params(params: LawParams) -> np.ndarray:
-    return np.array([math.log(params.A), math.log(params.B), math.log(params.E),
-                     params.alpha, params.beta])
+    return np.array([math.log(params.A), math.log(params.B), math.log(params.E), params.alpha, params.beta])
 
 
 def _params_from_theta(theta: np.ndarray) -> LawParams:
@@ -116,8 +114,7 @@ def hoffmann_grid() -> np.ndarray:
     exps = np.arange(0.0, 2.01, 0.5)
     es = np.arange(-1.0, 1.01, 0.5)
     abs_ = np.arange(0.0, 25.1, 5.0)
-    grid = [(a, b, e, alpha, beta)
-            for a, b, e, alpha, beta in itertools.product(abs_, abs_, es, exps, exps)]
+    grid = [(a, b, e, alpha, beta) for a, b, e, alpha, beta in itertools.product(abs_, abs_, es, exps, exps)]
     return np.array(grid, dtype=float)
 
 
@@ -325,6 +322,8 @@ class ChinchillaLaw:
         self.loss_ = best[0]
         self.converged_ = True
         self.n_points_ = len(N)
+        flops = 6.0 * N * D  # C = 6ND, the units compute_optimal reads (scaling.analysis.extrapolation)
+        self.data_flops_ = (float(flops.min()), float(flops.max()))
         log.debug("ChinchillaLaw fit: %s (objective %.6g, %d/%d starts converged)",
                   self.params_, self.loss_, len(optima), len(grid))
         return self
@@ -481,18 +480,22 @@ class ChinchillaLaw:
             out["bootstrap"] = {"resample": [int(i) for i in boot.index],
                                 **{name: [float(x) for x in boot[name]] for name in PARAM_NAMES}}
             out["n_boot_failed"] = int(getattr(self, "n_boot_failed_", 0))
+        if hasattr(self, "data_flops_"):  # the fitted range, so a reloaded law still flags extrapolation
+            out["data_flops"] = [float(x) for x in self.data_flops_]
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChinchillaLaw:
         """A law saved by `to_dict`; FitError naming the key when the data are not one."""
         try:
-            if data.get("law") != "chinchilla":
+            if not isinstance(data, Mapping) or data.get("law") != "chinchilla":
                 raise KeyError("law")
             law = cls(delta=float(data["delta"]), n_starts=data["n_starts"])
             law._set_params(LawParams(**{k: float(data["params"][k]) for k in PARAM_NAMES}))
             law.theta_ = np.asarray(data["theta"], dtype=float)
             law.loss_, law.n_points_, law.converged_ = float(data["objective"]), int(data["n_points"]), True
+            if "data_flops" in data:
+                law.data_flops_ = tuple(float(x) for x in data["data_flops"])
             boot = data.get("bootstrap")
             if boot is not None:
                 table = pd.DataFrame({k: np.asarray(boot[k], dtype=float) for k in PARAM_NAMES},
@@ -519,19 +522,16 @@ class ChinchillaLaw:
             raise FitError(f"{path}: cannot read a saved law: {exc}") from None
         if isinstance(data, dict) and isinstance(data.get("approach3"), dict) and "law" in data["approach3"]:
             data = data["approach3"]["law"]  # a fit.json
-        if not isinstance(data, dict):
-            raise FitError(f"{path}: not a saved ChinchillaLaw (a JSON {type(data).__name__})")
         try:
             return cls.from_dict(data)
         except FitError as exc:
             raise FitError(f"{path}: {exc}") from None
 
     def __repr__(self) -> str:
-        if hasattr(self, "params_"):
-            p = self.params_
-            return (f"ChinchillaLaw(E={p.E:.6g}, A={p.A:.6g}, B={p.B:.6g}, "
-                    f"alpha={p.alpha:.6g}, beta={p.beta:.6g})")
-        return f"ChinchillaLaw(delta={self.delta}, n_starts={self.n_starts})"
+        if not hasattr(self, "params_"):
+            return f"ChinchillaLaw(delta={self.delta}, n_starts={self.n_starts})"
+        p = self.params_
+        return f"ChinchillaLaw(E={p.E:.6g}, A={p.A:.6g}, B={p.B:.6g}, alpha={p.alpha:.6g}, beta={p.beta:.6g})"
 
 
 def _params_table(params: dict[int, LawParams]) -> pd.DataFrame:

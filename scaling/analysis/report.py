@@ -14,6 +14,7 @@ import pandas as pd
 
 from scaling.analysis.approach3 import PARAM_NAMES, ChinchillaLaw, degenerate_reason
 from scaling.analysis.approaches import EnvelopeResult, IsoFlopResult, fit_envelope, fit_isoflop, is_isoflop_design
+from scaling.analysis.extrapolation import EXTRAPOLATION_FACTOR, describe_range, extrapolated
 from scaling.analysis.identify import (
     AT_BOX_SHARE,
     N_OPT_MAX_FACTOR,
@@ -103,7 +104,8 @@ def compute_optimal_table(report_or_law: object, budgets: Iterable[float] = DEFA
 
     Accepts a FitReport (its Approach 3 law), a ChinchillaLaw, or anything with
     `compute_optimal(C) -> (N, D)` (envelope, IsoFLOP, published laws). Adds percentile bands
-    n_opt_lo/hi, d_opt_lo/hi when the law has bootstrap samples.
+    n_opt_lo/hi, d_opt_lo/hi when the law has bootstrap samples, and `extrapolated` (True past
+    EXTRAPOLATION_FACTOR times the compute of the runs it was fitted on) when the law knows that range.
     """
     law = report_or_law.law if isinstance(report_or_law, FitReport) else report_or_law
     if law is None:
@@ -117,6 +119,9 @@ def compute_optimal_table(report_or_law: object, budgets: Iterable[float] = DEFA
     if hasattr(law, "bootstrap_params_") and hasattr(law, "compute_optimal_interval"):
         for key, values in law.compute_optimal_interval(C, level).items():
             table[key] = values
+    beyond = extrapolated(law, C, EXTRAPOLATION_FACTOR)
+    if beyond is not None:
+        table["extrapolated"] = beyond
     return table
 
 
@@ -188,13 +193,15 @@ class FitReport:
             table = compute_optimal_table(self.law, self.budgets, self.level)
             lines.append("")
             lines.append("compute-optimal allocation (Approach 3, C = 6ND):")
+            lines.append(f"  ({describe_range(self.law)})")
             lines.append(f"  {'FLOPs':>9} {'N_opt':>10} {'D_opt':>10} {'tokens/param':>12}"
                          + (f"  {'N_opt ' + pct + ' band':>23}" if "n_opt_lo" in table else ""))
             for row in table.itertuples(index=False):
                 band = (f"  [{row.n_opt_lo:.3g}, {row.n_opt_hi:.3g}]".rjust(25)
                         if "n_opt_lo" in table else "")
+                mark = "  extrapolated" if getattr(row, "extrapolated", False) else ""
                 lines.append(f"  {row.flops:>9.3g} {row.n_opt:>10.3g} {row.d_opt:>10.3g} "
-                             f"{row.tokens_per_param:>12.1f}{band}")
+                             f"{row.tokens_per_param:>12.1f}{band}{mark}")
         else:
             lines.append("Approach 3: not fitted")
         for title, result in (("Approach 2 (IsoFLOP parabolas)", self.isoflop),
@@ -239,6 +246,9 @@ class FitReport:
                                           for name in (*PARAM_NAMES, "a", "b")}
             table = compute_optimal_table(self.law, self.budgets, self.level)
             approach3["compute_optimal"] = _records(table)
+            span = getattr(self.law, "data_flops_", None)
+            approach3["data_flops"] = list(span) if span is not None else None
+            approach3["extrapolation_factor"] = EXTRAPOLATION_FACTOR
             approach3["not_identified"] = {k: v for k, v in self.identification.items() if v}
             if self.optimum is not None:
                 approach3["optimum_at_max_flops"] = _records(pd.DataFrame([self.optimum]))[0]

@@ -273,7 +273,7 @@ def load_results(sweep_dir: str | Path) -> pd.DataFrame:
         rows.append({
             "run_id": run_dir.name, "sweep": spec.get("sweep"), "status": state,
             "arch": shape.get("arch"), "n_layer": shape.get("n_layer"), "d_model": shape.get("d_model"),
-            "n_head": shape.get("n_head"), "seq_len": shape.get("seq_len"),
+            "n_head": shape.get("n_head"), "seq_len": shape.get("seq_len"), "vocab_size": shape.get("vocab_size"),
             "n_params": spec.get("n_params"), "n_params_non_embedding": spec.get("n_params_non_embedding"),
             "n_tokens": spec.get("n_tokens"), "flops": spec.get("flops"), "flops_6nd": spec.get("flops_6nd"),
             "flops_budget": spec.get("flops_budget"), "isoflop_centre": spec.get("isoflop_centre", 0.0),
