@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.curves import (LAW_PARAMS, Curve, CurveFit, constant_lrs, cosine_lrs, curve_metrics,
-                                     fit_curves, two_stage_lrs, wsd_lrs)
+                                     fit_curves, predict_curve, two_stage_lrs, wsd_lrs)
 
 DATA = Path(__file__).resolve().parent / "data" / "multi_power_law"
 SIZES = ("25M", "100M", "400M")
@@ -40,10 +40,10 @@ PUBLISHED = {  # their README's table: R2, MAE, RMSE, PredE, WorstE (mean over t
     "100M": (0.9983, 0.00435, 0.00592, 0.00142, 0.00583),
     "400M": (0.9978, 0.00484, 0.00730, 0.00168, 0.00995),
 }
-PUBLISHED_PARAMS = {  # their README's fitted parameters, LAW_PARAMS["mpl"] order
-    "25M": (3.040, 0.525, 0.508, 363.788, 2.066, 0.583, 0.641),
-    "100M": (2.651, 0.601, 0.453, 437.946, 2.132, 0.598, 0.655),
-    "400M": (2.375, 0.654, 0.429, 523.425, 2.025, 0.594, 0.635),
+PUBLISHED_PARAMS = {  # their fitted parameters, LAW_PARAMS["mpl"] order (full precision: their src/config.py)
+    "25M": (3.04045406, 0.52468604, 0.50786857, 363.78751622, 2.06560812, 0.58279013, 0.64142257),
+    "100M": (2.6514477, 0.60115152, 0.45295811, 437.9464276, 2.13245612, 0.59785199, 0.65523644),
+    "400M": (2.37474466, 0.65421216, 0.42878731, 523.42464371, 2.02462735, 0.59350493, 0.63472457),
 }
 METRICS = ("R2", "MAE", "RMSE", "PredE", "WorstE")
 
@@ -89,6 +89,13 @@ def reproduce(size: str) -> tuple[CurveFit, dict[str, float], dict[str, dict[str
     return fit, mean, per_curve
 
 
+def test_metrics(size: str, params: np.ndarray) -> dict[str, float]:
+    """The six test curves' mean metrics of the law with `params` (e.g. their published ones)."""
+    per_curve = [curve_metrics(c.loss, predict_curve("mpl", params, c.lrs, c.steps, WARMUP_CHANGES))
+                 for c in (load_curve(size, n) for n in TEST)]
+    return {m: float(np.mean([values[m] for values in per_curve])) for m in METRICS}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-curve", action="store_true", help="also print each test curve's metrics")
@@ -105,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                                                 for m in METRICS) + " |")
         print(f"| {size} | theirs | " + " | ".join(f"{v:.4f}" if m == "R2" else f"{v:.5f}"
                                                   for m, v in zip(METRICS, PUBLISHED[size])) + " |")
+        at_theirs = test_metrics(size, np.array(PUBLISHED_PARAMS[size]))
+        print(f"| {size} | their params, our predictor | " + " | ".join(
+            f"{at_theirs[m]:.4f}" if m == "R2" else f"{at_theirs[m]:.5f}" for m in METRICS) + " |")
         if args.per_curve:
             for name, values in per_curve.items():
                 print(f"|   {name} | | " + " | ".join(f"{values[m]:.5f}" for m in METRICS) + " |")

@@ -167,7 +167,7 @@ def check_lrs(lrs: np.ndarray, where: str) -> np.ndarray:
     bad = ~np.isfinite(lrs) | (lrs < 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ConfigError(f"{where}: lr at step {i + 1} is {lrs[i]!r}: must be a finite number >= 0 "
+        raise ConfigError(f"{where}: lr at step {i + 1} is {float(lrs[i])!r}: must be a finite number >= 0 "
                           f"({int(bad.sum())} bad step(s))")
     if not (lrs > 0).any():
         raise ConfigError(f"{where}: every lr is 0: the schedule trains nothing")
@@ -572,7 +572,8 @@ def bootstrap_curves(fit: CurveFit, curves: Sequence[Curve], n_boot: int = 200, 
     """Refit on `n_boot` resamples of whole units (a curve, or the curves sharing a `group`: a WSD trunk
     with its branches), drawn with replacement; never points of one curve, which are not independent.
     A resample is degenerate, excluded and counted in n_degenerate_, when it holds fewer than two distinct
-    units (one schedule cannot separate the area term from the annealing term), none of its curves
+    units (one schedule cannot separate the area term from the annealing term, and a sweep of one unit has
+    no run-to-run spread to resample: all its draws are degenerate), none of its curves
     decays its LR (mpl: the annealing parameters are not identified), or its refit fails."""
     units = list(dict.fromkeys(c.unit for c in curves))
     index = {u: [i for i, c in enumerate(curves) if c.unit == u] for u in units}
@@ -587,7 +588,7 @@ def bootstrap_curves(fit: CurveFit, curves: Sequence[Curve], n_boot: int = 200, 
             for u in drawn:
                 weights[index[units[u]]] += 1.0
             distinct = len(set(drawn.tolist()))
-            if (distinct < min(2, len(units)) or
+            if (distinct < 2 or
                     (fit.law == "mpl" and not any(_decays(curves[i], fit.warmup_changes)
                                                   for i in np.flatnonzero(weights)))):
                 degenerate += 1
