@@ -149,3 +149,64 @@ def test_luo_fit_meets_the_targets():
         _, mean, _ = mpl.reproduce(size)
         r2, _, _, prede, _ = mpl.PUBLISHED[size]
         assert mean["R2"] >= r2 - 0.001 and mean["PredE"] <= 1.25 * prede, size
+
+
+def _write_long_csv(path, schedules, params=TRUE, every=100, blank_lr=None):
+    """A long CSV run,step,lr,loss: one row per step, the law's loss every `every` steps, blank elsewhere."""
+    rows = []
+    for name, lrs in schedules:
+        loss = predict_curve("mpl", params, lrs)
+        for step in range(1, len(lrs) + 1):
+            measured = step % every == 0 or step == len(lrs)
+            lr = "" if (name, step) == blank_lr else repr(float(lrs[step - 1]))
+            rows.append(f"{name},{step},{lr},{loss[step - 1]:.6f}" if measured else f"{name},{step},{lr},")
+    path.write_text("run,step,lr,loss\n" + "\n".join(rows) + "\n")
+    return path
+
+
+SCHEDULES = [("cos", cosine_lrs(6000, 3e-4, 3e-5, 200)), ("const", constant_lrs(6000, 3e-4, 200)),
+             ("two", two_stage_lrs(6000, 3e-4, 9e-5, 3000, 200)), ("wsd", wsd_lrs(8000, 3e-4, 3e-5, 6500, 200))]
+
+
+def test_curves_verb_on_a_long_csv(tmp_path, capsys):
+    from scaling.cli import main
+    csv = _write_long_csv(tmp_path / "curves.csv", SCHEDULES)
+    assert main(["curves", str(csv), "--fit", "cos", "const", "two", "--predict", "wsd", "--n-boot", "8"]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("wsd: final loss predicted"))
+    predicted = float(line.split("predicted ")[1].split()[0])
+    observed = float(line.split("observed ")[1].split()[0])
+    assert abs(predicted - observed) / observed < 1e-3 and "error" in line
+    assert "R2" in out and "PredE" in out and "WorstE" in out
+    assert "alpha" in out and (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_curves_verb_bad_input_is_one_line(tmp_path, capsys):
+    from scaling.cli import main
+    csv = _write_long_csv(tmp_path / "blank.csv", SCHEDULES[:2], blank_lr=("const", 17))
+    assert main(["curves", str(csv), "--fit", "cos", "--predict", "const"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "blank.csv: run const: column 'lr' is missing at step 17" in err
+    good = _write_long_csv(tmp_path / "good.csv", SCHEDULES[:2])
+    assert main(["curves", str(good), "--fit", "cos", "nope", "--predict", "const"]) == 2
+    assert "run 'nope' named in --fit does not exist" in capsys.readouterr().err
+    sparse = _write_long_csv(tmp_path / "sparse.csv", SCHEDULES[:1], every=5000)
+    assert main(["curves", str(sparse), "--fit", "cos", "--predict", "cos"]) == 2
+    assert "needs at least 10 to fit" in capsys.readouterr().err
+
+
+def test_results_folder_curves_come_from_spec_and_metrics(tmp_path):
+    """A run folder as train.py writes it: spec.json's schedule fields give every step's LR, metrics.jsonl's
+    val_loss records the measured points (train-loss records are not measured held-out points)."""
+    import json
+    from scaling.analysis.curves_pipeline import curves_from_folder
+    run = tmp_path / "r1"
+    run.mkdir()
+    (run / "spec.json").write_text(json.dumps({"n_steps": 300, "lr": 3e-3, "warmup_steps": 30,
+                                               "min_lr_ratio": 0.1, "schedule": "cosine"}))
+    records = [{"step": 10, "train_loss": 3.0, "lr": 1e-3}, {"step": 100, "val_loss": 2.5},
+               {"step": 300, "val_loss": 2.0}, {"step": 200, "tokens": 5, "val_loss": 2.2, "lr": 1e-3}]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    curve = curves_from_folder(tmp_path)["r1"]
+    assert curve.steps.tolist() == [100, 200, 300] and curve.loss.tolist() == [2.5, 2.2, 2.0]
+    np.testing.assert_allclose(curve.lrs, run_lrs(n_steps=300, lr=3e-3, warmup_steps=30, min_lr_ratio=0.1))
