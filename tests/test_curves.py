@@ -210,3 +210,43 @@ def test_results_folder_curves_come_from_spec_and_metrics(tmp_path):
     curve = curves_from_folder(tmp_path)["r1"]
     assert curve.steps.tolist() == [100, 200, 300] and curve.loss.tolist() == [2.5, 2.2, 2.0]
     np.testing.assert_allclose(curve.lrs, run_lrs(n_steps=300, lr=3e-3, warmup_steps=30, min_lr_ratio=0.1))
+
+
+def _curve_folder(tmp_path, sizes, lengths, tokens_per_step=1000, lr=3e-3):
+    """Run folders as train.py leaves them (spec.json fields, val_loss records every 100 steps), each
+    size's losses from a known multi-power law whose L0 falls with size."""
+    import json
+    for n_params, L0 in sizes:
+        params = np.array([L0, 0.55, 0.5, 40.0, 2.0, 0.6, 0.6])
+        for n_steps in lengths:
+            run = tmp_path / f"n{n_params}_s{n_steps}"
+            run.mkdir()
+            spec = {"n_params": n_params, "n_steps": n_steps, "n_tokens": n_steps * tokens_per_step, "lr": lr,
+                    "warmup_steps": 50, "min_lr_ratio": 0.1, "schedule": "cosine", "flops_per_token": 6 * n_params}
+            (run / "spec.json").write_text(json.dumps(spec))
+            lrs = run_lrs(n_steps=n_steps, lr=lr, warmup_steps=50, min_lr_ratio=0.1)
+            steps = np.arange(100, n_steps + 1, 100)
+            loss = predict_curve("mpl", params, lrs, steps)
+            (run / "metrics.jsonl").write_text("".join(json.dumps({"step": int(s), "val_loss": float(v)}) + "\n"
+                                                       for s, v in zip(steps, loss)))
+    return tmp_path
+
+
+def test_curve_points_predict_every_budget_with_whole_run_replicates(tmp_path):
+    from scaling.analysis.approach3 import ChinchillaLaw
+    from scaling.analysis.curves_pipeline import curve_points, predicted_beside_trained
+    folder = _curve_folder(tmp_path, [(10_000, 3.0), (40_000, 2.6)], [1000, 2000, 4000])
+    points = curve_points(folder, budgets=[1e6, 4e6, 8e6], n_boot=6)
+    frame = points.frame
+    assert len(frame) == 6 and frame["predicted"].all()
+    # Trained budgets: the prediction sits on the trained run's final loss; the untrained 8e6 on the law.
+    trained = frame[np.isfinite(frame["trained_loss"])]
+    assert len(trained) == 4 and np.allclose(trained["loss"], trained["trained_loss"], rtol=2e-3)
+    truth = predict_curve("mpl", [2.6, 0.55, 0.5, 40.0, 2.0, 0.6, 0.6],
+                          run_lrs(n_steps=8000, lr=3e-3, warmup_steps=50, min_lr_ratio=0.1), [8000])[0]
+    row = frame[(frame.n_params == 40_000) & (frame.n_tokens == 8e6)].iloc[0]
+    assert row.loss == pytest.approx(truth, rel=3e-3)
+    assert points.replicates.shape[1] == 6 and points.replicates.shape[0] >= 1
+    assert len(predicted_beside_trained(points)) == 4
+    law = ChinchillaLaw(n_starts=10).fit(frame.n_params, frame.n_tokens, frame.loss)  # usable by Approach 3
+    assert np.isfinite(law.params_.alpha)

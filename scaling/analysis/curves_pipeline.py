@@ -20,12 +20,13 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.curves import (LAW_PARAMS, Curve, CurveFit, bootstrap_curves, check_lrs, curve_metrics,
-                                     fit_curves, run_lrs)
+                                     fit_curves, predict_curve, run_lrs)
 from scaling.config import load_sweep
 from scaling.errors import ConfigError
 from scaling.results import METRICS, SPEC, read_json, read_metrics
 
-__all__ = ["read_curves_csv", "curves_from_folder", "load_curves", "CurvesReport", "curves_report"]
+__all__ = ["read_curves_csv", "curves_from_folder", "load_curves", "CurvesReport", "curves_report", "CurvePoints",
+           "curve_points", "predicted_beside_trained"]
 
 CSV_COLUMNS = ("run", "step", "lr", "loss")
 
@@ -200,3 +201,89 @@ def _draw(fit: CurveFit, train: list[Curve], targets: list[Curve], path: Path) -
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# --------------------------------------------------------------------------------------------- curves -> (N, D) points
+
+@dataclass(frozen=True, eq=False)
+class CurvePoints:
+    """End points predicted from each model size's curve law: (N, D, loss) rows usable as the points of
+    Approaches 1-3, with the curve fit's uncertainty as `replicates`."""
+
+    frame: pd.DataFrame
+    """One row per (size, budget): n_params, n_tokens, flops, loss (the law's final loss), loss_lo, loss_hi
+    (95% over the bootstrap), predicted=True, run_id "curve:<size>:<tokens>", and trained_loss where a run of
+    that size was trained to that budget (its measured final loss), else NaN."""
+    replicates: np.ndarray
+    """(n_boot, rows): the final losses under each bootstrap refit; replicate b of every size comes from one
+    resample of that size's whole runs (a WSD trunk with its branches as one unit), so refitting Approach 3
+    on each replicate carries the curve fit's uncertainty into the scaling law's bootstrap."""
+    fits: dict[int, CurveFit]
+
+
+def _template(spec: dict, n_steps: int) -> np.ndarray:
+    """The schedule `spec` would use for a run of n_steps (a WSD cooldown keeps its fraction of the run)."""
+    wsd = spec.get("schedule") == "wsd"
+    cooldown = int(round(n_steps * int(spec.get("cooldown_steps", 0)) / int(spec["n_steps"]))) if wsd else 0
+    return run_lrs(n_steps=n_steps, lr=float(spec["lr"]), warmup_steps=min(int(spec["warmup_steps"]), n_steps),
+                   min_lr_ratio=float(spec["min_lr_ratio"]), schedule=spec.get("schedule", "cosine"),
+                   cooldown_steps=max(1, cooldown) if wsd else 0, cooldown_shape=spec.get("cooldown_shape", "linear"))
+
+
+def curve_points(folder: str | Path, budgets: list[float], law: str = "mpl", n_boot: int = 100,
+                 seed: int = 0) -> CurvePoints:
+    """For each model size in a results folder, fit `law` to that size's curves and predict the final loss
+    its schedule would reach at every token budget in `budgets` (a run of round(D / tokens per step) steps,
+    LR schedule as the size's longest run's spec, stretched)."""
+    folder = Path(folder)
+    curves = curves_from_folder(folder)
+    specs = {name: read_json(folder / name / SPEC) for name in curves}
+    by_size: dict[int, list[str]] = {}
+    for name, spec in specs.items():
+        if len(curves[name].steps):
+            by_size.setdefault(int(spec["n_params"]), []).append(name)
+    if not by_size:
+        raise ConfigError(f"{folder}: no run has measured held-out loss points (val_loss in metrics.jsonl)")
+    rows, replicate_cols, fits = [], [], {}
+    for n_params, names in sorted(by_size.items()):
+        runs = [curves[n] for n in names]
+        fit = fit_curves(runs, law)
+        if n_boot > 0:
+            fit = bootstrap_curves(fit, runs, n_boot=n_boot, seed=seed)
+        fits[n_params] = fit
+        longest = max(names, key=lambda n: int(specs[n]["n_steps"]))
+        spec = specs[longest]
+        tokens_per_step = float(spec["n_tokens"]) / int(spec["n_steps"])
+        trained = {int(specs[n]["n_tokens"]): curves[n] for n in names}
+        for budget in budgets:
+            n_steps = max(1, int(round(budget / tokens_per_step)))
+            lrs = _template(spec, n_steps)
+            loss = float(fit.predict(lrs, [n_steps])[0])
+            lo, hi = fit.predict_interval(lrs, [n_steps])
+            n_tokens = n_steps * tokens_per_step
+            match = trained.get(int(n_tokens))
+            observed = float(match.loss[-1]) if match is not None and len(match.steps) and \
+                match.steps[-1] == len(match.lrs) else math.nan
+            rows.append({"run_id": f"curve:{n_params}:{n_tokens:.4g}", "n_params": float(n_params),
+                         "n_tokens": n_tokens, "flops": float(spec["flops_per_token"]) * n_tokens,
+                         "loss": loss, "loss_lo": float(lo[0]), "loss_hi": float(hi[0]), "predicted": True,
+                         "trained_loss": observed, "status": "done"})
+            if fit.bootstrap_ is not None and len(fit.bootstrap_):
+                table = fit.bootstrap_[list(LAW_PARAMS[law])].to_numpy()
+                replicate_cols.append(np.array([predict_curve(law, p, lrs, [n_steps])[0] for p in table]))
+            else:
+                replicate_cols.append(np.full(1, loss))
+    depth = min(len(c) for c in replicate_cols)
+    replicates = np.stack([c[:depth] for c in replicate_cols], axis=1)
+    return CurvePoints(frame=pd.DataFrame(rows), replicates=replicates, fits=fits)
+
+
+def predicted_beside_trained(points: CurvePoints) -> list[str]:
+    """One line per predicted point that a run also trained to: predicted [lo, hi] beside trained."""
+    out = []
+    for row in points.frame.itertuples():
+        if math.isfinite(row.trained_loss):
+            out.append(f"N={row.n_params:.3g}, D={row.n_tokens:.3g}: predicted from curves {row.loss:.4f} "
+                       f"[{row.loss_lo:.4f}, {row.loss_hi:.4f}], trained {row.trained_loss:.4f} "
+                       f"({100 * (row.loss - row.trained_loss) / row.trained_loss:+.2f}%)")
+    return out
