@@ -25,7 +25,7 @@ from scaling.plan import Plan, plan_sweep
 
 log = logging.getLogger("scaling")
 
-VERBS = ("plan", "run", "status", "fit", "plot", "compare", "suggest", "train")
+VERBS = ("plan", "run", "status", "fit", "plot", "compare", "suggest", "curves", "train")
 
 
 def _overrides(pairs: list[str] | None) -> dict[str, Any]:
