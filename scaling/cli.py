@@ -27,7 +27,7 @@ from scaling.results import describe_ids
 
 log = logging.getLogger("scaling")
 
-VERBS = ("plan", "run", "status", "fit", "plot", "report", "compare", "suggest", "train")
+VERBS = ("plan", "run", "status", "fit", "plot", "report", "compare", "suggest", "curves", "train")
 
 
 def _overrides(pairs: list[str] | None) -> dict[str, Any]:
@@ -262,6 +262,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     from scaling.pipeline import fit_source
 
+    if getattr(args, "curves", False):
+        from scaling.curves_pipeline import curves_fit
+
+        curves_fit(args.source, n_boot=min(args.n_boot, 200))
     fit_source(args.source, out=args.out, n_boot=args.n_boot, holdout=args.holdout, all_seeds=args.all_seeds,
                all_runs=args.all_runs, allow_mixed_data=args.allow_mixed_data, reuse=args.verb == "plot")
     return 0
@@ -276,6 +280,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     report_source(args.source, out=args.out, n_boot=args.n_boot, holdout=args.holdout, all_runs=args.all_runs,
                   allow_mixed_data=args.allow_mixed_data)
+    return 0
+
+
+def cmd_curves(args: argparse.Namespace) -> int:
+    from scaling.curves_pipeline import curves_report
+
+    curves_report(args.source, args.fit, args.predict, law=args.law, n_boot=args.n_boot, out=args.out)
     return 0
 
 
@@ -367,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "current plan does not have (default: the planned runs)")
         p.add_argument("--allow-mixed-data", action="store_true",
                        help="fit runs trained on different versions of the corpus together (default: refuse)")
+        p.add_argument("--curves", action="store_true",
+                       help="also predict each size's end points at every budget from its loss curves (multi-power "
+                            "law), print them beside the trained ones and fit Approach 3 to them")
         p.set_defaults(func=func)
 
     p = sub.add_parser("report", help="fit a sweep or CSV and write one self-contained HTML page: the law with "
@@ -381,6 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-mixed-data", action="store_true",
                    help="fit runs trained on different versions of the corpus together (default: refuse)")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("curves", help="fit a loss-curve law (LR-schedule aware) to some runs, predict others")
+    p.add_argument("source", help="sweep .toml, results folder, or long CSV with columns run,step,lr,loss")
+    p.add_argument("--fit", nargs="+", required=True, metavar="RUN", help="runs the law is fitted to")
+    p.add_argument("--predict", nargs="+", required=True, metavar="RUN", help="runs it predicts")
+    p.add_argument("--law", choices=("mpl", "tissue"), default="mpl",
+                   help="multi-power law (Luo et al. 2025, default) or Tissue et al. 2024")
+    p.add_argument("--n-boot", type=int, default=200, help="bootstrap refits over whole runs (default 200)")
+    p.add_argument("--out", help="figure path (default: curves.png in the results folder or beside the CSV)")
+    p.set_defaults(func=cmd_curves)
 
     p = sub.add_parser("compare", help="compute-optimal N, D per budget: sweeps, CSVs and published laws")
     p.add_argument("sources", nargs="*", help="sweep .toml, results folders or CSVs")

@@ -28,7 +28,7 @@ def test_config_reference_is_current() -> None:
 
 def test_cli_verbs_are_frozen_and_documented() -> None:
     # Removing or renaming a verb breaks users' scripts: change this set deliberately.
-    assert VERBS == ("plan", "run", "status", "fit", "plot", "report", "compare", "suggest", "train")
+    assert VERBS == ("plan", "run", "status", "fit", "plot", "report", "compare", "suggest", "curves", "train")
     parser_verbs = set(build_parser()._subparsers._group_actions[0].choices)
     assert parser_verbs == set(VERBS)
     for verb in VERBS:
