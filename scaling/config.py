@@ -195,6 +195,15 @@ class TrainConfig:
     """Held-out evaluation every this many steps during training (0: only at the end)."""
     log_every_steps: int = 10
     """Training-loss entries in metrics.jsonl every this many steps."""
+    curve_evals: int = 16
+    """Loss-curve points per run: held-out loss on a small fixed sample (curve_tokens) at about this many steps
+    along training, half log-spaced from 1/64 of the run, half evenly spaced (scaling.schedule.curve_eval_steps),
+    written to metrics.jsonl as {step, tokens, flops, lr, curve_loss} records; the final evaluation adds
+    curve_loss beside val_loss. WSD trunks spread theirs over their longest branch, each branch over its cooldown.
+    0 = none. Measured cost on the default sweep: see "Loss curves" in the README. Not part of the run id."""
+    curve_tokens: int = 4096
+    """Held-out tokens of each curve point: ceil(curve_tokens / seq_len) of the [data].val_tokens windows, evenly
+    strided through them (capped at val_tokens). Not part of the run id."""
     checkpoint_every_s: float = 60.0
     """Write ckpt.pt at most this often (seconds of training); also written on requeue signals."""
     seeds: tuple[int, ...] = (0,)
@@ -547,6 +556,8 @@ def validate(cfg: SweepConfig) -> None:
     c(0 <= t.beta2 < 1, cfg, "[train].beta2", t.beta2, "must be in [0, 1)")
     c(t.grad_clip >= 0, cfg, "[train].grad_clip", t.grad_clip, "must be >= 0")
     c(t.eval_every_steps >= 0, cfg, "[train].eval_every_steps", t.eval_every_steps, "must be >= 0")
+    c(0 <= t.curve_evals <= 10_000, cfg, "[train].curve_evals", t.curve_evals, "must be in [0, 10000]")
+    c(t.curve_tokens > 0, cfg, "[train].curve_tokens", t.curve_tokens, "must be > 0")
     c(t.log_every_steps > 0, cfg, "[train].log_every_steps", t.log_every_steps, "must be > 0")
     c(t.checkpoint_every_s > 0, cfg, "[train].checkpoint_every_s", t.checkpoint_every_s, "must be > 0")
     c(len(t.seeds) > 0, cfg, "[train].seeds", list(t.seeds), "give at least one seed")

@@ -276,6 +276,7 @@ def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budge
         schedule=t.schedule, cooldown_steps=cooldown_steps,
         cooldown_shape=t.cooldown_shape if wsd else "linear", lr_mult=lr_mult,
         isoflop_centre=float(isoflop_centre), compile=t.compile, command=t.command,
+        curve_evals=t.curve_evals, curve_tokens=min(t.curve_tokens, cfg.data.val_tokens),
     )
     if wsd:
         spec = dataclasses.replace(spec, trunk_id=trunk_id_for(spec))

@@ -30,6 +30,7 @@ from scaling import ddp, mup
 from scaling.data import Corpus, get_batch, load_corpus, val_windows
 from scaling.errors import LaunchError
 from scaling.model import build_model
+from scaling.schedule import curve_windows, lr_at, run_curve_steps
 from scaling.results import (CKPT, METRICS, SPEC, RunLock, RunResult, RunSpec, append_metrics, atomic_path,
                              checkpoint_id, read_json, read_metrics, read_result, spec_problem, write_result,
                              write_status)
@@ -128,27 +129,6 @@ def _save_checkpoint(run: _ActiveRun) -> None:
     # Readers see the old checkpoint or the new one, never half of one; a full disk is a StorageError.
     with atomic_path(run.run_dir / CKPT, "wb") as f:
         torch.save(state, f)
-
-
-def lr_at(step: int, spec: RunSpec) -> float:
-    """Linear warmup over warmup_steps, then cosine decay to min_lr_ratio * lr at n_steps.
-
-    WSD (Hagele et al. 2024): after warmup the LR stays at its peak until the last cooldown_steps, which
-    decay it (linear or 1-sqrt) to min_lr_ratio * lr at the final step. Before the cooldown it depends only
-    on the step, so every budget of one size shares the same trunk.
-    """
-    if step < spec.warmup_steps:
-        return spec.lr * (step + 1) / spec.warmup_steps
-    min_lr = spec.min_lr_ratio * spec.lr
-    if spec.schedule == "wsd":
-        into = step - spec.fork_step + 1  # 1..cooldown_steps inside the cooldown
-        if into <= 0:
-            return spec.lr
-        frac = min(1.0, into / spec.cooldown_steps)
-        frac = math.sqrt(frac) if spec.cooldown_shape == "1-sqrt" else frac
-        return spec.lr - frac * (spec.lr - min_lr)
-    progress = (step - spec.warmup_steps) / max(1, spec.n_steps - spec.warmup_steps)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))) * (spec.lr - min_lr)
 
 
 def train_run(run_dir: Path, *, num_threads: int | None = None, device: str = "auto",
@@ -283,9 +263,12 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
     run.attempt_step0 = run.step
     last_ckpt = last_beat = last_log_t = t0
     last_log_step = run.step
+    curve_steps = frozenset(run_curve_steps(spec))
     if env.is_main and _eval_missing(run_dir, run.step, spec):
         # A requeue signal can checkpoint a step whose periodic eval had not been written yet.
         _log_eval(run, spec, corpus, device, autocast, tracker, run.train_s)
+    elif env.is_main and run.step in curve_steps and _curve_missing(run_dir, run.step):
+        _log_curve(run, spec, corpus, device, autocast, tracker, run.train_s)
     _ACTIVE = run if env.is_main else None  # only rank 0 may checkpoint (submitit signals rank 0 alone)
     model.train()
     # stop_at_step (a WSD trunk reaching a fork, scaling.wsd): pause there with ckpt.pt and no result.json
@@ -336,6 +319,8 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
             continue
         if spec.eval_every_steps > 0 and step % spec.eval_every_steps == 0 and step < spec.n_steps:
             _log_eval(run, spec, corpus, device, autocast, tracker, run.train_s + now - t0)
+        elif step in curve_steps:  # a loss-curve point: the small fixed held-out sample only
+            _log_curve(run, spec, corpus, device, autocast, tracker, run.train_s + now - t0)
         if now - last_beat >= HEARTBEAT_S:
             last_beat = now
             _progress(spec, run, t0, loss_value)
@@ -461,6 +446,10 @@ def _eval_missing(run_dir: Path, step: int, spec: RunSpec) -> bool:
     return not any(r.get("step") == step and "val_loss" in r for r in read_metrics(run_dir))
 
 
+def _curve_missing(run_dir: Path, step: int) -> bool:
+    return not any(r.get("step") == step and "curve_loss" in r for r in read_metrics(run_dir))
+
+
 def _drop_metrics_after(run_dir: Path, step: int) -> None:
     """Keep only records up to the resume step, so a resumed curve has no duplicate steps."""
     path = run_dir / METRICS
@@ -475,32 +464,81 @@ def _drop_metrics_after(run_dir: Path, step: int) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, corpus: Corpus, spec: RunSpec, device: str, autocast: Any) -> float:
-    """Mean cross-entropy (nats/token) over the fixed held-out windows."""
-    x_all, y_all = val_windows(corpus, spec.shape.seq_len, spec.data.val_tokens)  # (N, T), (N, T)
+def window_losses(model: torch.nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, batch_size: int, device: str,
+                  autocast: Any) -> torch.Tensor:
+    """(N,) summed cross-entropy (nats) of each held-out window x_all[i] -> y_all[i], on the CPU in float64."""
     model.eval()
-    total, count = 0.0, 0
-    chunk = max(spec.batch_size, 64)
+    out = []
+    chunk = max(batch_size, 64)
     for i in range(0, len(x_all), chunk):
         x, y = x_all[i:i + chunk].to(device), y_all[i:i + chunk].to(device)
         with autocast:
             logits = model(x)  # (b, T, V)
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
-        total += loss.item()
-        count += y.numel()
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1), reduction="none")
+        out.append(loss.view(y.shape).double().sum(dim=1).cpu())  # (b,)
     model.train()
-    return total / count
+    return torch.cat(out)
+
+
+_HELD_OUT: dict[tuple[str, str, int, int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+
+def _held_out(corpus: Corpus, seq_len: int, val_tokens: int, curve_tokens: int
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fixed held-out windows (N, T) x and y, and the indices of the curve sample among them. Cached by
+    corpus fingerprint: the windows are the same at every evaluation of a run and for every run of one corpus
+    and seq_len (a worker process trains many runs; the last few shapes are kept)."""
+    key = (corpus.fingerprint, corpus.source, seq_len, val_tokens, curve_tokens)
+    if key not in _HELD_OUT:
+        while len(_HELD_OUT) >= 4:
+            _HELD_OUT.pop(next(iter(_HELD_OUT)))
+        x_all, y_all = val_windows(corpus, seq_len, val_tokens)  # (N, T), (N, T)
+        _HELD_OUT[key] = (x_all, y_all, torch.from_numpy(curve_windows(len(x_all), curve_tokens, seq_len)))
+    return _HELD_OUT[key]
+
+
+def evaluate(model: torch.nn.Module, corpus: Corpus, spec: RunSpec, device: str, autocast: Any) -> float:
+    """Mean cross-entropy (nats/token) over the fixed held-out windows."""
+    return _evaluate(model, corpus, spec, device, autocast)[0]
+
+
+def _evaluate(model: torch.nn.Module, corpus: Corpus, spec: RunSpec, device: str, autocast: Any
+              ) -> tuple[float, float]:
+    """(val_loss, curve_loss): mean cross-entropy over every held-out window, and over the curve sample's."""
+    x_all, y_all, idx = _held_out(corpus, spec.shape.seq_len, spec.data.val_tokens, spec.curve_tokens)
+    per_window = window_losses(model, x_all, y_all, spec.batch_size, device, autocast)  # (N,)
+    T = y_all.shape[1]
+    return float(per_window.sum()) / y_all.numel(), float(per_window[idx].sum()) / (len(idx) * T)
+
+
+def _update_lr(spec: RunSpec, step: int) -> float | None:
+    """The LR of the update that made `step` (None before the first)."""
+    return lr_at(step - 1, spec) if step > 0 else None
 
 
 def _log_eval(run: _ActiveRun, spec: RunSpec, corpus: Corpus, device: str, autocast: Any,
               tracker: _Wandb, elapsed_s: float) -> float:
-    val_loss = evaluate(run.model, corpus, spec, device, autocast)
+    val_loss, curve_loss = _evaluate(run.model, corpus, spec, device, autocast)
     tokens = run.step * spec.tokens_per_step
     record = {"step": run.step, "tokens": tokens, "flops": tokens * spec.flops_per_token,
-              "val_loss": val_loss, "elapsed_s": elapsed_s}
+              "lr": _update_lr(spec, run.step), "val_loss": val_loss, "curve_loss": curve_loss,
+              "elapsed_s": elapsed_s}
     append_metrics(run.run_dir, record)
     tracker.log(record, run.step)
     return val_loss
+
+
+def _log_curve(run: _ActiveRun, spec: RunSpec, corpus: Corpus, device: str, autocast: Any,
+               tracker: _Wandb, elapsed_s: float) -> None:
+    """One loss-curve point: held-out loss on the curve sample alone ([train].curve_tokens)."""
+    x_all, y_all, idx = _held_out(corpus, spec.shape.seq_len, spec.data.val_tokens, spec.curve_tokens)
+    per_window = window_losses(run.model, x_all[idx], y_all[idx], spec.batch_size, device, autocast)
+    tokens = run.step * spec.tokens_per_step
+    record = {"step": run.step, "tokens": tokens, "flops": tokens * spec.flops_per_token,
+              "lr": _update_lr(spec, run.step), "curve_loss": float(per_window.sum()) / (len(idx) * y_all.shape[1]),
+              "elapsed_s": elapsed_s}
+    append_metrics(run.run_dir, record)
+    tracker.log(record, run.step)
 
 
 def _progress(spec: RunSpec, run: _ActiveRun, t0: float, loss: float) -> None:
