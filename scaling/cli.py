@@ -265,6 +265,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return cmd_fit(args)
 
 
+def cmd_curves(args: argparse.Namespace) -> int:
+    from scaling.analysis.curves_pipeline import curves_report
+
+    curves_report(args.source, args.fit, args.predict, law=args.law, n_boot=args.n_boot, out=args.out)
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Fit each source (Approach 3 + bootstrap) and tabulate compute-optimal sizes beside published laws."""
     import numpy as np
@@ -349,6 +356,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--allow-mixed-data", action="store_true",
                        help="fit runs trained on different versions of the corpus together (default: refuse)")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("curves", help="fit a loss-curve law (LR-schedule aware) to some runs, predict others")
+    p.add_argument("source", help="sweep .toml, results folder, or long CSV with columns run,step,lr,loss")
+    p.add_argument("--fit", nargs="+", required=True, metavar="RUN", help="runs the law is fitted to")
+    p.add_argument("--predict", nargs="+", required=True, metavar="RUN", help="runs it predicts")
+    p.add_argument("--law", choices=("mpl", "tissue"), default="mpl",
+                   help="multi-power law (Luo et al. 2025, default) or Tissue et al. 2024")
+    p.add_argument("--n-boot", type=int, default=200, help="bootstrap refits over whole runs (default 200)")
+    p.add_argument("--out", help="figure path (default: curves.png in the results folder or beside the CSV)")
+    p.set_defaults(func=cmd_curves)
 
     p = sub.add_parser("compare", help="compute-optimal N, D per budget: sweeps, CSVs and published laws")
     p.add_argument("sources", nargs="*", help="sweep .toml, results folders or CSVs")
