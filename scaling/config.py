@@ -139,7 +139,11 @@ class GridConfig:
     trained once. Centred windows keep Approach 2 unbiased: one fixed size range for every budget puts the
     optimum off-centre toward the ends of the range, and the parabola's error then grows with the budget,
     biasing the fitted exponent a (0.44-0.49 instead of 0.513 on noiseless data from Besiroglu et al. 2024's
-    law at 1e18-1e22 FLOPs; 0.513 with centred windows)."""
+    law at 1e18-1e22 FLOPs; 0.513 with centred windows). "curves": one run per size to the largest of
+    `n_tokens`, whose loss curve ([train].curve_evals) supplies every smaller budget through a curve law
+    (`scaling curves`); with schedule = "wsd" the size's trunk also branches a cooldown at the smallest budget
+    (two annealed end points per size), with "cosine" it is one cosine run. `scaling plan` prints its FLOPs
+    beside the equivalent grid's."""
     shapes: tuple[ShapeConfig, ...] = ()
     """Explicit shapes, e.g. [{n_layer = 2, d_model = 64}]. Either this or n_params (or both)."""
     n_params: tuple[float, ...] = ()
@@ -329,7 +333,7 @@ PARAMETRIZATIONS = ("sp", "mup")
 MUP_ARCHS = ("gpt", "llama")
 """Families scaling.mup is defined for: every width of theirs scales with d_model (the recurrent families'
 gates would need rules of their own)."""
-DESIGNS = ("grid", "isoflop", "grid+isoflop")
+DESIGNS = ("grid", "isoflop", "grid+isoflop", "curves")
 BACKENDS = ("local", "slurm")
 WANDB_MODES = ("offline", "online", "disabled")
 SCHEDULES = ("cosine", "wsd")
@@ -523,7 +527,7 @@ def validate(cfg: SweepConfig) -> None:
         c(0 < n <= MAX_TOKENS, cfg, f"[grid].n_tokens[{i}]", n, f"must be in (0, {MAX_TOKENS:g}]")
     for i, f in enumerate(g.flops):
         c(0 < f <= MAX_FLOPS, cfg, f"[grid].flops[{i}]", f, f"must be in (0, {MAX_FLOPS:g}]")
-    grid_part, iso_part = g.design in ("grid", "grid+isoflop"), g.design in ("isoflop", "grid+isoflop")
+    grid_part, iso_part = g.design in ("grid", "grid+isoflop", "curves"), g.design in ("isoflop", "grid+isoflop")
     if grid_part:
         # a sweep of explicit points alone (design = "grid", only [grid].points) is a sweep too
         c(bool(g.shapes or g.n_params or g.points), cfg, "[grid].n_params", list(g.n_params),
