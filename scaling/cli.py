@@ -261,6 +261,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     from scaling.analysis.pipeline import fit_source
 
+    if getattr(args, "curves", False):
+        from scaling.analysis.curves_pipeline import curves_fit
+
+        curves_fit(args.source, n_boot=min(args.n_boot, 200))
     fit_source(args.source, out=args.out, n_boot=args.n_boot, holdout=args.holdout, all_seeds=args.all_seeds,
                all_runs=args.all_runs, allow_mixed_data=args.allow_mixed_data)
     return 0
@@ -360,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "current plan does not have (default: the planned runs)")
         p.add_argument("--allow-mixed-data", action="store_true",
                        help="fit runs trained on different versions of the corpus together (default: refuse)")
+        p.add_argument("--curves", action="store_true",
+                       help="also predict each size's end points at every budget from its loss curves (multi-power "
+                            "law), print them beside the trained ones and fit Approach 3 to them")
         p.set_defaults(func=func)
 
     p = sub.add_parser("curves", help="fit a loss-curve law (LR-schedule aware) to some runs, predict others")

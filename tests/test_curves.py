@@ -250,3 +250,12 @@ def test_curve_points_predict_every_budget_with_whole_run_replicates(tmp_path):
     assert len(predicted_beside_trained(points)) == 4
     law = ChinchillaLaw(n_starts=10).fit(frame.n_params, frame.n_tokens, frame.loss)  # usable by Approach 3
     assert np.isfinite(law.params_.alpha)
+
+
+def test_fit_with_curves_prints_predicted_beside_trained(tmp_path, capsys):
+    from scaling.analysis.curves_pipeline import curves_fit
+    folder = _curve_folder(tmp_path, [(10_000, 3.0), (40_000, 2.6), (160_000, 2.3)], [1000, 2000, 4000])
+    points = curves_fit(str(folder), n_boot=4)
+    out = capsys.readouterr().out
+    assert out.count("predicted from curves") == 9 and "trained" in out
+    assert "Approach 3 on predicted points" in out and len(points.frame) == 9

@@ -20,14 +20,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scaling.analysis.approach3 import ChinchillaLaw
 from scaling.analysis.curves import (LAW_PARAMS, Curve, CurveFit, bootstrap_curves, check_lrs, curve_metrics,
                                      fit_curves, predict_curve, run_lrs)
 from scaling.config import load_sweep
-from scaling.errors import ConfigError
+from scaling.errors import ConfigError, FitError
 from scaling.results import METRICS, SPEC, read_json, read_metrics
 
 __all__ = ["read_curves_csv", "curves_from_folder", "load_curves", "CurvesReport", "curves_report", "CurvePoints",
-           "curve_points", "predicted_beside_trained"]
+           "curve_points", "predicted_beside_trained", "curves_fit"]
 
 CSV_COLUMNS = ("run", "step", "lr", "loss")
 
@@ -292,3 +293,36 @@ def predicted_beside_trained(points: CurvePoints) -> list[str]:
                        f"[{row.loss_lo:.4f}, {row.loss_hi:.4f}], trained {row.trained_loss:.4f} "
                        f"({100 * (row.loss - row.trained_loss) / row.trained_loss:+.2f}%)")
     return out
+
+
+def curves_fit(source: str, law: str = "mpl", n_boot: int = 100, seed: int = 0) -> CurvePoints:
+    """`scaling fit SOURCE --curves`: the points predicted from each size's curves at the sweep's token budgets
+    (each distinct D of its runs), printed beside the trained end points, and Approach 3 fitted to them with
+    intervals from refits on the curve bootstrap's replicates (whole runs resampled per size)."""
+    path = Path(source)
+    folder = load_sweep(path).sweep_dir if path.suffix.lower() == ".toml" else path
+    if not folder.is_dir():
+        raise ConfigError(f"{source}: --curves needs a sweep .toml or results folder with run folders")
+    budgets = sorted({float(s["n_tokens"]) for s in (read_json(d / SPEC) for d in folder.iterdir() if d.is_dir())
+                      if s is not None})
+    points = curve_points(folder, budgets, law=law, n_boot=n_boot, seed=seed)
+    print(f"curves: {law} law per model size ({len(points.fits)} sizes), end points predicted at "
+          f"{len(budgets)} token budget(s)")
+    for line in predicted_beside_trained(points):
+        print("  " + line)
+    frame = points.frame
+    fit = ChinchillaLaw().fit(frame.n_params, frame.n_tokens, frame.loss)
+    refits = []
+    for replicate in points.replicates:
+        try:
+            refits.append(ChinchillaLaw(n_starts=10).fit(frame.n_params, frame.n_tokens, replicate).params_)
+        except FitError:  # a replicate that cannot be fitted is left out
+            continue
+    p = fit.params_
+    line = f"Approach 3 on predicted points: E {p.E:.4g}, A {p.A:.4g}, B {p.B:.4g}, alpha {p.alpha:.4g}, beta {p.beta:.4g}"
+    if len(refits) >= 2:
+        alphas, betas = np.array([r.alpha for r in refits]), np.array([r.beta for r in refits])
+        line += (f"; over {len(refits)} curve-bootstrap replicates alpha [{np.quantile(alphas, .025):.3g}, "
+                 f"{np.quantile(alphas, .975):.3g}], beta [{np.quantile(betas, .025):.3g}, {np.quantile(betas, .975):.3g}]")
+    print(line)
+    return points
