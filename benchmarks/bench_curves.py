@@ -32,28 +32,24 @@ from scaling.schedule import lr_at_steps
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _wall(sweep_dir: Path, run_ids: list[str]) -> float | None:
-    walls = [(read_result(sweep_dir / r) or {}).get("wall_s") for r in run_ids]
-    return float(sum(walls)) if walls and all(w is not None for w in walls) else None
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", action="store_true", help="train both sweeps first (scaling run), timing each")
     args = ap.parse_args()
     cfg_c = load_sweep(REPO / "sweeps" / "tiny_curves.toml")
     cfg_t = load_sweep(REPO / "sweeps" / "tiny.toml")
-    if args.run:
-        for path in ("sweeps/tiny_curves.toml", "sweeps/tiny.toml"):
+    walls: dict[str, float] = {}
+    if args.run:  # wall time of each whole sweep, timed around `scaling run` (finished runs are not retrained)
+        for name in ("tiny_curves", "tiny"):
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "scaling.cli", "run", path], cwd=REPO, check=True)
-            print(f"{path}: scaling run took {time.perf_counter() - t0:.0f} s wall", flush=True)
+            subprocess.run([sys.executable, "-m", "scaling.cli", "run", f"sweeps/{name}.toml"], cwd=REPO, check=True)
+            walls[name] = time.perf_counter() - t0
     plan_c, plan_t = plan_sweep(cfg_c), plan_sweep(cfg_t)
     dir_c, dir_t = REPO / cfg_c.sweep_dir, REPO / cfg_t.sweep_dir
     grid = equivalent_grid(cfg_c)
-    print("| sweep | runs | FLOPs | vs tiny | summed run wall s |\n|---|---|---|---|---|")
-    for name, p, d in (("tiny_curves", plan_c, dir_c), ("tiny", plan_t, dir_t)):
-        wall = _wall(d, [r.run_id for r in p.runs]) if d.exists() else None
+    print("| sweep | runs | FLOPs | vs tiny | wall s (scaling run) |\n|---|---|---|---|---|")
+    for name, p in (("tiny_curves", plan_c), ("tiny", plan_t)):
+        wall = walls.get(name)
         print(f"| {name} | {len(p.runs)} | {p.flops_to_train:.3g} | {p.flops_to_train / plan_t.flops_to_train:.0%} "
               f"| {'-' if wall is None else f'{wall:.0f}'} |")
     print(f"(the equivalent grid of tiny_curves: {len(grid.runs)} cosine runs, {grid.flops_to_train:.3g} FLOPs)")
