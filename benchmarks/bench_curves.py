@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from scaling.analysis.curves import fit_curves, predict_curve
-from scaling.analysis.curves_pipeline import curves_from_folder
+from scaling.analysis.approach3 import ChinchillaLaw
+from scaling.analysis.curves_pipeline import curve_points, curves_from_folder
+from scaling.errors import FitError
 from scaling.config import load_sweep
 from scaling.plan import equivalent_grid, plan_sweep
 from scaling.results import read_metrics, read_result
@@ -35,6 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", action="store_true", help="train both sweeps first (scaling run), timing each")
+    ap.add_argument("--n-boot", type=int, default=50, help="curve-bootstrap replicates for the N_opt interval")
     args = ap.parse_args()
     cfg_c = load_sweep(REPO / "sweeps" / "tiny_curves.toml")
     cfg_t = load_sweep(REPO / "sweeps" / "tiny.toml")
@@ -81,6 +84,30 @@ def main() -> None:
     if errors:
         print(f"\nmean |relative error| over {len(errors)} tiny runs: {100 * np.mean(errors):.2f}% "
               f"(max {100 * np.max(errors):.2f}%)")
+    # N_opt at tiny's largest compute from tiny_curves: Approach 3 on the curve-predicted end points (tiny's grid
+    # budgets), interval from Approach 3 refits on the curve bootstrap's replicates (whole runs resampled per size)
+    c_max = max(r.flops_6nd for r in plan_t.runs)
+    points = curve_points(dir_c, sorted(set(cfg_c.grid.n_tokens)), law="mpl", n_boot=args.n_boot)
+    frame = points.frame
+    fit = ChinchillaLaw().fit(frame.n_params, frame.n_tokens, frame.loss)
+    n_opts = []
+    for replicate in points.replicates:
+        try:
+            n_opts.append(_n_opt(ChinchillaLaw(n_starts=10).fit(frame.n_params, frame.n_tokens, replicate).params_,
+                                 c_max))
+        except FitError:
+            continue
+    p = fit.params_
+    print(f"\ntiny_curves, Approach 3 on curve-predicted end points: E {p.E:.4g}, A {p.A:.4g}, B {p.B:.4g}, "
+          f"alpha {p.alpha:.4g}, beta {p.beta:.4g}; N_opt at C = 6ND = {c_max:.3g}: {_n_opt(p, c_max):.3g}"
+          + (f" [{np.quantile(n_opts, .025):.3g}, {np.quantile(n_opts, .975):.3g}] over {len(n_opts)} refits"
+             if len(n_opts) >= 2 else ""))
+
+
+def _n_opt(p, c: float) -> float:
+    """Chinchilla's N_opt(C) = G (C / 6)^(beta / (alpha + beta)), G = (alpha A / (beta B))^(1 / (alpha + beta))."""
+    g = (p.alpha * p.A / (p.beta * p.B)) ** (1 / (p.alpha + p.beta))
+    return g * (c / 6) ** (p.beta / (p.alpha + p.beta))
 
 
 if __name__ == "__main__":
