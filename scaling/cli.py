@@ -22,7 +22,7 @@ import pandas as pd
 from scaling.config import SweepConfig, load_sweep
 from scaling.errors import ConfigError, ScalingError
 from scaling.safe import printable
-from scaling.plan import Plan, plan_sweep
+from scaling.plan import Plan, equivalent_grid, plan_sweep
 from scaling.results import describe_ids
 
 log = logging.getLogger("scaling")
@@ -120,6 +120,11 @@ def print_plan(plan: Plan, flops_per_s: float | None = None) -> None:
         print(f"\nWSD trunk reuse: trains {plan.flops_to_train:.3g} FLOPs instead of {plan.total_flops:.3g} "
               f"for independent runs (saves {plan.flops_saved:.3g}, "
               f"{plan.flops_saved / plan.total_flops:.0%}); one job per trunk")
+    if plan.sweep.grid.design == "curves":
+        grid = equivalent_grid(plan.sweep)
+        print(f"\nCurves design: {len(plan.runs)} runs, {plan.flops_to_train:.3g} FLOPs; the equivalent grid "
+              f"(every size x every n_tokens, cosine): {len(grid.runs)} runs, {grid.flops_to_train:.3g} FLOPs "
+              f"({plan.flops_to_train / grid.flops_to_train:.0%} of it); the curve law supplies the other budgets")
     print(f"\n{len(plan.runs)} runs, {plan.flops_to_train:.3g} FLOPs; est. {est_total / 3600:.2f} job-hours "
           f"at {rate:.3g} FLOP/s per job, ~{est_total / parallel / 60:.1f} min wall "
           f"on {parallel} parallel jobs ({cfg.launch.backend}); results in {cfg.sweep_dir}/")

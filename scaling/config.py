@@ -139,7 +139,11 @@ class GridConfig:
     trained once. Centred windows keep Approach 2 unbiased: one fixed size range for every budget puts the
     optimum off-centre toward the ends of the range, and the parabola's error then grows with the budget,
     biasing the fitted exponent a (0.44-0.49 instead of 0.513 on noiseless data from Besiroglu et al. 2024's
-    law at 1e18-1e22 FLOPs; 0.513 with centred windows)."""
+    law at 1e18-1e22 FLOPs; 0.513 with centred windows). "curves": one run per size to the largest of
+    `n_tokens`, whose loss curve ([train].curve_evals) supplies every smaller budget through a curve law
+    (`scaling curves`); with schedule = "wsd" the size's trunk also branches a cooldown at the smallest budget
+    (two annealed end points per size), with "cosine" it is one cosine run. `scaling plan` prints its FLOPs
+    beside the equivalent grid's."""
     shapes: tuple[ShapeConfig, ...] = ()
     """Explicit shapes, e.g. [{n_layer = 2, d_model = 64}]. Either this or n_params (or both)."""
     n_params: tuple[float, ...] = ()
@@ -195,6 +199,15 @@ class TrainConfig:
     """Held-out evaluation every this many steps during training (0: only at the end)."""
     log_every_steps: int = 10
     """Training-loss entries in metrics.jsonl every this many steps."""
+    curve_evals: int = 16
+    """Loss-curve points per run: held-out loss on a small fixed sample (curve_tokens) at about this many steps
+    along training, half log-spaced from 1/64 of the run, half evenly spaced (scaling.schedule.curve_eval_steps),
+    written to metrics.jsonl as {step, tokens, flops, lr, curve_loss} records; the final evaluation adds
+    curve_loss beside val_loss. WSD trunks spread theirs over their longest branch, each branch over its cooldown.
+    0 = none. Measured cost on the default sweep: see "Loss curves" in the README. Not part of the run id."""
+    curve_tokens: int = 4096
+    """Held-out tokens of each curve point: ceil(curve_tokens / seq_len) of the [data].val_tokens windows, evenly
+    strided through them (capped at val_tokens). Not part of the run id."""
     checkpoint_every_s: float = 60.0
     """Write ckpt.pt at most this often (seconds of training); also written on requeue signals."""
     seeds: tuple[int, ...] = (0,)

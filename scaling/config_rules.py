@@ -28,7 +28,7 @@ PARAMETRIZATIONS = ("sp", "mup")
 MUP_ARCHS = ("gpt", "llama")
 """Families scaling.mup is defined for: every width of theirs scales with d_model (the recurrent families'
 gates would need rules of their own)."""
-DESIGNS = ("grid", "isoflop", "grid+isoflop")
+DESIGNS = ("grid", "isoflop", "grid+isoflop", "curves")
 BACKENDS = ("local", "slurm")
 WANDB_MODES = ("offline", "online", "disabled")
 SCHEDULES = ("cosine", "wsd")
@@ -119,7 +119,7 @@ def validate(cfg: SweepConfig) -> None:
         c(0 < n <= MAX_TOKENS, cfg, f"[grid].n_tokens[{i}]", n, f"must be in (0, {MAX_TOKENS:g}]")
     for i, f in enumerate(g.flops):
         c(0 < f <= MAX_FLOPS, cfg, f"[grid].flops[{i}]", f, f"must be in (0, {MAX_FLOPS:g}]")
-    grid_part, iso_part = g.design in ("grid", "grid+isoflop"), g.design in ("isoflop", "grid+isoflop")
+    grid_part, iso_part = g.design in ("grid", "grid+isoflop", "curves"), g.design in ("isoflop", "grid+isoflop")
     if grid_part:
         # a sweep of explicit points alone (design = "grid", only [grid].points) is a sweep too
         c(bool(g.shapes or g.n_params or g.points), cfg, "[grid].n_params", list(g.n_params),
@@ -148,6 +148,8 @@ def validate(cfg: SweepConfig) -> None:
     c(0 <= t.min_lr_ratio <= 1, cfg, "[train].min_lr_ratio", t.min_lr_ratio, "must be in [0, 1]")
     c(0 <= t.warmup_fraction < 1, cfg, "[train].warmup_fraction", t.warmup_fraction, "must be in [0, 1)")
     c(t.weight_decay >= 0, cfg, "[train].weight_decay", t.weight_decay, "must be >= 0")
+    c(0 <= t.curve_evals <= 10_000, cfg, "[train].curve_evals", t.curve_evals, "must be in [0, 10000]")
+    c(t.curve_tokens > 0, cfg, "[train].curve_tokens", t.curve_tokens, "must be > 0")
     c(0 <= t.beta1 < 1, cfg, "[train].beta1", t.beta1, "must be in [0, 1)")
     c(0 <= t.beta2 < 1, cfg, "[train].beta2", t.beta2, "must be in [0, 1)")
     c(t.grad_clip >= 0, cfg, "[train].grad_clip", t.grad_clip, "must be >= 0")

@@ -6,8 +6,9 @@ Long CSV format: columns `run,step,lr,loss`, one row per optimizer step of each 
 that step on every row, `loss` the loss measured after that step, blank where it was not measured.
 
 A results folder's runs give their LR of every step from spec.json (the schedule is deterministic,
-scaling.analysis.curves.run_lrs) and their measured points from metrics.jsonl: the records with `val_loss`
-(held-out loss; what train.py logs every eval_every_steps and at the end). A WSD branch's curve before its
+scaling.analysis.curves.run_lrs) and their measured points from metrics.jsonl: the records with `curve_loss`
+(held-out loss on a fixed small sample at [train].curve_evals points and at the end), or where a run has none,
+`val_loss` (the full held-out set, every eval_every_steps and at the end). A WSD branch's curve before its
 fork is its trunk's; branches sharing a trunk are one bootstrap unit. Nothing here imports torch.
 """
 
@@ -83,8 +84,12 @@ def curves_from_folder(folder: str | Path, run_ids: set[str] | None = None) -> d
                       cooldown_steps=int(spec.get("cooldown_steps", 0)),
                       cooldown_shape=spec.get("cooldown_shape", "linear"))
         points = {}
-        for record in _measured_records(folder, run_dir, spec):
-            loss = record.get("val_loss")
+        records = _measured_records(folder, run_dir, spec)
+        # one held-out sample per curve: the trainer's curve points (curve_loss, [train].curve_evals) where the
+        # run has them, else the full-set evaluations (val_loss)
+        key = "curve_loss" if any("curve_loss" in r for r in records) else "val_loss"
+        for record in records:
+            loss = record.get(key)
             if isinstance(loss, (int, float)) and math.isfinite(loss) and loss > 0 and \
                     1 <= record["step"] <= len(lrs):
                 points[int(record["step"])] = float(loss)

@@ -20,7 +20,7 @@ from scaling.plugin import PluginError
 from scaling.isoflop import Window, check_design, design_exponents, plan_windows, resolve_prior
 from scaling.results.records import RunSpec, arch_label, run_id_for, trunk_id_for, twin_key
 
-__all__ = ["Plan", "RunSpec", "arch_label", "count_runs", "plan_sweep", "run_id_for", "trunk_id_for"]  # RunSpec: scaling.results
+__all__ = ["Plan", "RunSpec", "arch_label", "count_runs", "curve_budgets", "equivalent_grid", "plan_sweep", "run_id_for", "trunk_id_for"]  # RunSpec: scaling.results
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,8 @@ def count_runs(cfg: SweepConfig) -> int:
     points = 0
     if g.design in ("grid", "grid+isoflop"):
         points += (len(g.shapes) + len(g.n_params)) * len(g.n_tokens)
+    elif g.design == "curves":
+        points += (len(g.shapes) + len(g.n_params)) * min(len(g.n_tokens), 2)
     if g.design in ("isoflop", "grid+isoflop"):
         points += g.n_sizes * len(g.flops)
     points += len(g.points)
@@ -131,6 +133,10 @@ def _plan_sweep(cfg: SweepConfig) -> Plan:
         for shape in _model_shapes(cfg):
             for i, n_tok in enumerate(g.n_tokens):
                 points.append((shape, n_tok, 0.0, f"[grid].n_tokens[{i}]", 0.0))
+    elif g.design == "curves":
+        for shape in _model_shapes(cfg):
+            for i in curve_budgets(cfg):
+                points.append((shape, g.n_tokens[i], 0.0, f"[grid].n_tokens[{i}]", 0.0))
     windows: list[Window] = []
     prior = resolve_prior(cfg) if g.design in ("isoflop", "grid+isoflop") else None
     if prior is not None:
@@ -176,6 +182,24 @@ def _plan_sweep(cfg: SweepConfig) -> Plan:
         dup = next(i for i in ids if ids.count(i) > 1)
         raise ConfigError(f"{cfg.source}: [grid]: two grid points plan the same run {dup}")
     return Plan(sweep=cfg, runs=tuple(runs), windows=tuple(windows), prior=prior.source if prior else "")
+
+
+def curve_budgets(cfg: SweepConfig) -> list[int]:
+    """design = "curves": the indices of [grid].n_tokens trained per size: the largest budget, and with WSD
+    also the smallest (a second cooldown branch off the same trunk); the curve law supplies the rest."""
+    tokens = cfg.grid.n_tokens
+    longest = max(range(len(tokens)), key=lambda i: tokens[i])
+    if cfg.train.schedule != "wsd" or len(tokens) == 1:
+        return [longest]
+    shortest = min(range(len(tokens)), key=lambda i: tokens[i])
+    return sorted({shortest, longest}, key=lambda i: tokens[i])
+
+
+def equivalent_grid(cfg: SweepConfig) -> Plan:
+    """design = "curves": the grid design it stands for (every size x every n_tokens, cosine), for its FLOPs."""
+    grid = dataclasses.replace(cfg.grid, design="grid")
+    train = dataclasses.replace(cfg.train, schedule="cosine")
+    return plan_sweep(dataclasses.replace(cfg, grid=grid, train=train))
 
 
 def _model_shapes(cfg: SweepConfig) -> list[ModelShape]:
@@ -281,6 +305,7 @@ def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budge
         schedule=t.schedule, cooldown_steps=cooldown_steps,
         cooldown_shape=t.cooldown_shape if wsd else "linear", lr_mult=lr_mult,
         isoflop_centre=float(isoflop_centre), compile=t.compile, command=t.command,
+        curve_evals=t.curve_evals, curve_tokens=min(t.curve_tokens, cfg.data.val_tokens),
     )
     if wsd:
         spec = dataclasses.replace(spec, trunk_id=trunk_id_for(spec))

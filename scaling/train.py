@@ -27,11 +27,13 @@ import torch
 from torch.nn import functional as F
 
 from scaling import ddp, mup
-from scaling.data import Corpus, data_warnings, get_batch, load_corpus, val_windows
+from scaling.data import Corpus, data_warnings, get_batch, load_corpus
 from scaling.errors import LaunchError
+from scaling.evaluate import held_out, held_out_losses, window_losses
 from scaling.model import build_model
 from scaling.results import (CKPT, METRICS, RunResult, RunSpec, append_metrics, atomic_path, checkpoint_id, claim,
                              read_metrics, read_spec, write_result, write_status)
+from scaling.schedule import lr_at, run_curve_steps
 
 log = logging.getLogger(__name__)
 
@@ -127,27 +129,6 @@ def _save_checkpoint(run: _ActiveRun) -> None:
     # Readers see the old checkpoint or the new one, never half of one; a full disk is a StorageError.
     with atomic_path(run.run_dir / CKPT, "wb") as f:
         torch.save(state, f)
-
-
-def lr_at(step: int, spec: RunSpec) -> float:
-    """Linear warmup over warmup_steps, then cosine decay to min_lr_ratio * lr at n_steps.
-
-    WSD (Hagele et al. 2024): after warmup the LR stays at its peak until the last cooldown_steps, which
-    decay it (linear or 1-sqrt) to min_lr_ratio * lr at the final step. Before the cooldown it depends only
-    on the step, so every budget of one size shares the same trunk.
-    """
-    if step < spec.warmup_steps:
-        return spec.lr * (step + 1) / spec.warmup_steps
-    min_lr = spec.min_lr_ratio * spec.lr
-    if spec.schedule == "wsd":
-        into = step - spec.fork_step + 1  # 1..cooldown_steps inside the cooldown
-        if into <= 0:
-            return spec.lr
-        frac = min(1.0, into / spec.cooldown_steps)
-        frac = math.sqrt(frac) if spec.cooldown_shape == "1-sqrt" else frac
-        return spec.lr - frac * (spec.lr - min_lr)
-    progress = (step - spec.warmup_steps) / max(1, spec.n_steps - spec.warmup_steps)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))) * (spec.lr - min_lr)
 
 
 def train_run(run_dir: Path, *, num_threads: int | None = None, device: str = "auto",
@@ -272,9 +253,12 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
     run.attempt_step0 = run.step
     last_ckpt = last_beat = last_log_t = t0
     last_log_step = run.step
+    curve_steps = frozenset(run_curve_steps(spec))
     if env.is_main and _eval_missing(run_dir, run.step, spec):
         # A requeue signal can checkpoint a step whose periodic eval had not been written yet.
         _log_eval(run, spec, corpus, device, autocast, tracker, run.train_s)
+    elif env.is_main and run.step in curve_steps and _curve_missing(run_dir, run.step):
+        _log_curve(run, spec, corpus, device, autocast, tracker, run.train_s)
     _ACTIVE = run if env.is_main else None  # only rank 0 may checkpoint (submitit signals rank 0 alone)
     model.train()
     # stop_at_step (a WSD trunk reaching a fork, scaling.wsd): pause there with ckpt.pt and no result.json
@@ -325,6 +309,8 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
             continue
         if spec.eval_every_steps > 0 and step % spec.eval_every_steps == 0 and step < spec.n_steps:
             _log_eval(run, spec, corpus, device, autocast, tracker, run.train_s + now - t0)
+        elif step in curve_steps:  # a loss-curve point: the small fixed held-out sample only
+            _log_curve(run, spec, corpus, device, autocast, tracker, run.train_s + now - t0)
         if now - last_beat >= HEARTBEAT_S:
             last_beat = now
             _progress(spec, run, t0, loss_value)
@@ -450,6 +436,10 @@ def _eval_missing(run_dir: Path, step: int, spec: RunSpec) -> bool:
     return not any(r.get("step") == step and "val_loss" in r for r in read_metrics(run_dir))
 
 
+def _curve_missing(run_dir: Path, step: int) -> bool:
+    return not any(r.get("step") == step and "curve_loss" in r for r in read_metrics(run_dir))
+
+
 def _drop_metrics_after(run_dir: Path, step: int) -> None:
     """Keep only records up to the resume step, so a resumed curve has no duplicate steps."""
     path = run_dir / METRICS
@@ -464,32 +454,34 @@ def _drop_metrics_after(run_dir: Path, step: int) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, corpus: Corpus, spec: RunSpec, device: str, autocast: Any) -> float:
-    """Mean cross-entropy (nats/token) over the fixed held-out windows."""
-    x_all, y_all = val_windows(corpus, spec.shape.seq_len, spec.data.val_tokens)  # (N, T), (N, T)
-    model.eval()
-    total, count = 0.0, 0
-    chunk = max(spec.batch_size, 64)
-    for i in range(0, len(x_all), chunk):
-        x, y = x_all[i:i + chunk].to(device), y_all[i:i + chunk].to(device)
-        with autocast:
-            logits = model(x)  # (b, T, V)
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
-        total += loss.item()
-        count += y.numel()
-    model.train()
-    return total / count
+def _update_lr(spec: RunSpec, step: int) -> float | None:
+    """The LR of the update that made `step` (None before the first)."""
+    return lr_at(step - 1, spec) if step > 0 else None
 
 
 def _log_eval(run: _ActiveRun, spec: RunSpec, corpus: Corpus, device: str, autocast: Any,
               tracker: _Wandb, elapsed_s: float) -> float:
-    val_loss = evaluate(run.model, corpus, spec, device, autocast)
+    val_loss, curve_loss = held_out_losses(run.model, corpus, spec, device, autocast)
     tokens = run.step * spec.tokens_per_step
     record = {"step": run.step, "tokens": tokens, "flops": tokens * spec.flops_per_token,
-              "val_loss": val_loss, "elapsed_s": elapsed_s}
+              "lr": _update_lr(spec, run.step), "val_loss": val_loss, "curve_loss": curve_loss,
+              "elapsed_s": elapsed_s}
     append_metrics(run.run_dir, record)
     tracker.log(record, run.step)
     return val_loss
+
+
+def _log_curve(run: _ActiveRun, spec: RunSpec, corpus: Corpus, device: str, autocast: Any,
+               tracker: _Wandb, elapsed_s: float) -> None:
+    """One loss-curve point: held-out loss on the curve sample alone ([train].curve_tokens)."""
+    x_all, y_all, idx = held_out(corpus, spec.shape.seq_len, spec.data.val_tokens, spec.curve_tokens)
+    per_window = window_losses(run.model, x_all[idx], y_all[idx], spec.batch_size, device, autocast)
+    tokens = run.step * spec.tokens_per_step
+    record = {"step": run.step, "tokens": tokens, "flops": tokens * spec.flops_per_token,
+              "lr": _update_lr(spec, run.step), "curve_loss": float(per_window.sum()) / (len(idx) * y_all.shape[1]),
+              "elapsed_s": elapsed_s}
+    append_metrics(run.run_dir, record)
+    tracker.log(record, run.step)
 
 
 def _progress(spec: RunSpec, run: _ActiveRun, t0: float, loss: float) -> None:

@@ -129,8 +129,11 @@ def _prepare_trunk(run_dir: Path) -> tuple[RunSpec, list[tuple[Path, RunSpec]]]:
         raise LaunchError(f"{run_dir}: not a WSD branch (schedule {spec.schedule!r})")
     trunk_dir = trunk_dir_of(run_dir, spec)
     trunk_dir.mkdir(parents=True, exist_ok=True)
-    write_spec(trunk_dir, trunk_spec_of(spec))
-    return spec, branches_of(run_dir, spec)
+    branches = branches_of(run_dir, spec)
+    # the trunk's curve points are spread over the steps it will train: up to its last fork
+    horizon = max((b.fork_step for _, b in branches), default=spec.fork_step)
+    write_spec(trunk_dir, dataclasses.replace(trunk_spec_of(spec), curve_horizon=horizon))
+    return spec, branches
 
 
 def _branch_state(branch_dir: Path, branch: RunSpec) -> tuple[bool, bool]:

@@ -71,10 +71,12 @@ def test_training_lowers_loss_and_writes_a_full_result(tmp_path: Path, text_corp
     assert result["corpus"]["n_train_tokens"] > 0 and result["num_threads"] == 1
     evals = [r["step"] for r in read_metrics(run_dir) if "val_loss" in r]
     assert evals == [50, 100, 150, 156]
+    curve_only = [r["step"] for r in read_metrics(run_dir) if "curve_loss" in r and "val_loss" not in r]
+    assert len(curve_only) >= 10  # the loss curve's points ([train].curve_evals), besides the evaluations
     # A finished run is never retrained.
     again = train_run(run_dir)
     assert again["finished_at"] == result["finished_at"]
-    assert len(read_metrics(run_dir)) == len(losses) + len(evals)
+    assert len(read_metrics(run_dir)) == len(losses) + len(evals) + len(curve_only)
 
 
 def test_lstm_trains(tmp_path: Path, text_corpus: Path) -> None:

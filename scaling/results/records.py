@@ -89,6 +89,12 @@ class RunSpec:
     """IsoFLOP designs: the prior law's N_opt for this run's budget, the centre of its window (0 for grid runs)."""
     command: str = ""
     """[train].command: the template of the user's training command (scaling.external); "" = built-in trainer."""
+    curve_evals: int = 0
+    """[train].curve_evals: held-out curve points along training (0 in specs written before they existed)."""
+    curve_tokens: int = 4096
+    """[train].curve_tokens: held-out tokens of each curve point."""
+    curve_horizon: int = 0
+    """The steps the curve points are spread over (0 = n_steps); a WSD trunk's is its last fork step."""
     compile: bool = False
     """Train through torch.compile, falling back to eager if it fails ([train].compile); how the run executes,
     like its device, so not part of its id (NOT_COMPUTED)."""
@@ -117,7 +123,8 @@ class RunSpec:
 
 # ------------------------------------------------------------------------------------------------ digest
 
-NOT_COMPUTED = frozenset({"eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb", "compile"})
+NOT_COMPUTED = frozenset({"eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb", "compile",
+                          "curve_evals", "curve_tokens", "curve_horizon"})
 """Spec fields that do not change what a run computes: editing them keeps its folder and its checkpoint."""
 NAMES = frozenset({"run_id", "sweep", "trunk_id"})
 """Spec fields that name a run rather than describe it: left out of its own id."""
