@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("fits", {"scaling.analysis", "scaling.analysis._blas", "scaling.analysis.points", "scaling.analysis.approach3",
               "scaling.analysis.approaches", "scaling.analysis.identify", "scaling.analysis.report",
               "scaling.analysis.suggest", "scaling.analysis.extrapolation", "scaling.analysis.curves",
-              "scaling.analysis.lr_schedules"}),
+              "scaling.analysis.lr_schedules", "scaling.analysis.data_constrained"}),
     ("plans, figures, comparisons", {"scaling.plan", "scaling.isoflop", "scaling.compare", "scaling.plot",
                                      "scaling.simulate", "scaling.provenance", "scaling.page"}),
     ("training and launching", {"scaling.data", "scaling.model", "scaling.mup", "scaling.ddp", "scaling.evaluate",
