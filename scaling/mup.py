@@ -33,7 +33,7 @@ import math
 import torch
 import torch.nn as nn
 
-from scaling.accounting import ModelShape
+from scaling.accounting import ModelShape, swiglu_hidden
 from scaling.config import MUP_ARCHS, PARAMETRIZATIONS  # MUP_ARCHS: every width of theirs scales with d_model
 
 ATTENTION_NUMERATOR = 8.0
@@ -65,6 +65,17 @@ def output_mult(shape: ModelShape) -> float:
     return 1.0 / width_mult(shape)
 
 
+def fan_in_mult(shape: ModelShape, fan_in: int) -> float:
+    """A hidden matrix's fan-in over its fan-in at the base width: m for every fan-in of d_model or
+    mlp_ratio * d_model, but swiglu_hidden(d) / swiglu_hidden(base_width) for llama's down projection, whose
+    fan-in is rounded up to a multiple of 8 (344 / 88 = 3.91, not 4, at d_model 128 over 32). microsoft/mup's
+    MuAdam and init scale each matrix by its own fan-in multiplier (InfShape.width_mult); so do we."""
+    m = width_mult(shape)
+    if shape.arch == "llama" and fan_in == swiglu_hidden(shape.d_model, shape.mlp_ratio) and fan_in != shape.d_model:
+        return fan_in / swiglu_hidden(shape.base_width, shape.mlp_ratio)
+    return m
+
+
 def kind(name: str, param: torch.Tensor) -> str:
     """"embedding", "output", "hidden" or "vector" for a named parameter of a scaling.model module."""
     if name.split(".")[0] in ("wte", "wpe"):
@@ -79,12 +90,11 @@ def init_(model: nn.Module, shape: ModelShape) -> None:
     so an SP model and its muP twin start from the same draws). No-op under SP."""
     if shape.parametrization == "sp":
         return
-    m = width_mult(shape)
     with torch.no_grad():
         for name, p in model.named_parameters():
             k = kind(name, p)
             if k == "hidden":
-                p.mul_(1.0 / math.sqrt(m))  # std 0.02 at the base width, variance ~ 1 / fan_in
+                p.mul_(1.0 / math.sqrt(fan_in_mult(shape, p.shape[1])))  # std 0.02 at the base width, variance ~ 1 / fan_in
             elif k == "output":
                 p.zero_()
         for module in model.modules():
@@ -101,10 +111,12 @@ def param_groups(model: nn.Module, shape: ModelShape, weight_decay: float) -> li
         # Exactly the groups scaling.train has always built: SP runs stay bitwise the same.
         return [{"params": [p for _, p in named if p.dim() >= 2], "weight_decay": weight_decay, "lr_scale": 1.0},
                 {"params": [p for _, p in named if p.dim() < 2], "weight_decay": 0.0, "lr_scale": 1.0}]
-    m = width_mult(shape)
-    hidden = [p for n, p in named if kind(n, p) == "hidden"]
+    hidden: dict[float, list[torch.Tensor]] = {}  # one group per fan-in multiplier, as microsoft/mup's MuAdam
+    for n, p in named:
+        if kind(n, p) == "hidden":
+            hidden.setdefault(fan_in_mult(shape, p.shape[1]), []).append(p)
     other_matrices = [p for n, p in named if kind(n, p) in ("embedding", "output")]
     vectors = [p for n, p in named if kind(n, p) == "vector"]
-    return [{"params": hidden, "weight_decay": weight_decay * m, "lr_scale": 1.0 / m},
+    return [{"params": ps, "weight_decay": weight_decay * fm, "lr_scale": 1.0 / fm} for fm, ps in hidden.items()] + [
             {"params": other_matrices, "weight_decay": weight_decay, "lr_scale": 1.0},
             {"params": vectors, "weight_decay": 0.0, "lr_scale": 1.0}]
