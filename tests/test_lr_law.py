@@ -1,0 +1,105 @@
+"""scaling.analysis.lr_law: LR and batch-size laws fitted from a sweep (issue 28, item 3)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from scaling.analysis import lr_law
+
+A, B, C = 2.0, -0.5, 0.2
+
+
+def true_lr(n, d):
+    return A * n ** B * d ** C
+
+
+def sweep_rows(mults=(0.25, 0.5, 1, 2, 4), noise=0.0, seed=0, lr_of=true_lr, shift=1.0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in (1e5, 3e5, 1e6, 3e6):
+        for d in (1e7, 3e7, 1e8):
+            centre = lr_of(n, d) * shift
+            for m in mults:
+                lr = centre * m
+                loss = 3.0 - 0.1 * math.log(n) + 0.05 * math.log(lr / lr_of(n, d)) ** 2 + noise * rng.normal()
+                rows.append((n, d, lr, loss))
+    return rows
+
+
+def test_recovers_a_known_law_with_intervals_that_cover_it():
+    points = lr_law.optima(sweep_rows(noise=0.002))
+    law = lr_law.fit_law(points, n_boot=300)
+    assert law.b == pytest.approx(B, abs=0.05) and law.c == pytest.approx(C, abs=0.05)
+    assert law.b_ci[0] <= B <= law.b_ci[1] and law.c_ci[0] <= C <= law.c_ci[1]
+    assert law.predict(1e6, 1e8) == pytest.approx(true_lr(1e6, 1e8), rel=0.15)
+    line = lr_law.report(points, n_boot=100)[0]
+    assert line.startswith("LR law: lr* = ") and ", b = " in line and ", c = " in line
+
+
+def test_wrong_law_is_rejected_by_the_intervals():
+    """A law with b = 0 (the LR not moving with N) gives intervals that exclude the true -0.5."""
+    points = lr_law.optima(sweep_rows(noise=0.002, lr_of=lambda n, d: 0.01 * d ** C))
+    law = lr_law.fit_law(points, n_boot=300)
+    assert not (law.b_ci[0] <= B <= law.b_ci[1])
+
+
+def test_edge_optimum_is_flagged_not_extrapolated():
+    rows = sweep_rows(shift=8.0)  # every sweep centred 8x above the optimum: the best LR is the smallest swept
+    points = lr_law.optima(rows)
+    assert all(p.edge and math.isnan(p.value) for p in points)
+    with pytest.raises(lr_law.LawInputError, match="at its edge"):
+        lr_law.fit_law(points)
+    mixed = lr_law.optima(sweep_rows()[:30] + [(n, d * 7, lr, l) for n, d, lr, l in sweep_rows(shift=8.0)[:15]])
+    lines = lr_law.report(mixed, n_boot=50)
+    assert any("edge of the swept range" in line for line in lines)
+
+
+def test_loss_lost_at_the_planned_lr():
+    points = lr_law.optima(sweep_rows(shift=2.0))  # the planned (middle) LR of each sweep is 2x its optimum
+    lost = lr_law.loss_lost(points)
+    assert len(lost) == len(points)
+    for p, planned, v in lost:
+        assert planned == pytest.approx(2 * true_lr(p.n, p.d))
+        assert v == pytest.approx(0.05 * math.log(2) ** 2, rel=1e-6)
+    centred = lr_law.loss_lost(lr_law.optima(sweep_rows()))
+    assert max(v for _, _, v in centred) < 1e-9
+
+
+def test_compute_only_form():
+    law = lr_law.fit_compute_law(lr_law.optima(sweep_rows(lr_of=lambda n, d: 5 * (6 * n * d) ** -0.125)), n_boot=100)
+    assert law.e == pytest.approx(-0.125, abs=0.01)
+    assert "C^e" in law.line()
+
+
+def test_batch_law_and_unidentified_exponent():
+    rows = [(n, 1e8, b, 2 + 0.05 * math.log(b / (2 * n ** 0.3)) ** 2)
+            for n in (1e5, 1e6, 1e7) for b in (8, 16, 32, 64, 128, 256, 512, 1024)]
+    law = lr_law.fit_law(lr_law.optima(rows, key="batch_size"), key="batch_size", n_boot=100)
+    assert law.b == pytest.approx(0.3, abs=0.05) and math.isnan(law.c)
+    assert law.line().startswith("Batch law: B* = ") and "c = not identified" in law.line()
+
+
+def test_bad_input_is_one_line(tmp_path):
+    with pytest.raises(lr_law.LawInputError, match=r"at least 3 distinct values"):
+        lr_law.optima([(1e5, 1e7, 0.01, 3.0), (1e5, 1e7, 0.02, 2.9)], source="x.csv")
+    p = tmp_path / "runs.csv"
+    p.write_text("params,tokens,lr,loss\n1e5,1e7,0.01,3.0\n1e5,1e7,-0.02,2.9\n")
+    with pytest.raises(lr_law.LawInputError, match=r"runs.csv: line 3: lr = -0.02: must be > 0") as e:
+        lr_law.read_csv(p)
+    assert "\n" not in str(e.value)
+    single = [(1e5, 1e7, lr, 3 + (math.log(lr) + 4) ** 2) for lr in (0.005, 0.01, 0.02, 0.04)]
+    with pytest.raises(lr_law.LawInputError, match="point"):
+        lr_law.fit_law(lr_law.optima(single))
+    p.write_text("params,tokens,loss\n1e5,1e7,3.0\n")
+    with pytest.raises(lr_law.LawInputError, match="column 'lr': missing"):
+        lr_law.read_csv(p)
+
+
+def test_torch_free():
+    import subprocess
+    import sys
+    code = "import sys, scaling.analysis.lr_law; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
