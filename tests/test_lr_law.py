@@ -103,3 +103,20 @@ def test_torch_free():
     import sys
     code = "import sys, scaling.analysis.lr_law; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_scaling_fit_prints_the_law_for_a_csv_and_refuses_bad_lr(tmp_path, capsys):
+    """`scaling fit runs.csv` with params,tokens,lr,loss: the Chinchilla fit, then the LR law line."""
+    from scaling.analysis.pipeline import fit_source
+    from scaling.errors import ConfigError
+
+    p = tmp_path / "runs.csv"
+    rows = [(n, d, lr, loss + 0.3 * (1e6 / n) ** 0.3 + 0.2 * (1e8 / d) ** 0.3) for n, d, lr, loss in sweep_rows()]
+    p.write_text("params,tokens,lr,loss\n" + "".join(f"{n},{d},{lr},{loss}\n" for n, d, lr, loss in rows))
+    fit_source(str(p), out=tmp_path / "fit", n_boot=20)
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("LR law: "))
+    assert "b = -0.500" in line and "c = 0.200" in line
+    p.write_text("params,tokens,lr,loss\n" + "".join(f"{n},{d},{-lr},{loss}\n" for n, d, lr, loss in rows))
+    with pytest.raises(ConfigError, match=r"runs.csv: lr = -[0-9.e-]+: must be > 0"):
+        fit_source(str(p), out=tmp_path / "fit2", n_boot=20)

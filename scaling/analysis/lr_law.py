@@ -99,9 +99,8 @@ def optima(rows: list[tuple[float, float, float, float]], key: str = "lr", sourc
     for n, d, v, loss in rows:
         if not v > 0:
             raise LawInputError(f"{source}: {key} = {v}: must be > 0")
-        if math.isfinite(loss):
-            cur = by_point.setdefault((n, d), {})
-            cur[v] = min(loss, cur.get(v, math.inf))
+        cur = by_point.setdefault((n, d), {})  # a diverged run (loss inf or nan) still counts as a swept value
+        cur[v] = min(loss if math.isfinite(loss) else math.inf, cur.get(v, math.inf))
     if not by_point:
         raise LawInputError(f"{source}: {key}: no finite losses to fit a law to")
     out = []
@@ -113,6 +112,9 @@ def optima(rows: list[tuple[float, float, float, float]], key: str = "lr", sourc
         losses = tuple(sweep[v] for v in values)
         best = int(np.argmin(losses))
         x, y = _near_best(values, losses)
+        if len(x) < 3 or not math.isfinite(losses[best]):
+            out.append(Optimum(n, d, math.nan, losses[best], values, losses, True))
+            continue
         a2, a1, a0 = np.polyfit(x, y, 2)
         edge = best in (0, len(values) - 1) or a2 <= 0
         if edge:
@@ -204,7 +206,7 @@ def report(points: list[Optimum], key: str = "lr", compute: bool = False, n_boot
            source: str = "<rows>") -> list[str]:
     """The lines `scaling fit` prints for a sweep with several values of `key` per (N, D) point."""
     law = fit_law(points, key, n_boot=n_boot, source=source)
-    lines = [law.line()]
+    lines = [law.line() + f" ({len(law.points)} (N, D) points)"]
     for p in law.flagged:
         lines.append(f"  N = {p.n:.3g}, D = {p.d:.3g}: best {key} at the edge of the swept range "
                      f"[{p.swept[0]:.3g}, {p.swept[-1]:.3g}]; left out of the law (widen the sweep)")
