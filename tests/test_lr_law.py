@@ -120,3 +120,13 @@ def test_scaling_fit_prints_the_law_for_a_csv_and_refuses_bad_lr(tmp_path, capsy
     p.write_text("params,tokens,lr,loss\n" + "".join(f"{n},{d},{-lr},{loss}\n" for n, d, lr, loss in rows))
     with pytest.raises(ConfigError, match=r"runs.csv: lr = -[0-9.e-]+: must be > 0"):
         fit_source(str(p), out=tmp_path / "fit2", n_boot=20)
+
+
+def test_published_laws_beside_the_fit():
+    from scaling import hparams
+
+    assert hparams.step_law_lr(1e9, 1e11) == pytest.approx(1.79 * 1e9 ** -0.713 * 1e11 ** 0.307)
+    line = lr_law.report(lr_law.optima(sweep_rows()), n_boot=20)[-1]
+    assert "Step Law (Li et al. 2025)" in line and "DeepSeek 2024" in line
+    expect = hparams.step_law_lr(3e6, 1e8)
+    assert f"Step Law (Li et al. 2025) {expect:.3g}" in line

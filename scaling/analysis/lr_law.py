@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from scaling import hparams
+
 MIN_VALUES = 3
 """Fewest distinct LRs (or batch sizes) per (N, D) point: a parabola needs three."""
 
@@ -215,7 +217,24 @@ def report(points: list[Optimum], key: str = "lr", compute: bool = False, n_boot
                      f"fitted optimum {p.value:.3g}")
     if compute:
         lines.append(fit_compute_law(points, key, n_boot=n_boot, source=source).line())
+    lines += published_lines(law)
     return lines
+
+
+def published_lines(law: Law) -> list[str]:
+    """The fitted law beside Step Law's (Li et al. 2025) and DeepSeek 2024's at the largest (N, D) point fitted.
+    N here is the source's params column; the published laws were fitted on non-embedding N (Step Law) and on
+    compute C (DeepSeek), at sizes 1e3 to 1e6 times ours, so a gap is expected and says which one a sweep
+    of ours resembles, not which is right."""
+    p = max(law.points, key=lambda q: (q.n * q.d, q.n))
+    n, d = p.n, p.d
+    if law.key == "lr":
+        cells = [("fitted", law.predict(n, d)), ("Step Law (Li et al. 2025)", hparams.step_law_lr(n, d)),
+                 ("DeepSeek 2024", hparams.deepseek_lr(6 * n * d))]
+    else:
+        cells = [("fitted", law.predict(n, d)), ("Step Law (tokens)", hparams.step_law_batch_tokens(d)),
+                 ("DeepSeek 2024 (tokens)", hparams.deepseek_batch_tokens(6 * n * d))]
+    return [f"  at N = {n:.3g}, D = {d:.3g}: " + "; ".join(f"{name} {v:.3g}" for name, v in cells)]
 
 
 def read_csv(path: Path, key: str = "lr") -> list[tuple[float, float, float, float]]:
