@@ -169,6 +169,16 @@ class GridConfig:
 
 
 @dataclass(frozen=True)
+class LrLawConfig:
+    """`[train.lr_law]`: the constants of lr_rule = "fitted", lr = a * N^b * D^c (N non-embedding parameters,
+    D the run's tokens), e.g. as `scaling fit` printed them for an LR sweep (scaling.analysis.lr_law)."""
+
+    a: float = 0.0
+    b: float = 0.0
+    c: float = 0.0
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """`[train]`: optimizer and schedule, shared by every run of the sweep."""
 
@@ -213,6 +223,8 @@ class TrainConfig:
     (DeepSeek LLM 2024 eq. 1 in the run's compute C); see scaling.hparams."""
     batch_rule: str = "constant"
     """Batch size per run: "constant" (= batch_size) or "deepseek" (DeepSeek LLM 2024 eq. 1, B_opt(C))."""
+    lr_law: LrLawConfig = field(default_factory=LrLawConfig)
+    """The law of lr_rule = "fitted"."""
     lr_sweep: tuple[float, ...] = ()
     """Multipliers of each run's peak LR, e.g. [0.5, 1, 2]: one run per multiplier; fits keep the best."""
     compile: bool = False
@@ -325,7 +337,7 @@ BACKENDS = ("local", "slurm")
 WANDB_MODES = ("offline", "online", "disabled")
 SCHEDULES = ("cosine", "wsd")
 COOLDOWN_SHAPES = ("linear", "1-sqrt")
-LR_RULES = ("constant", "kaplan", "deepseek")
+LR_RULES = ("constant", "kaplan", "deepseek", "fitted")
 WARMUP_RULES = ("fraction", "params", "kaplan")
 BATCH_RULES = ("constant", "deepseek")
 
@@ -557,6 +569,9 @@ def validate(cfg: SweepConfig) -> None:
     c(t.cooldown_shape in COOLDOWN_SHAPES, cfg, "[train].cooldown_shape", t.cooldown_shape,
       f"must be one of {', '.join(COOLDOWN_SHAPES)}")
     c(t.lr_rule in LR_RULES, cfg, "[train].lr_rule", t.lr_rule, f"must be one of {', '.join(LR_RULES)}")
+    if t.lr_rule == "fitted":
+        c(t.lr_law.a > 0, cfg, "[train.lr_law].a", t.lr_law.a,
+          "must be > 0 with lr_rule = \"fitted\" (lr = a * N^b * D^c, as `scaling fit` prints for an LR sweep)")
     c(t.warmup_rule in WARMUP_RULES, cfg, "[train].warmup_rule", t.warmup_rule,
       f"must be one of {', '.join(WARMUP_RULES)}")
     c(t.batch_rule in BATCH_RULES, cfg, "[train].batch_rule", t.batch_rule,

@@ -50,6 +50,11 @@ def step_law_batch_tokens(tokens: float) -> float:
     return STEP_LAW_BATCH_K * tokens ** STEP_LAW_BATCH_D_EXP
 
 
+def fitted_lr(a: float, b: float, c: float, n_params_non_embedding: float, tokens: float) -> float:
+    """lr_rule = "fitted": a * N^b * D^c with the constants of [train.lr_law] (scaling.analysis.lr_law fits them)."""
+    return a * n_params_non_embedding ** b * tokens ** c
+
+
 def peak_lr(rule: str, base_lr: float, n_params_non_embedding: float, flops: float) -> float:
     """The run's peak LR under `rule` ("constant" returns base_lr)."""
     if rule == "constant":

@@ -130,3 +130,35 @@ def test_published_laws_beside_the_fit():
     assert "Step Law (Li et al. 2025)" in line and "DeepSeek 2024" in line
     expect = hparams.step_law_lr(3e6, 1e8)
     assert f"Step Law (Li et al. 2025) {expect:.3g}" in line
+
+
+def test_lr_rule_fitted_plans_each_run_from_the_law(tmp_path):
+    """[train] lr_rule = "fitted" with [train.lr_law] constants: lr = a * N^b * D^c per run (x its lr_sweep)."""
+    from scaling import hparams
+    from scaling.config import load_sweep
+    from scaling.errors import ConfigError
+    from scaling.plan import plan_sweep
+
+    def toml(train: str):
+        p = tmp_path / "s.toml"
+        p.write_text(f"""
+name = "s"
+results_dir = "{tmp_path / 'results'}"
+[model]
+seq_len = 32
+head_dim = 16
+[grid]
+n_params = [2.0e4, 8.0e4]
+n_tokens = [1.0e5, 4.0e5]
+[train]
+batch_size = 8
+{train}
+""")
+        return p
+
+    plan = plan_sweep(load_sweep(toml('lr_rule = "fitted"\n[train.lr_law]\na = 2.0\nb = -0.5\nc = 0.2')))
+    for r in plan.runs:
+        assert r.lr == pytest.approx(hparams.fitted_lr(2.0, -0.5, 0.2, r.n_params_non_embedding, r.n_tokens_target))
+    assert len({round(r.lr, 12) for r in plan.runs}) == 4  # the LR moves with N and with D
+    with pytest.raises(ConfigError, match=r"s.toml: \[train.lr_law\].a = 0.0: must be > 0"):
+        load_sweep(toml('lr_rule = "fitted"'))
