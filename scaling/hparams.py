@@ -55,6 +55,16 @@ def fitted_lr(a: float, b: float, c: float, n_params_non_embedding: float, token
     return a * n_params_non_embedding ** b * tokens ** c
 
 
+def describe_lr_rule(rule: str, base_lr: float, law: tuple[float, float, float], sweep: tuple[float, ...]) -> str:
+    """Where each run's peak LR comes from, as `scaling plan` prints it."""
+    where = {"constant": f"[train].lr = {base_lr:g} for every run",
+             "kaplan": "Kaplan et al. 2020 eq. D.1 in non-embedding N (lr_rule = \"kaplan\")",
+             "deepseek": "DeepSeek LLM 2024 eq. 1, 0.3118 * C^-0.125 (lr_rule = \"deepseek\")",
+             "fitted": "the fitted law [train.lr_law], lr = {:.4g} * N^{:.3f} * D^{:.3f} (N non-embedding, D "
+                       "tokens; lr_rule = \"fitted\")".format(*law)}.get(rule, rule)
+    return f"LR per run: {where}" + (f", times each of lr_sweep = {list(sweep)}" if sweep else "")
+
+
 def peak_lr(rule: str, base_lr: float, n_params_non_embedding: float, flops: float) -> float:
     """The run's peak LR under `rule` ("constant" returns base_lr)."""
     if rule == "constant":

@@ -162,3 +162,33 @@ batch_size = 8
     assert len({round(r.lr, 12) for r in plan.runs}) == 4  # the LR moves with N and with D
     with pytest.raises(ConfigError, match=r"s.toml: \[train.lr_law\].a = 0.0: must be > 0"):
         load_sweep(toml('lr_rule = "fitted"'))
+
+
+def test_scaling_plan_says_where_each_lr_came_from(tmp_path, capsys):
+    from scaling.cli import print_plan
+    from scaling.config import load_sweep
+    from scaling.plan import plan_sweep
+
+    p = tmp_path / "s.toml"
+    p.write_text(f"""
+name = "s"
+results_dir = "{tmp_path / 'results'}"
+[model]
+seq_len = 32
+head_dim = 16
+[grid]
+n_params = [2.0e4]
+n_tokens = [1.0e5]
+[train]
+batch_size = 8
+lr_rule = "fitted"
+lr_sweep = [0.5, 1, 2]
+[train.lr_law]
+a = 2.0
+b = -0.5
+c = 0.2
+""")
+    print_plan(plan_sweep(load_sweep(p)))
+    out = capsys.readouterr().out
+    assert "LR per run: the fitted law [train.lr_law], lr = 2 * N^-0.500 * D^0.200" in out
+    assert "times each of lr_sweep = [0.5, 1.0, 2.0]" in out
