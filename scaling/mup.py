@@ -13,6 +13,9 @@ MuReadout implement the same rules):
 | untied output head | zero | lr | as SP |
 | norm weights (vectors) | as SP | lr | none |
 
+where m is each hidden matrix's own fan-in multiplier (fan_in_mult: d_model / base_width, except llama's
+down projection, whose rounded SwiGLU width gives 344 / 88 at d_model 128 over 32, as microsoft/mup's InfShape
+does; tests/test_mup_oracle.py checks every parameter against mup 1.0.0),
 and two multipliers in the forward pass: logits times 1/m (the readout's fan-in grows with d; a tied head
 shares the embedding's LR and gets the same multiplier, like MuSharedReadout), and attention logits
 q.k * 8 / d_head instead of q.k / sqrt(d_head) (Tensor Programs V, sec. 4: q and k become correlated during
