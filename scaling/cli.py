@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from scaling import hparams
 from scaling.config import SweepConfig, load_sweep
 from scaling.errors import ConfigError, ScalingError
 from scaling.safe import printable
@@ -112,6 +113,8 @@ def print_plan(plan: Plan, flops_per_s: float | None = None) -> None:
     shown = frame[["run_id", "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd",
                    "tokens_per_param", "n_steps", "est_s"]]
     print_table(shown)
+    t = cfg.train
+    print(hparams.describe_lr_rule(t.lr_rule, t.lr, (t.lr_law.a, t.lr_law.b, t.lr_law.c), t.lr_sweep))
     if plan.windows:
         print("\n" + "\n".join(plan.describe_windows()))
     parallel = max(1, min(cfg.launch.max_parallel, len(plan.runs)))

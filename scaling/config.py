@@ -173,6 +173,16 @@ class GridConfig:
 
 
 @dataclass(frozen=True)
+class LrLawConfig:
+    """`[train.lr_law]`: the constants of lr_rule = "fitted", lr = a * N^b * D^c (N non-embedding parameters,
+    D the run's tokens), e.g. as `scaling fit` printed them for an LR sweep (scaling.analysis.lr_law)."""
+
+    a: float = 0.0
+    b: float = 0.0
+    c: float = 0.0
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """`[train]`: optimizer and schedule, shared by every run of the sweep."""
 
@@ -226,6 +236,8 @@ class TrainConfig:
     (DeepSeek LLM 2024 eq. 1 in the run's compute C); see scaling.hparams."""
     batch_rule: str = "constant"
     """Batch size per run: "constant" (= batch_size) or "deepseek" (DeepSeek LLM 2024 eq. 1, B_opt(C))."""
+    lr_law: LrLawConfig = field(default_factory=LrLawConfig)
+    """The law of lr_rule = "fitted"."""
     lr_sweep: tuple[float, ...] = ()
     """Multipliers of each run's peak LR, e.g. [0.5, 1, 2]: one run per multiplier; fits keep the best."""
     compile: bool = False

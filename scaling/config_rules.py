@@ -33,7 +33,7 @@ BACKENDS = ("local", "slurm")
 WANDB_MODES = ("offline", "online", "disabled")
 SCHEDULES = ("cosine", "wsd")
 COOLDOWN_SHAPES = ("linear", "1-sqrt")
-LR_RULES = ("constant", "kaplan", "deepseek")
+LR_RULES = ("constant", "kaplan", "deepseek", "fitted")
 WARMUP_RULES = ("fraction", "params", "kaplan")
 BATCH_RULES = ("constant", "deepseek")
 
@@ -164,6 +164,9 @@ def validate(cfg: SweepConfig) -> None:
     c(t.cooldown_shape in COOLDOWN_SHAPES, cfg, "[train].cooldown_shape", t.cooldown_shape,
       f"must be one of {', '.join(COOLDOWN_SHAPES)}")
     c(t.lr_rule in LR_RULES, cfg, "[train].lr_rule", t.lr_rule, f"must be one of {', '.join(LR_RULES)}")
+    if t.lr_rule == "fitted":
+        c(t.lr_law.a > 0, cfg, "[train.lr_law].a", t.lr_law.a,
+          "must be > 0 with lr_rule = \"fitted\" (lr = a * N^b * D^c, as `scaling fit` prints for an LR sweep)")
     c(t.warmup_rule in WARMUP_RULES, cfg, "[train].warmup_rule", t.warmup_rule,
       f"must be one of {', '.join(WARMUP_RULES)}")
     c(t.batch_rule in BATCH_RULES, cfg, "[train].batch_rule", t.batch_rule,

@@ -15,6 +15,10 @@ KAPLAN_LR_A, KAPLAN_LR_B = 0.003239, 0.0001395
 #   eta_opt = 0.3118 * C^-0.1250,   B_opt = 0.2920 * C^0.3271 (tokens per step).
 DEEPSEEK_LR_K, DEEPSEEK_LR_EXP = 0.3118, -0.1250
 DEEPSEEK_BATCH_K, DEEPSEEK_BATCH_EXP = 0.2920, 0.3271
+# Step Law (Li et al. 2025, "Predictable Scale: Part I", arXiv:2503.04715), fitted over 3,700 runs:
+#   eta_opt(N, D) = 1.79 * N^-0.713 * D^0.307 (N non-embedding parameters, D tokens), B_opt(D) = 0.58 * D^0.571 tokens.
+STEP_LAW_LR_K, STEP_LAW_LR_N_EXP, STEP_LAW_LR_D_EXP = 1.79, -0.713, 0.307
+STEP_LAW_BATCH_K, STEP_LAW_BATCH_D_EXP = 0.58, 0.571
 # Kaplan et al. 2020, sec. 2.2 / 3: every run used "a 3000 step linear warmup" (at 2^19 tokens per step).
 KAPLAN_WARMUP_STEPS = 3000
 KAPLAN_MIN_LR = 1e-5
@@ -34,6 +38,31 @@ def deepseek_lr(flops: float) -> float:
 def deepseek_batch_tokens(flops: float) -> float:
     """DeepSeek LLM 2024 eq. 1: the compute-optimal batch size at budget C, in tokens."""
     return DEEPSEEK_BATCH_K * flops ** DEEPSEEK_BATCH_EXP
+
+
+def step_law_lr(n_params_non_embedding: float, tokens: float) -> float:
+    """Step Law (Li et al. 2025): the optimal peak LR for N non-embedding parameters trained on D tokens."""
+    return STEP_LAW_LR_K * n_params_non_embedding ** STEP_LAW_LR_N_EXP * tokens ** STEP_LAW_LR_D_EXP
+
+
+def step_law_batch_tokens(tokens: float) -> float:
+    """Step Law (Li et al. 2025): the optimal batch size in tokens for a run of D tokens."""
+    return STEP_LAW_BATCH_K * tokens ** STEP_LAW_BATCH_D_EXP
+
+
+def fitted_lr(a: float, b: float, c: float, n_params_non_embedding: float, tokens: float) -> float:
+    """lr_rule = "fitted": a * N^b * D^c with the constants of [train.lr_law] (scaling.analysis.lr_law fits them)."""
+    return a * n_params_non_embedding ** b * tokens ** c
+
+
+def describe_lr_rule(rule: str, base_lr: float, law: tuple[float, float, float], sweep: tuple[float, ...]) -> str:
+    """Where each run's peak LR comes from, as `scaling plan` prints it."""
+    where = {"constant": f"[train].lr = {base_lr:g} for every run",
+             "kaplan": "Kaplan et al. 2020 eq. D.1 in non-embedding N (lr_rule = \"kaplan\")",
+             "deepseek": "DeepSeek LLM 2024 eq. 1, 0.3118 * C^-0.125 (lr_rule = \"deepseek\")",
+             "fitted": "the fitted law [train.lr_law], lr = {:.4g} * N^{:.3f} * D^{:.3f} (N non-embedding, D "
+                       "tokens; lr_rule = \"fitted\")".format(*law)}.get(rule, rule)
+    return f"LR per run: {where}" + (f", times each of lr_sweep = {list(sweep)}" if sweep else "")
 
 
 def peak_lr(rule: str, base_lr: float, n_params_non_embedding: float, flops: float) -> float:

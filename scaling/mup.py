@@ -15,6 +15,9 @@ MuReadout implement the same rules):
 | untied output head | zero | lr | as SP |
 | norm weights (vectors) | as SP | lr | none |
 
+where m is each hidden matrix's own fan-in multiplier (fan_in_mult: d_model / base_width, except llama's
+down projection, whose rounded SwiGLU width gives 344 / 88 at d_model 128 over 32, as microsoft/mup's InfShape
+does; tests/test_mup_oracle.py checks every parameter against mup 1.0.0),
 and two multipliers in the forward pass: logits times 1/m (the readout's fan-in grows with d; a tied head
 shares the embedding's LR and gets the same multiplier, like MuSharedReadout), and attention logits
 q.k * 8 / d_head instead of q.k / sqrt(d_head) (Tensor Programs V, sec. 4: q and k become correlated during
@@ -35,7 +38,7 @@ import math
 import torch
 import torch.nn as nn
 
-from scaling.accounting import ModelShape
+from scaling.accounting import ModelShape, swiglu_hidden
 from scaling.config import MUP_ARCHS, PARAMETRIZATIONS  # MUP_ARCHS: every width of theirs scales with d_model
 
 ATTENTION_NUMERATOR = 8.0
@@ -67,6 +70,17 @@ def output_mult(shape: ModelShape) -> float:
     return 1.0 / width_mult(shape)
 
 
+def fan_in_mult(shape: ModelShape, fan_in: int) -> float:
+    """A hidden matrix's fan-in over its fan-in at the base width: m for every fan-in of d_model or
+    mlp_ratio * d_model, but swiglu_hidden(d) / swiglu_hidden(base_width) for llama's down projection, whose
+    fan-in is rounded up to a multiple of 8 (344 / 88 = 3.91, not 4, at d_model 128 over 32). microsoft/mup's
+    MuAdam and init scale each matrix by its own fan-in multiplier (InfShape.width_mult); so do we."""
+    m = width_mult(shape)
+    if shape.arch == "llama" and fan_in == swiglu_hidden(shape.d_model, shape.mlp_ratio) and fan_in != shape.d_model:
+        return fan_in / swiglu_hidden(shape.base_width, shape.mlp_ratio)
+    return m
+
+
 def kind(name: str, param: torch.Tensor) -> str:
     """"embedding", "output", "hidden" or "vector" for a named parameter of a scaling.model module."""
     if name.split(".")[0] in ("wte", "wpe"):
@@ -81,12 +95,11 @@ def init_(model: nn.Module, shape: ModelShape) -> None:
     so an SP model and its muP twin start from the same draws). No-op under SP."""
     if shape.parametrization == "sp":
         return
-    m = width_mult(shape)
     with torch.no_grad():
         for name, p in model.named_parameters():
             k = kind(name, p)
             if k == "hidden":
-                p.mul_(1.0 / math.sqrt(m))  # std 0.02 at the base width, variance ~ 1 / fan_in
+                p.mul_(1.0 / math.sqrt(fan_in_mult(shape, p.shape[1])))  # std 0.02 at the base width, variance ~ 1 / fan_in
             elif k == "output":
                 p.zero_()
         for module in model.modules():
@@ -103,10 +116,12 @@ def param_groups(model: nn.Module, shape: ModelShape, weight_decay: float) -> li
         # Exactly the groups scaling.train has always built: SP runs stay bitwise the same.
         return [{"params": [p for _, p in named if p.dim() >= 2], "weight_decay": weight_decay, "lr_scale": 1.0},
                 {"params": [p for _, p in named if p.dim() < 2], "weight_decay": 0.0, "lr_scale": 1.0}]
-    m = width_mult(shape)
-    hidden = [p for n, p in named if kind(n, p) == "hidden"]
+    hidden: dict[float, list[torch.Tensor]] = {}  # one group per fan-in multiplier, as microsoft/mup's MuAdam
+    for n, p in named:
+        if kind(n, p) == "hidden":
+            hidden.setdefault(fan_in_mult(shape, p.shape[1]), []).append(p)
     other_matrices = [p for n, p in named if kind(n, p) in ("embedding", "output")]
     vectors = [p for n, p in named if kind(n, p) == "vector"]
-    return [{"params": hidden, "weight_decay": weight_decay * m, "lr_scale": 1.0 / m},
+    return [{"params": ps, "weight_decay": weight_decay * fm, "lr_scale": 1.0 / fm} for fm, ps in hidden.items()] + [
             {"params": other_matrices, "weight_decay": weight_decay, "lr_scale": 1.0},
             {"params": vectors, "weight_decay": 0.0, "lr_scale": 1.0}]

@@ -11,6 +11,7 @@ nothing below imports it. Nothing here imports torch.
 from __future__ import annotations
 
 import hashlib
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scaling.analysis import lr_law
 from scaling.analysis.approach3 import ChinchillaLaw
 from scaling.analysis.extrapolation import data_flops, describe_range
 from scaling.analysis.points import Points, read_points_csv, select_done, select_points, split_by_arch
@@ -84,7 +86,34 @@ def fit_source(source: str, out: str | Path | None = None, n_boot: int | None = 
     where = Path(out) if out else where
     if Path(source).suffix.lower() == ".toml" or Path(source).is_dir():
         print(f"results table: {export_csv(frame, where / 'runs.csv')}")
+    law_lines = hparam_law_lines(frame, source, n_boot=n_boot)  # a bad lr column fails before the fit
     fit_and_plot(frame, where, n_boot=n_boot, holdout=holdout, all_seeds=all_seeds, reuse=reuse)
+    for line in law_lines:
+        print(line)
+
+
+def hparam_law_lines(frame: pd.DataFrame, source: str, n_boot: int = 1000) -> list[str]:
+    """The LR and batch-size laws (scaling.analysis.lr_law) of a frame with several values of `lr` or
+    `batch_size` per (N, D) point (an lr_sweep / batch_sweep, or such CSV columns); none where neither varies.
+    A run that did not finish counts as a swept value with no loss. ConfigError for a sweep of < 3 values per
+    point or a non-positive value; a law with fewer than 2 located optima is reported as not identified."""
+    lines = []
+    status = frame["status"] if "status" in frame.columns else pd.Series("done", index=frame.index)
+    for key in ("lr", "batch_size"):
+        if key not in frame.columns or frame.groupby(["n_params", "n_tokens"])[key].nunique().max() <= 1:
+            continue
+        loss = frame["loss"].where(status == "done")
+        rows = [(float(n), float(d), float(v), float(x) if pd.notna(x) else math.inf)
+                for n, d, v, x in zip(frame["n_params"], frame["n_tokens"], frame[key], loss)]
+        try:
+            points = lr_law.optima(rows, key, source)
+        except lr_law.LawInputError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            lines += lr_law.report(points, key, n_boot=n_boot, source=source)
+        except lr_law.LawInputError as exc:
+            lines.append(f"{'LR' if key == 'lr' else 'Batch'} law: not identified ({exc})")
+    return lines
 
 
 def fit_key(points: Points, n_boot: int, seed: int = 0) -> dict[str, object]:

@@ -264,7 +264,10 @@ def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budge
     n_non_emb = n_params(shape, non_embedding=True)
     rule_tokens = span[1] if wsd and span else n_tokens_target
     batch = hparams.batch_size(t.batch_rule, t.batch_size, shape.seq_len, fpt * rule_tokens)
-    lr = hparams.peak_lr(t.lr_rule, t.lr, n_non_emb, fpt * rule_tokens) * lr_mult
+    if t.lr_rule == "fitted":  # [train.lr_law]: lr = a * N^b * D^c
+        lr = hparams.fitted_lr(t.lr_law.a, t.lr_law.b, t.lr_law.c, n_non_emb, rule_tokens) * lr_mult
+    else:
+        lr = hparams.peak_lr(t.lr_rule, t.lr, n_non_emb, fpt * rule_tokens) * lr_mult
     if not 0 < lr < 1:
         raise ConfigError(f"{cfg.source}: [train].lr_rule = {t.lr_rule!r}: gives lr = {lr:.3g} for "
                           f"L{shape.n_layer} d{shape.d_model} (x{lr_mult:g}); must be in (0, 1)")
