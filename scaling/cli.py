@@ -313,7 +313,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     from scaling.suggest import suggest_source
 
     suggest_source(args.source, target_flops=args.target_flops, budget=args.budget, out=args.out, seed=args.seed,
-                   n_boot=args.n_boot, max_params=args.max_params, max_tokens=args.max_tokens)
+                   n_boot=args.n_boot, max_params=args.max_params, max_tokens=args.max_tokens,
+                   repeats=args.repeats, run_overhead_s=args.run_overhead, throughput=args.throughput)
     return 0
 
 
@@ -436,6 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "largest so far)")
     p.add_argument("--max-tokens", type=float, help="most tokens a proposed run may train (default: 4x the most "
                                                     "so far)")
+    p.add_argument("--repeats", action="store_true",
+                   help="also propose points already measured (repeats: another seed of the same run)")
+    p.add_argument("--run-overhead", type=float, default=0.0, metavar="SECONDS",
+                   help="fixed cost of each run (start-up, data, evaluation), charged against the budget at "
+                        "--throughput FLOP/s (default 0)")
+    p.add_argument("--throughput", type=float, metavar="FLOP/S",
+                   help="FLOP/s that converts --run-overhead (default: the median of the finished runs')")
     p.set_defaults(func=cmd_suggest)
 
     p = sub.add_parser("train", help="(internal) train one run folder; what each job runs")

@@ -9,6 +9,7 @@ on it trains only the new runs and its fit uses old and new together. Torch-free
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tomllib
@@ -19,11 +20,14 @@ import numpy as np
 import pandas as pd
 
 from scaling.accounting import ModelShape, flops_per_token, n_params
-from scaling.analysis.suggest import Candidate, Ensemble, Proposal, fit_ensemble, prior_ensemble, suggest
+from scaling.analysis.suggest import (Candidate, Ensemble, Proposal, drop_existing, fit_ensemble, prior_ensemble,
+                                     suggest)
 from scaling.config import SweepConfig, load_sweep
 from scaling.errors import ConfigError, FitError
 from scaling.isoflop import candidate_shapes
 from scaling.plan import Plan, plan_sweep
+from scaling.results import SPEC, atomic_path
+from scaling.safe import printable
 
 TOKENS_PER_DECADE = 8
 """Token counts the candidates take: log-spaced, this many per decade (rounded to 3 significant digits)."""
@@ -74,12 +78,14 @@ def frame_candidates(points: pd.DataFrame, max_params: float, max_tokens: float,
                       * float(f"{D:.3g}")) for N in Ns for D in Ds]
 
 
-def ensemble_for(points: pd.DataFrame, cfg: SweepConfig | None, plan: Plan | None, n_boot: int, seed: int
-                 ) -> Ensemble:
-    """The posterior: the bootstrap ensemble of the finished runs; with fewer than 5, of the sweep's planned
-    runs simulated from its stated or published prior law ([grid.prior])."""
+def ensemble_for(points: pd.DataFrame, cfg: SweepConfig | None, plan: Plan | None, n_boot: int, seed: int,
+                 runs: pd.DataFrame | None = None) -> Ensemble:
+    """The posterior: the bootstrap ensemble of the finished runs (`runs`, every seed, also informs the noise
+    estimate); with fewer than 5, of the sweep's planned runs simulated from its stated or published prior law
+    ([grid.prior])."""
     if len(points) >= 5:
-        return fit_ensemble(points, n_boot=n_boot, seed=seed, source=f"Approach 3 fit to {len(points)} finished runs")
+        return fit_ensemble(points, n_boot=n_boot, seed=seed, source=f"Approach 3 fit to {len(points)} finished runs",
+                            repeats=runs)
     if cfg is None or plan is None or not (cfg.grid.prior.stated or cfg.grid.prior.law):
         raise FitError(f"{len(points)} finished run(s): a suggestion needs >= 5 (train a pilot first) or, for a sweep "
                        "with none yet, a stated or published [grid.prior] law to simulate its pilot from")
@@ -126,7 +132,10 @@ def to_toml(raw: dict[str, Any]) -> str:
                 raise ConfigError(f"cannot write {v!r} to a sweep file")
             return repr(v)
         if isinstance(v, str):
-            return json.dumps(v)  # a TOML basic string
+            # A TOML basic string: JSON's escapes are TOML's, except that JSON writes a character outside the
+            # Basic Multilingual Plane as a surrogate pair (invalid TOML), so those stay literal; DEL must be
+            # escaped in TOML and is not in JSON.
+            return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
         if isinstance(v, list):
             return "[" + ", ".join(value(x) for x in v) + "]"
         if isinstance(v, dict):
@@ -144,11 +153,58 @@ def to_toml(raw: dict[str, Any]) -> str:
                 table(f"{prefix}.{k}" if prefix else k, v)
 
     table("", raw)
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    try:  # what is written must read back as the same table
+        same = tomllib.loads(text) == raw
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot write this sweep as TOML: {exc}") from None
+    if not same:
+        raise ConfigError("cannot write this sweep as TOML: it does not read back as written")
+    return text
+
+
+def check_out(target: Path, source: Path, protected: list[Path]) -> Path:
+    """`--out` as a safe place for the proposal: never the source itself, a folder, a run folder or inside a
+    results folder (a results table there would be read as data), never through a symbolic link."""
+    resolved = target.resolve()
+    if resolved == source.resolve():
+        raise ConfigError(f"--out {target}: is the source itself; the proposal would replace its runs")
+    if target.is_dir() or target.is_symlink():
+        raise ConfigError(f"--out {target}: is a {'folder' if target.is_dir() else 'symbolic link'}; give a file")
+    for folder in protected:
+        if folder.is_dir() and resolved.is_relative_to(folder.resolve()):
+            raise ConfigError(f"--out {target}: is inside the results folder {folder}; write it elsewhere")
+    if (resolved.parent / SPEC).exists():
+        raise ConfigError(f"--out {target}: is inside a run folder ({resolved.parent}); write it elsewhere")
+    return target
+
+
+def overhead_flops(run_overhead_s: float, throughput: float | None, runs: pd.DataFrame, source: str) -> float:
+    """A run's fixed overhead (start-up, data loading, evaluation) in FLOP-equivalents: seconds x FLOP/s, the
+    FLOP/s given or measured as the median of the finished runs' flops / wall_s."""
+    check_limit("--run-overhead", run_overhead_s, allow_zero=True)
+    check_limit("--throughput", throughput)
+    if run_overhead_s == 0:
+        return 0.0
+    if throughput is None:
+        if not {"flops", "wall_s"} <= set(runs.columns) or not (runs["wall_s"] > 0).any():
+            raise ConfigError(f"--run-overhead {run_overhead_s:g}: {source} records no run times to measure FLOP/s "
+                              "from; give --throughput FLOP/s")
+        timed = runs[runs["wall_s"] > 0]
+        throughput = float((timed["flops"] / timed["wall_s"]).median())
+        print(f"per-run overhead: {run_overhead_s:g} s x {throughput:.3g} FLOP/s (median of {len(timed)} finished "
+              f"runs) = {run_overhead_s * throughput:.3g} FLOP-equivalents a run")
+    return run_overhead_s * throughput
+
+
+def check_limit(flag: str, value: float | None, allow_zero: bool = False) -> None:
+    if value is not None and not (math.isfinite(value) and (value > 0 or allow_zero and value == 0)):
+        raise ConfigError(f"{flag} {value}: must be a finite number {'>=' if allow_zero else '>'} 0")
 
 
 def suggest_source(source: str, target_flops: float, budget: float, out: str | None = None, seed: int = 0,
-                   n_boot: int = 200, max_params: float | None = None, max_tokens: float | None = None
+                   n_boot: int = 200, max_params: float | None = None, max_tokens: float | None = None,
+                   repeats: bool = False, run_overhead_s: float = 0.0, throughput: float | None = None
                    ) -> Proposal:
     """`scaling suggest`: fit SOURCE's runs, propose the next ones, print why, and write the extended sweep
     (a .toml source; default `<stem>_next.toml` beside it) or a CSV of the proposed points (`--out x.csv`)."""
@@ -161,6 +217,8 @@ def suggest_source(source: str, target_flops: float, budget: float, out: str | N
         raise ConfigError(f"--budget {budget}: must be a finite number of FLOPs > 0")
     if not (math.isfinite(target_flops) and target_flops > 0):
         raise ConfigError(f"--target-flops {target_flops}: must be a finite number of FLOPs > 0")
+    check_limit("--max-params", max_params)
+    check_limit("--max-tokens", max_tokens)
     path = Path(source)
     is_sweep = path.suffix.lower() == ".toml"
     cfg = load_sweep(path) if is_sweep else None
@@ -173,16 +231,38 @@ def suggest_source(source: str, target_flops: float, budget: float, out: str | N
         print(f"{source}: no results yet in {cfg.sweep_dir}/")
     else:
         frame, _ = frame_for(source)
+    if "arch" in frame.columns and frame["arch"].dropna().nunique() > 1:
+        archs = sorted(frame["arch"].dropna().astype(str).unique())
+        raise ConfigError(f"{source}: runs of {len(archs)} architectures ({', '.join(map(printable, archs))}): suggest "
+                          "fits one family's law; give a source holding one family")
     points = select_points(frame).frame if len(frame) else frame
-    ensemble = ensemble_for(points, cfg, plan, n_boot=n_boot, seed=seed)
+    runs = frame[frame["status"] == "done"] if "status" in frame.columns else frame
+    overhead = overhead_flops(run_overhead_s, throughput, runs, source)
+    ensemble = ensemble_for(points, cfg, plan, n_boot=n_boot, seed=seed, runs=runs if len(runs) else None)
     if plan is not None:
         n_hi = max(r.n_params for r in plan.runs)
         d_hi = max(r.n_tokens for r in plan.runs)
         candidates, shapes = sweep_candidates(plan, max_params or 2 * n_hi, max_tokens or 4 * d_hi)
     else:
+        for flag, limit, column in (("--max-params", max_params, "n_params"), ("--max-tokens", max_tokens, "n_tokens")):
+            if limit is not None and len(points) and limit < points[column].min():
+                raise ConfigError(f"{flag} {limit:g}: below every measured run (smallest {points[column].min():.3g}); "
+                                  "candidates lie between the smallest measured run and the limit")
         candidates = frame_candidates(points, max_params or 2 * points["n_params"].max(),
                                       max_tokens or 4 * points["n_tokens"].max())
-    proposal = suggest(ensemble, target_flops, budget, candidates)
+    # the limits bind whatever produced the candidates (a sweep's own shapes rule may overshoot them)
+    allowed = [c for c in candidates if (max_params is None or c.n_params <= max_params)
+               and (max_tokens is None or c.n_tokens <= max_tokens)]
+    if not allowed:
+        raise ConfigError(f"--max-params {max_params} / --max-tokens {max_tokens}: no candidate run fits within them "
+                          "(the sweep's shapes rule gives none that small)")
+    if not repeats:  # a measured point again is a repeat, proposed only when asked for
+        allowed, again = drop_existing(allowed, points)
+        if again:
+            print(f"left out {len(again)} candidate(s) already measured (--repeats proposes them again)")
+    if overhead:
+        allowed = [dataclasses.replace(c, overhead=overhead) for c in allowed]
+    proposal = suggest(ensemble, target_flops, budget, allowed)
     print("\n".join(proposal.describe()))
     if ensemble.n_runs == 0:
         print(f"(no finished runs: the interval 'now' is the one expected after the sweep's {len(plan.runs)} planned "
@@ -190,9 +270,11 @@ def suggest_source(source: str, target_flops: float, budget: float, out: str | N
     if not proposal.picks:
         return proposal
     if cfg is not None:
-        target = Path(out) if out else path.with_name(f"{path.stem}_next.toml")
+        target = check_out(Path(out) if out else path.with_name(f"{path.stem}_next.toml"), path,
+                           [Path(cfg.sweep_dir)])
         text = extended_sweep_text(cfg, list(proposal.picks), shapes)
-        target.write_text(text)
+        with atomic_path(target) as f:
+            f.write(text)
         new_plan = plan_sweep(load_sweep(target))
         old, new = {r.run_id for r in plan.runs}, {r.run_id for r in new_plan.runs}
         if not old <= new:  # the contract of the extended file: every earlier run keeps its folder
@@ -201,8 +283,10 @@ def suggest_source(source: str, target_flops: float, budget: float, out: str | N
         print(f"\nwrote {target}: {len(new)} runs, {len(new - old)} new ({new_plan.total_flops - plan.total_flops:.3g} "
               f"FLOPs; results in {new_plan.sweep.sweep_dir}/); train them with: scaling run {target}")
     else:
-        target = Path(out) if out else path.with_name(f"{path.stem}_next.csv")
-        pd.DataFrame([{"params": c.n_params, "tokens": c.n_tokens, "flops": c.flops} for c in proposal.picks]
-                     ).to_csv(target, index=False)
+        target = check_out(Path(out) if out else path.with_name(f"{path.stem}_next.csv"), path,
+                           [path] if path.is_dir() else [])
+        with atomic_path(target) as f:
+            pd.DataFrame([{"params": c.n_params, "tokens": c.n_tokens, "flops": c.flops} for c in proposal.picks]
+                         ).to_csv(f, index=False)
         print(f"\nwrote {target}: the {len(proposal.picks)} proposed (params, tokens) points")
     return proposal
