@@ -16,6 +16,7 @@ from scaling.results import RunSpec
 from scaling.schedule import curve_windows
 
 
+@torch.no_grad()
 def window_losses(model: torch.nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, batch_size: int, device: str,
                   autocast: Any) -> torch.Tensor:
     """(N,) summed cross-entropy (nats) of each held-out window x_all[i] -> y_all[i], on the CPU in float64."""

@@ -453,7 +453,6 @@ def _drop_metrics_after(run_dir: Path, step: int) -> None:
         f.writelines(json.dumps(r) + "\n" for r in kept)
 
 
-@torch.no_grad()
 def _update_lr(spec: RunSpec, step: int) -> float | None:
     """The LR of the update that made `step` (None before the first)."""
     return lr_at(step - 1, spec) if step > 0 else None

@@ -46,8 +46,9 @@ if rank > 0:
             writes.append(_name)
             return _orig(*a, **k)
         setattr(module, name, spy)
-    acquire = t.RunLock.acquire
-    t.RunLock.acquire = lambda self: writes.append("RunLock.acquire") or acquire(self)
+    from scaling.results import RunLock  # the lock claim() takes (the class, so every user of it is spied)
+    acquire = RunLock.acquire
+    RunLock.acquire = lambda self: writes.append("RunLock.acquire") or acquire(self)
 kill_at = int(os.environ.get("KILL_AT_STEP", "0"))
 if kill_at and rank == 0:
     save = t._save_checkpoint
