@@ -24,7 +24,7 @@ from scaling.config import SweepConfig, load_sweep
 from scaling.errors import ConfigError, ScalingError
 from scaling.safe import printable
 from scaling.plan import Plan, equivalent_grid, plan_sweep
-from scaling.results import describe_ids
+from scaling.results import RESULT, describe_ids
 
 log = logging.getLogger("scaling")
 
@@ -139,8 +139,10 @@ SHOWN_ROWS = 60
 
 
 def print_table(table: pd.DataFrame, **options: Any) -> None:
-    # cells from run files (run-folder names, status.json errors) escaped: they reach a terminal
-    table = table.apply(lambda col: col.map(printable) if col.dtype == object or pd.api.types.is_string_dtype(col) else col)
+    # A missing value (a done run's job id, log or error: None or NaN) prints blank, not "None", "nan" or "NaN";
+    # the other cells from run files (run-folder names, status.json errors) escaped: they reach a terminal.
+    table = table.astype(object).where(table.notna(), "")
+    table = table.apply(lambda col: col.map(lambda v: v if isinstance(v, (int, float)) else printable(v)))
     if len(table) > SHOWN_ROWS:
         half = SHOWN_ROWS // 2
         gap = pd.DataFrame([{c: "..." for c in table.columns}])
@@ -148,13 +150,22 @@ def print_table(table: pd.DataFrame, **options: Any) -> None:
         note = f"({len(table) - 2 * half:,} of {len(table):,} rows not shown)"
     else:
         shown, note = table, None
-    # A missing value (a done run's job id or heartbeat, None or NaN) prints blank, not "None" or "NaN".
-    shown = shown.astype(object).where(shown.notna(), "")
     with pd.option_context("display.max_rows", SHOWN_ROWS + 1, "display.width", 200,
                            "display.float_format", _fmt, *[x for kv in options.items() for x in kv]):
         print(shown.to_string(index=False, float_format=_fmt))
     if note:
         print(note)
+
+
+def resume_lines(run_dirs: list[Path], n_steps: dict[str, int], step_of: Any, shown: int = 10) -> list[str]:
+    """One "resuming RUN from step S of N" line per run folder that holds a checkpoint (at most `shown`, then a
+    count), for the launcher to print before its jobs start: a resumed run is not a fresh one. `step_of(run_dir)`:
+    the step its checkpoint resumes from, or None (scaling.train.checkpoint_step, which imports torch)."""
+    found = [(d.name, s) for d in run_dirs if (s := step_of(d)) is not None]
+    lines = [f"resuming {name} from step {s:,} of {n_steps.get(name, 0):,} (ckpt.pt)" for name, s in found[:shown]]
+    if len(found) > shown:
+        lines.append(f"... and {len(found) - shown} more run(s) resuming from their checkpoints")
+    return lines
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -182,6 +193,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         corpus = load_corpus(cfg.data, seq_len=cfg.model.seq_len)
         _retire_stale_data(plan, corpus.fingerprint)
     print_plan(plan)
+    if not cfg.train.command:  # a command resumes from its own checkpoints, which only it can read
+        from scaling.train import checkpoint_step  # imports torch
+
+        unfinished = [Path(cfg.sweep_dir) / r.run_id for r in plan.runs
+                      if not (Path(cfg.sweep_dir) / r.run_id / RESULT).exists()]
+        for line in resume_lines(unfinished, {r.run_id: r.n_steps for r in plan.runs}, checkpoint_step):
+            print(line)
     start = time.time()
     report = launch(plan, wait=not args.no_wait)
     print(f"\nlaunch: {report}")

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter
 
 from scaling.analysis.extrapolation import EXTRAPOLATION_FACTOR, data_flops, in_data_range
+from scaling.analysis.identify import BORDERLINE
 from scaling.compare import compare_table, law_of, published_laws
 from scaling.errors import FitError
 from scaling.safe import no_symlink
@@ -60,10 +61,11 @@ def loss_label(frame: pd.DataFrame | Points | None, what: str = "held-out loss")
 
 def not_identified_names(report: object) -> list[str]:
     """What a FitReport's Approach 3 fit does not pin: parameters, and N_opt at the sweep's largest compute."""
-    names = [k for k, why in (getattr(report, "identification", None) or {}).items() if why]
+    names = [k + (" (borderline)" if why.startswith(BORDERLINE) else "")
+             for k, why in (getattr(report, "identification", None) or {}).items() if why]
     optimum = getattr(report, "optimum", None) or {}
     if optimum.get("identified") is False:
-        names.append("N_opt at largest C")
+        names.append("N_opt at largest C" + (" (borderline)" if optimum.get("verdict") == "borderline" else ""))
     return names
 
 

@@ -393,6 +393,21 @@ def _build(spec: RunSpec, device: str) -> tuple[torch.nn.Module, torch.optim.Opt
     return model, optimizer
 
 
+def checkpoint_step(run_dir: Path) -> int | None:
+    """The step run_dir/ckpt.pt would resume from, or None (no checkpoint, or one that does not load).
+
+    Memory-mapped, so reading it costs little even for a large model; `_resume` still checks the checkpoint
+    against the spec and corpus before using it."""
+    path = Path(run_dir) / CKPT
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["step"])
+    except Exception:  # unreadable: the job moves it aside and trains from scratch
+        return None
+
+
 def _resume(run: _ActiveRun, spec: RunSpec, device: str) -> None:
     """Load ckpt.pt into run if it is valid; move a corrupt or foreign one aside and start fresh."""
     for stale in run.run_dir.glob(f".{CKPT}.*.tmp"):  # left by a kill during a save
@@ -427,7 +442,8 @@ def _resume(run: _ActiveRun, spec: RunSpec, device: str) -> None:
     torch.set_rng_state(state["torch_rng"].cpu())
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-    log.info("%s: resumed from %s at step %d", run.run_dir.name, CKPT, step)
+    log.info("%s: resumed from step %d (%s)", run.run_dir.name, step, CKPT)
+    print(f"{run.run_dir.name}: resumed from step {step} of {spec.n_steps} ({CKPT})", flush=True)  # the job's log
 
 
 def _eval_missing(run_dir: Path, step: int, spec: RunSpec) -> bool:
