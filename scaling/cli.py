@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from scaling import hparams
+from scaling.calibrate import calibrate, lpt_makespan
 from scaling.config import SweepConfig, load_sweep
 from scaling.errors import ConfigError, ScalingError
 from scaling.safe import printable
@@ -105,11 +106,18 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def print_plan(plan: Plan, flops_per_s: float | None = None) -> None:
+def print_plan(plan: Plan, flops_per_s: float | None = None, flops_per_s_source: str = "") -> None:
+    """The plan's table and totals. Its time estimate: `flops_per_s` when given (--flops-per-s, --measure), else
+    calibrated from this machine's finished runs (scaling.calibrate), else [launch].est_flops_per_s."""
     frame = plan.to_frame()
     cfg = plan.sweep
-    rate = flops_per_s or cfg.launch.est_flops_per_s
-    frame["est_s"] = frame["flops"] / rate
+    if flops_per_s:
+        seconds = {r.run_id: r.flops / flops_per_s for r in plan.runs}
+        source = flops_per_s_source or f"{flops_per_s:.3g} FLOP/s per job (--flops-per-s)"
+    else:
+        calibration = calibrate(plan)
+        seconds, source = calibration.seconds, calibration.source
+    frame["est_s"] = frame["run_id"].map(seconds)
     shown = frame[["run_id", "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd",
                    "tokens_per_param", "n_steps", "est_s"]]
     print_table(shown)
@@ -118,7 +126,9 @@ def print_plan(plan: Plan, flops_per_s: float | None = None) -> None:
     if plan.windows:
         print("\n" + "\n".join(plan.describe_windows()))
     parallel = max(1, min(cfg.launch.max_parallel, len(plan.runs)))
-    est_total = plan.flops_to_train / rate  # WSD branches share their trunk: count it once
+    share = plan.flops_to_train / plan.total_flops if plan.total_flops > 0 else 1.0  # WSD: a trunk counts once
+    est_total = share * sum(seconds.values())
+    est_wall = share * lpt_makespan(seconds.values(), parallel)
     if plan.flops_saved > 0:
         print(f"\nWSD trunk reuse: trains {plan.flops_to_train:.3g} FLOPs instead of {plan.total_flops:.3g} "
               f"for independent runs (saves {plan.flops_saved:.3g}, "
@@ -128,9 +138,10 @@ def print_plan(plan: Plan, flops_per_s: float | None = None) -> None:
         print(f"\nCurves design: {len(plan.runs)} runs, {plan.flops_to_train:.3g} FLOPs; the equivalent grid "
               f"(every size x every n_tokens, cosine): {len(grid.runs)} runs, {grid.flops_to_train:.3g} FLOPs "
               f"({plan.flops_to_train / grid.flops_to_train:.0%} of it); the curve law supplies the other budgets")
-    print(f"\n{len(plan.runs)} runs, {plan.flops_to_train:.3g} FLOPs; est. {est_total / 3600:.2f} job-hours "
-          f"at {rate:.3g} FLOP/s per job, ~{est_total / parallel / 60:.1f} min wall "
-          f"on {parallel} parallel jobs ({cfg.launch.backend}); results in {cfg.sweep_dir}/")
+    print(f"\n{len(plan.runs)} runs, {plan.flops_to_train:.3g} FLOPs; est. {est_total / 3600:.2f} job-hours, "
+          f"~{est_wall / 60:.1f} min wall on {parallel} parallel jobs, longest first ({cfg.launch.backend}); "
+          f"results in {cfg.sweep_dir}/")
+    print(f"time estimate: {source}")
 
 
 SHOWN_ROWS = 60
@@ -177,6 +188,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         rate = measure_flops_per_s(plan)
         print(f"measured {rate:.3g} FLOP/s per job (2 s on the largest model, "
               f"{plan.sweep.launch.threads_per_job} thread(s), CPU)")
+        print_plan(plan, flops_per_s=rate, flops_per_s_source=f"measured {rate:.3g} FLOP/s per job (--measure: "
+                   "2 s of the largest model; small models run slower, so this under-estimates their time)")
+        return 0
     print_plan(plan, flops_per_s=rate)
     return 0
 
