@@ -173,7 +173,8 @@ def resume_lines(run_dirs: list[Path], n_steps: dict[str, int], step_of: Any, sh
     count), for the launcher to print before its jobs start: a resumed run is not a fresh one. `step_of(run_dir)`:
     the step its checkpoint resumes from, or None (scaling.train.checkpoint_step, which imports torch)."""
     found = [(d.name, s) for d in run_dirs if (s := step_of(d)) is not None]
-    lines = [f"resuming {name} from step {s:,} of {n_steps.get(name, 0):,} (ckpt.pt)" for name, s in found[:shown]]
+    lines = [f"resuming {name} from step {s:,}" + (f" of {n_steps[name]:,}" if name in n_steps else "") + " (ckpt.pt)"
+             for name, s in found[:shown]]
     if len(found) > shown:
         lines.append(f"... and {len(found) - shown} more run(s) resuming from their checkpoints")
     return lines
@@ -209,9 +210,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     print_plan(plan)
     if not cfg.train.command:  # a command resumes from its own checkpoints, which only it can read
         from scaling.train import checkpoint_step  # imports torch
+        from scaling.wsd import TRUNKS
 
         unfinished = [Path(cfg.sweep_dir) / r.run_id for r in plan.runs
                       if not (Path(cfg.sweep_dir) / r.run_id / RESULT).exists()]
+        # a WSD trunk (scaling.wsd: <sweep>/.trunks/<trunk_id>/) resumes too, before its branches fork
+        unfinished += sorted({Path(cfg.sweep_dir) / TRUNKS / r.trunk_id for r in plan.runs
+                              if r.schedule == "wsd" and r.trunk_id and (Path(cfg.sweep_dir) / r.run_id) in unfinished})
         for line in resume_lines(unfinished, {r.run_id: r.n_steps for r in plan.runs}, checkpoint_step):
             print(line)
     start = time.time()

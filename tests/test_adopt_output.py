@@ -130,6 +130,7 @@ def test_a_resumed_run_says_from_which_step(tmp_path: Path, capsys: pytest.Captu
     # What `scaling run` prints before its jobs start...
     assert resume_lines([run_dir], {spec.run_id: spec.n_steps}, checkpoint_step) == [
         f"resuming {spec.run_id} from step {stop:,} of {spec.n_steps:,} (ckpt.pt)"]
+    assert resume_lines([run_dir], {}, checkpoint_step) == [f"resuming {spec.run_id} from step {stop:,} (ckpt.pt)"]
     capsys.readouterr()
     train_run(run_dir, num_threads=1)
     # ...and what the job's own log says when it picks the checkpoint up.
