@@ -73,7 +73,8 @@ def _note_not_identified(ax: Axes, names: Iterable[str]) -> None:
     """A visible note on the axes naming what the fit does not identify (nothing when all is identified)."""
     names = list(names)
     if names:
-        ax.text(0.01, 0.01, "not identified: " + ", ".join(names) + " (law greyed; see the diagnostics)",
+        label = "not identified" + (" or borderline" if any(n.endswith("(borderline)") for n in names) else "")
+        ax.text(0.01, 0.01, f"{label}: " + ", ".join(names) + " (law greyed; see the diagnostics)",
                 transform=ax.transAxes, fontsize=8, color="C3", ha="left", va="bottom", gid="not-identified",
                 bbox={"facecolor": "white", "edgecolor": "C3", "alpha": 0.85, "pad": 2})
 

@@ -98,3 +98,14 @@ def test_the_default_sweeps_verdicts_do_not_flip_with_the_resample_count() -> No
     for name, verdicts in seen.items():
         assert not {"identified", "not identified"} <= verdicts, (name, verdicts)
     assert set(seen) == {"E", "A", "B", "alpha", "beta", "a"}
+
+
+def test_figures_name_borderline_quantities_as_such() -> None:
+    from types import SimpleNamespace
+
+    from scaling.analysis.identify import BORDERLINE
+    from scaling.plot import not_identified_names
+
+    report = SimpleNamespace(identification={"E": f"{BORDERLINE}: its 95% interval ...", "B": "spans 1e3x", "A": ""},
+                             optimum={"identified": False, "verdict": "borderline"})
+    assert not_identified_names(report) == ["E (borderline)", "B", "N_opt at largest C (borderline)"]

@@ -360,7 +360,8 @@ def fit_sweep(frame: pd.DataFrame | Points, n_boot: int = 1000, seed: int = 0,
     outliers = None
     if fitted is not None:
         identified = identification(fitted, done, level)
-        diagnostics.extend(f"{name} {verdict_of(why)}: {why}" for name, why in identified.items() if why)
+        diagnostics.extend(f"{name} {why}" if verdict_of(why) == "borderline" else f"{name} not identified: {why}"
+                           for name, why in identified.items() if why)
         # compute_optimal counts C = 6ND (Hoffmann et al. eq. 4), so the sweep's largest compute is taken
         # in the same units (exact FLOPs of tiny models run ~1.5x above 6ND: embeddings and attention).
         optimum = optimum_at(fitted, float((6.0 * done["n_params"] * done["n_tokens"]).max()), level)
