@@ -11,7 +11,8 @@ job) and gives each planned run its seconds:
   FLOP/s (flops / wall_s of each finished run);
 - any other: the FLOP/s interpolated in log N between the measured sizes of its family (or of every family),
   held constant beyond the measured range;
-- nothing measured: [launch].est_flops_per_s, said so (`scaling plan --measure` times this machine instead).
+- no finished run here: what `scaling plan --measure` last timed on this host (SPEED_CACHE; training steps
+  only, so a lower bound), else [launch].est_flops_per_s, said so.
 
 The sweep's wall time is the launcher's schedule: runs longest first onto `max_parallel` slots (LPT). Torch-free:
 it reads JSON files only.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import heapq
 import math
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +32,13 @@ import numpy as np
 import pandas as pd
 
 from scaling.plan import Plan
-from scaling.results import RESULT, SPEC, read_json
+from scaling.results import RESULT, SPEC, read_json, write_json_atomic
 
-__all__ = ["Calibration", "calibrate", "measured_runs", "lpt_makespan"]
+__all__ = ["Calibration", "calibrate", "measured_runs", "lpt_makespan", "SPEED_CACHE", "save_measured_speed"]
+
+SPEED_CACHE = ".plan_speed.json"
+"""In the results folder: what `scaling plan --measure` timed on each host (FLOP/s per job by model size), the
+estimate's source when no run has finished on this host yet."""
 
 SHAPE_KEYS = ("arch", "n_layer", "d_model", "n_head", "seq_len", "batch_size")
 """What makes two runs the same shape for their speed (the token count is not: FLOP/s hardly depends on it)."""
@@ -77,6 +83,33 @@ class Calibration:
     """One line for `scaling plan`: what the estimate rests on."""
 
 
+def _speed_key(host: str, device: str, threads: int) -> str:
+    return f"{host}|{device}|{threads}"
+
+
+def save_measured_speed(plan: Plan, rates: dict[float, float], *, host: str | None = None) -> Path:
+    """Record `scaling plan --measure`'s FLOP/s per job by model size (n_params -> FLOP/s) for this host, device
+    and thread count in <results_dir>/SPEED_CACHE; later plans use it until runs have finished here."""
+    launch = plan.sweep.launch
+    path = Path(plan.sweep.results_dir) / SPEED_CACHE
+    cache = read_json(path) or {}
+    cache[_speed_key(host or socket.gethostname(), _job_device(plan), launch.threads_per_job)] = {
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "flops_per_s": {repr(float(n)): float(r)
+                                                                            for n, r in rates.items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, cache)
+    return path
+
+
+def _cached_speed(root: Path, host: str, device: str, threads: int) -> tuple[pd.Series, str] | None:
+    entry = (read_json(root / SPEED_CACHE) or {}).get(_speed_key(host, device, threads))
+    try:
+        rates = pd.Series({float(n): float(r) for n, r in entry["flops_per_s"].items()}).sort_index()
+        return (rates, str(entry.get("measured_at", ""))) if len(rates) and (rates > 0).all() else None
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return None
+
+
 def _interp_rate(n: float, sizes: np.ndarray, rates: np.ndarray) -> float:
     """FLOP/s at n parameters, log-linear between measured sizes, constant beyond them."""
     return float(np.exp(np.interp(math.log(n), np.log(sizes), np.log(rates))))
@@ -90,6 +123,17 @@ def calibrate(plan: Plan, results_root: str | Path | None = None, *, host: str |
     host = host or socket.gethostname()
     device = _job_device(plan)
     measured = measured_runs(root, host=host, device=device, threads=launch.threads_per_job)
+    cached = _cached_speed(root, host, device, launch.threads_per_job) if measured.empty else None
+    if cached is not None:
+        rates, when = cached
+        sizes = rates.index.to_numpy(float)
+        return Calibration(
+            seconds={r.run_id: r.flops / _interp_rate(r.n_params, sizes, rates.to_numpy(float)) for r in plan.runs},
+            n_measured=0, n_same_shape=0,
+            source=(f"measured by `scaling plan --measure` on this host ({host}, {device}, {launch.threads_per_job} "
+                    f"thread(s)) at {when}: {rates.min():.3g}-{rates.max():.3g} FLOP/s per job over "
+                    f"{len(rates)} model size(s), interpolated in N; training steps only (no data loading or "
+                    "evaluation), so a lower bound on the time; calibrated from finished runs once there are some"))
     if measured.empty:
         rate = launch.est_flops_per_s
         return Calibration(

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from scaling import hparams
-from scaling.calibrate import calibrate, lpt_makespan
+from scaling.calibrate import calibrate, lpt_makespan, save_measured_speed
 from scaling.config import SweepConfig, load_sweep
 from scaling.errors import ConfigError, ScalingError
 from scaling.safe import printable
@@ -186,12 +186,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.measure:
         from scaling.throughput import measure_flops_per_s  # imports torch
 
-        rate = measure_flops_per_s(plan)
-        print(f"measured {rate:.3g} FLOP/s per job (2 s on the largest model, "
-              f"{plan.sweep.launch.threads_per_job} thread(s), CPU)")
-        print_plan(plan, flops_per_s=rate, flops_per_s_source=f"measured {rate:.3g} FLOP/s per job (--measure: "
-                   "2 s of the largest model; small models run slower, so this under-estimates their time)")
-        return 0
+        smallest, largest = (min(plan.runs, key=lambda r: r.flops_per_token),
+                             max(plan.runs, key=lambda r: r.flops_per_token))
+        rates = {float(largest.n_params): measure_flops_per_s(plan, seconds=1.0)}
+        if smallest.n_params != largest.n_params:
+            rates[float(smallest.n_params)] = measure_flops_per_s(plan, seconds=1.0, smallest=True)
+        cache = save_measured_speed(plan, rates)
+        print(f"measured {', '.join(f'{r:.3g}' for r in rates.values())} FLOP/s per job (1 s each on the largest and "
+              f"smallest model, {plan.sweep.launch.threads_per_job} thread(s), CPU); kept in {cache}")
     print_plan(plan, flops_per_s=rate)
     return 0
 

@@ -95,3 +95,23 @@ def test_plan_prints_the_estimates_source(tmp_path: Path, capsys: pytest.Capture
 def test_lpt_makespan_is_the_pools_schedule() -> None:
     assert lpt_makespan([3, 5, 3, 4, 3], 2) == 10  # 5 | 4, then 3s to whichever slot frees first
     assert lpt_makespan([3, 5], 4) == 5 and lpt_makespan([], 2) == 0
+
+
+def test_a_plan_measure_is_kept_and_used_until_runs_finish(tmp_path: Path) -> None:
+    from scaling.calibrate import SPEED_CACHE, save_measured_speed
+
+    _, plan = _plan(tmp_path)
+    small, large = sorted({r.n_params for r in plan.runs})[0], sorted({r.n_params for r in plan.runs})[-1]
+    path = save_measured_speed(plan, {float(small): 1e10, float(large): 4e10})
+    assert path == tmp_path / "results" / SPEED_CACHE
+    cal = calibrate(plan)
+    assert "measured by `scaling plan --measure` on this host" in cal.source and "lower bound" in cal.source
+    for r in plan.runs:
+        rate = r.flops / cal.seconds[r.run_id]
+        assert 1e10 * 0.999 <= rate <= 4e10 * 1.001
+        if r.n_params == small:
+            assert rate == pytest.approx(1e10)
+    assert calibrate(plan, host="another-host").n_measured == 0  # another host's measurement is not used
+    assert "assumed" in calibrate(plan, host="another-host").source
+    _finished(tmp_path / "results", "older", "a1", 1, 32, 24672, 1e11, 10.0)
+    assert calibrate(plan).source.startswith("calibrated from 1 finished run(s)")  # finished runs win
