@@ -165,12 +165,13 @@ def test_control_characters_from_run_files_are_printed_escaped(capsys: pytest.Ca
 
 # ---- only regular files are read; odd names are one line (items 14, 15) ----
 
-def test_a_corpus_folder_reads_only_regular_files_and_refuses_non_utf8_names(tmp_path: Path,
-                                                                              count_case: Callable) -> None:
+def test_a_corpus_folder_reads_only_regular_files_and_trains_on_non_utf8_names(tmp_path: Path,
+                                                                               count_case: Callable) -> None:
+    import hashlib
     import os
 
-    from scaling.data import _list_files
-    from scaling.errors import DataError
+    from scaling.config import DataConfig
+    from scaling.data import _list_files, _path_hash, load_corpus
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "a.txt").write_text("hello " * 100)
@@ -178,10 +179,19 @@ def test_a_corpus_folder_reads_only_regular_files_and_refuses_non_utf8_names(tmp
     (corpus / "dangling.txt").symlink_to(tmp_path / "nowhere")
     assert _list_files(corpus) == ["a.txt"]
     count_case("fault", 2)
-    (corpus / os.fsdecode(b"bad\xff.txt")).write_text("x")
-    with pytest.raises(DataError, match=r"not UTF-8"):
-        _list_files(corpus)
-    count_case("bad input")
+    # A Latin-1 archive: a file and a folder whose names are not UTF-8 (the probe's traceback). Byte-level text
+    # does not care what a file is called: the corpus trains on every byte, and the split hashes the bytes on
+    # disk, so the UTF-8 names of every other corpus split exactly as before.
+    os.makedirs(os.fsencode(corpus) + b"/sub\xe9")
+    (corpus / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"cafe " * 100)
+    (corpus / os.fsdecode(b"sub\xe9") / "x.txt").write_bytes(b"sub " * 100)
+    assert _list_files(corpus) == ["a.txt", os.fsdecode(b"caf\xe9.txt"), os.fsdecode(b"sub\xe9/x.txt")]
+    assert _path_hash("a.txt") == int.from_bytes(hashlib.sha1(b"a.txt").digest()[:8], "big") / 2.0**64
+    assert _path_hash(os.fsdecode(b"caf\xe9.txt")) == int.from_bytes(
+        hashlib.sha1(b"caf\xe9.txt").digest()[:8], "big") / 2.0**64
+    loaded = load_corpus(DataConfig(source=str(corpus)))
+    assert len(loaded.train) + len(loaded.val) == 600 + 500 + 400  # every byte of the three files
+    count_case("bad input", 2)
 
 
 def test_a_csv_with_non_utf8_bytes_or_a_fifo_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
