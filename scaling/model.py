@@ -5,12 +5,14 @@ positions, no biases), and LSTM and GRU baselines. Every family ties its output 
 unless shape.tie_embeddings is false; muP (scaling.mup) changes init and two multipliers of gpt and llama.
 
 Parameter counts match scaling.accounting.n_params exactly (tests/test_model.py and tests/test_families.py
-check it), so the N of every fit is the N of the module that was trained.
+check it), so the N of every fit is the N of the module that was trained; training checks it again on the
+module it builds, and the first forward's output shape (check_built, check_logits).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -209,11 +211,14 @@ def check_built(model: nn.Module, shape: ModelShape, n_params: int, n_params_non
                          f"parameters, the run records {n_params:,}")
 
 
-def check_logits(shape: ModelShape, logits: torch.Tensor, batch: int) -> None:
+def check_logits(shape: ModelShape, logits: Any, batch: int) -> None:
     """Refuse (one line) a forward whose output is not (batch, seq_len, vocab_size): (T, B, V) logits have the
     same number of elements, so the loss would silently score every position against another one's target."""
     expected = (batch, shape.seq_len, shape.vocab_size)
+    who = f"[model].arch = {shape.arch!r}" if plugin.is_plugin(shape.arch) else shape.arch
+    if not isinstance(logits, torch.Tensor):  # e.g. a (logits, loss) tuple
+        raise plugin.PluginError(f"{who}: forward returned a {type(logits).__name__}, not a logits tensor of "
+                                 f"shape (batch, seq_len, vocab_size) = {expected}")
     if tuple(logits.shape) != expected:
-        who = f"[model].arch = {shape.arch!r}" if plugin.is_plugin(shape.arch) else shape.arch
         raise plugin.PluginError(f"{who}: forward returned logits of shape {tuple(logits.shape)}; expected "
                                  f"(batch, seq_len, vocab_size) = {expected}")

@@ -83,6 +83,8 @@ def test_a_bad_plug_in_is_one_config_error_naming_file_key_and_value(models: str
     # (T, B, V) logits have the size of (B, T, V): the loss would score each position against another's target
     ("build_time_major", r"forward returned logits of shape \(32, 8, 256\); expected \(batch, seq_len, "
                          r"vocab_size\) = \(8, 32, 256\)"),
+    ("build_with_loss", r"forward returned a tuple, not a logits tensor of shape \(batch, seq_len, vocab_size\) = "
+                        r"\(8, 32, 256\)"),
 ])
 def test_a_plug_in_that_trains_unlike_its_plan_fails_its_run_in_one_line(models: str, tmp_path: Path,
                                                                          text_corpus: Path, factory: str, match: str,

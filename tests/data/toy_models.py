@@ -65,6 +65,16 @@ def build_time_major(shape):
     return TimeMajor(shape)
 
 
+class WithLoss(Tiny):
+    def forward(self, idx: torch.Tensor):
+        logits = super().forward(idx)
+        return logits, logits.mean()  # a (logits, loss) pair, as some libraries return
+
+
+def build_with_loss(shape):
+    return WithLoss(shape)
+
+
 class Lazy(Tiny):
     def __init__(self, shape):
         super().__init__(shape)
