@@ -14,6 +14,9 @@ Contract (also in the README, "Sweep your own model"):
   attention over the context (it over-counts a model without attention: give such a model its own
   flops_per_token()); the third is the output logits of a head tied to the embedding (left out when a
   non-embedding matrix has a vocab_size side, i.e. an untied head, which N_non_embedding already holds).
+- Checked: a lazy parameter (nn.LazyLinear) or a flops_per_token() that is not finite and >= 1 is refused
+  at plan time; when a run trains, the module built there must have the parameters counted here
+  (check_trained) and its first forward must return (B, T, vocab_size) (scaling.model.check_logits).
 - It trains with the project's trainer (seeded init: torch.manual_seed(seed) before the factory runs), data,
   checkpoints (its state_dict), requeue and fits, exactly as "gpt" does.
 
