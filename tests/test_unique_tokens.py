@@ -128,3 +128,8 @@ def test_repeated_runs_record_their_epochs_and_are_fitted(tmp_path: Path, text_c
     saved = json.loads((sweep_dir / "data_constrained.json").read_text())
     assert saved["n_repeated"] == 6 and saved["allocation"]
     assert (sweep_dir / "plots" / "allocation.png").stat().st_size > 0
+
+    # scaling compare: the source's allocation under its unique budget beside the laws' table
+    assert main(["compare", str(sweep_dir / "runs.csv"), "--n-boot", "5", "--min-flops", "10", "--max-flops", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "runs: data-constrained law, R*_D = " in out and "chinchilla_epochs" in out
