@@ -49,7 +49,7 @@ def plot_repetition(law: DataConstrainedLaw, unique: float, budgets: np.ndarray,
     ax.axhline(unique, color="C3", lw=0.6, ls=":", label="D = U_D (1 epoch)")
     if runs is not None and len(runs):
         sc = ax.scatter(runs["n_params"], runs["n_tokens"], c=np.maximum(runs["epochs"].to_numpy(float), 1.0),
-                        cmap="magma", norm=LogNorm(vmin=1, vmax=max(2.0, float(runs["epochs"].max()))),
+                        cmap="plasma", norm=LogNorm(vmin=1, vmax=max(2.0, float(runs["epochs"].max()))),
                         edgecolors="k", linewidths=0.4, s=24, zorder=3)
         fig.colorbar(sc, ax=ax, label="epochs of the runs (D / U_D)")
     ax.set_xscale("log")

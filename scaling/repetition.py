@@ -40,7 +40,8 @@ def unique_per_row(frame: pd.DataFrame) -> pd.Series | None:
     split = (pd.to_numeric(frame["n_train_tokens"], errors="coerce").astype(float)
              if "n_train_tokens" in frame.columns else pd.Series(math.inf, index=frame.index))
     fresh = tokens.where(~(tokens > split), split)  # a fresh run past the whole split repeats the split
-    return unique.where(unique > 0, fresh)
+    # a budget rounded down to whole steps (U_D = D = 250K trains 249,856 tokens) sees at most D unique tokens
+    return unique.where(unique > 0, fresh).clip(upper=tokens)
 
 
 def repeated_mask(frame: pd.DataFrame) -> pd.Series:
