@@ -257,11 +257,15 @@ def compare_sources(sources: list[str], budgets: np.ndarray, n_boot: int = 1000,
     for (frame, where), label in zip(frames, labels):
         repeated = repeated_mask(frame)
         if repeated.any():  # the compute-optimal split under the source's unique-token budgets (issue 27)
-            fit, points = fit_frame(frame, n_boot)
-            uniques = sorted(float(u) for u in points.loc[points["epochs"] > 1, "unique"].unique())
-            print(f"{label}: data-constrained law, " + "; ".join(fit.summary()))
-            print(allocation_table(fit.law, [float(b) for b in budgets], uniques).to_string(
-                index=False, float_format=lambda x: f"{x:.3g}"))
+            try:
+                fit, points = fit_frame(frame, n_boot)
+            except FitError as exc:
+                print(f"{label}: data-constrained law not fitted ({exc})")
+            else:
+                uniques = sorted(float(u) for u in points.loc[points["epochs"] > 1, "unique"].unique())
+                print(f"{label}: data-constrained law, " + "; ".join(fit.summary()))
+                print(allocation_table(fit.law, [float(b) for b in budgets], uniques).to_string(
+                    index=False, float_format=lambda x: f"{x:.3g}"))
             frame = frame[~repeated]  # Approach 3 and the table below: the single-epoch runs
         families = split_by_arch(frame)
         for arch, part in families.items():  # one law per architecture family (see split_by_arch)
