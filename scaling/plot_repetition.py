@@ -48,6 +48,7 @@ def plot_repetition(law: DataConstrainedLaw, unique: float, budgets: np.ndarray,
             label=f"compute-optimal with {unique:.3g} unique tokens")
     ax.axhline(unique, color="C3", lw=0.6, ls=":", label="D = U_D (1 epoch)")
     if runs is not None and len(runs):
+        runs = runs.sort_values("epochs")  # at one (N, D) the most repeated run is drawn on top
         sc = ax.scatter(runs["n_params"], runs["n_tokens"], c=np.maximum(runs["epochs"].to_numpy(float), 1.0),
                         cmap="plasma", norm=LogNorm(vmin=1, vmax=max(2.0, float(runs["epochs"].max()))),
                         edgecolors="k", linewidths=0.4, s=24, zorder=3)
