@@ -21,6 +21,7 @@ import pandas as pd
 
 from scaling import hparams
 from scaling.config import MAX_PARAMS, MAX_TOKENS, SweepConfig, load_sweep
+from scaling.config_rules import check_unique_tokens_fit
 from scaling.errors import ConfigError, ScalingError
 from scaling.safe import printable
 from scaling.plan import Plan, equivalent_grid, plan_sweep
@@ -111,7 +112,7 @@ def print_plan(plan: Plan, flops_per_s: float | None = None) -> None:
     rate = flops_per_s or cfg.launch.est_flops_per_s
     frame["est_s"] = frame["flops"] / rate
     shown = frame[["run_id", "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd",
-                   "tokens_per_param", "n_steps", "est_s"]]
+                   "tokens_per_param", "n_steps", "est_s"] + [c for c in ("unique_tokens", "epochs") if c in frame]]
     print_table(shown)
     t = cfg.train
     print(hparams.describe_lr_rule(t.lr_rule, t.lr, (t.lr_law.a, t.lr_law.b, t.lr_law.c), t.lr_sweep))
@@ -180,6 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         # A missing, empty or too-short corpus fails here in one line, not in every job; jobs reuse the cache.
         corpus = load_corpus(cfg.data, seq_len=cfg.model.seq_len)
+        check_unique_tokens_fit(cfg, corpus.n_train_tokens)  # U_D > the training split: refused before any job
         _retire_stale_data(plan, corpus.fingerprint)
     print_plan(plan)
     start = time.time()
