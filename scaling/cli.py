@@ -21,11 +21,12 @@ import pandas as pd
 
 from scaling import hparams
 from scaling.calibrate import calibrate, lpt_makespan, save_measured_speed
-from scaling.config import SweepConfig, load_sweep
+from scaling.config import MAX_PARAMS, MAX_TOKENS, SweepConfig, load_sweep
+from scaling.config_rules import check_unique_tokens_fit
 from scaling.errors import ConfigError, ScalingError
 from scaling.safe import printable
 from scaling.plan import Plan, equivalent_grid, plan_sweep
-from scaling.results import RESULT, describe_ids
+from scaling.results import CKPT, RESULT, describe_ids
 
 log = logging.getLogger("scaling")
 
@@ -80,10 +81,10 @@ def check_args(args: argparse.Namespace) -> None:
     seed = getattr(args, "seed", None)
     if seed is not None and not 0 <= seed < 2 ** 32:  # numpy's generators refuse a negative seed (a traceback)
         raise bad("--seed", seed, f"must be in [0, {2 ** 32 - 1}]")
-    for flag in ("max_params", "max_tokens"):
+    for flag, cap in (("max_params", MAX_PARAMS), ("max_tokens", MAX_TOKENS)):  # the caps any planned run has
         value = getattr(args, flag, None)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise bad(f"--{flag.replace('_', '-')}", value, "must be a finite number > 0")
+        if value is not None and not (math.isfinite(value) and 0 < value <= cap):
+            raise bad(f"--{flag.replace('_', '-')}", value, f"must be a finite number in (0, {cap:g}]")
     lo, hi = getattr(args, "min_flops", None), getattr(args, "max_flops", None)
     if lo is not None and hi is not None:
         if not 0 <= lo <= MAX_FLOPS_EXPONENT or not 0 <= hi <= MAX_FLOPS_EXPONENT:
@@ -119,7 +120,7 @@ def print_plan(plan: Plan, flops_per_s: float | None = None, flops_per_s_source:
         seconds, source = calibration.seconds, calibration.source
     frame["est_s"] = frame["run_id"].map(seconds)
     shown = frame[["run_id", "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd",
-                   "tokens_per_param", "n_steps", "est_s"]]
+                   "tokens_per_param", "n_steps", "est_s"] + [c for c in ("unique_tokens", "epochs") if c in frame]]
     print_table(shown)
     t = cfg.train
     print(hparams.describe_lr_rule(t.lr_rule, t.lr, (t.lr_law.a, t.lr_law.b, t.lr_law.c), t.lr_sweep))
@@ -168,10 +169,27 @@ def print_table(table: pd.DataFrame, **options: Any) -> None:
         print(note)
 
 
+def checkpoint_step(run_dir: Path) -> int | None:
+    """The step run_dir/ckpt.pt would resume from, or None (no checkpoint, or one that does not load).
+
+    Memory-mapped, so reading it costs little even for a large model; the job (scaling.train) still checks the checkpoint
+    against the spec and corpus before using it."""
+    import torch  # only here: the other verbs stay torch-free
+
+    path = Path(run_dir) / CKPT
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["step"])
+    except Exception:  # unreadable: the job moves it aside and trains from scratch
+        return None
+
+
 def resume_lines(run_dirs: list[Path], n_steps: dict[str, int], step_of: Any, shown: int = 10) -> list[str]:
     """One "resuming RUN from step S of N" line per run folder that holds a checkpoint (at most `shown`, then a
     count), for the launcher to print before its jobs start: a resumed run is not a fresh one. `step_of(run_dir)`:
-    the step its checkpoint resumes from, or None (scaling.train.checkpoint_step, which imports torch)."""
+    the step its checkpoint resumes from, or None (checkpoint_step)."""
     found = [(d.name, s) for d in run_dirs if (s := step_of(d)) is not None]
     lines = [f"resuming {name} from step {s:,}" + (f" of {n_steps[name]:,}" if name in n_steps else "") + " (ckpt.pt)"
              for name, s in found[:shown]]
@@ -208,10 +226,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         # A missing, empty or too-short corpus fails here in one line, not in every job; jobs reuse the cache.
         corpus = load_corpus(cfg.data, seq_len=cfg.model.seq_len)
+        check_unique_tokens_fit(cfg, corpus.n_train_tokens)  # U_D > the training split: refused before any job
         _retire_stale_data(plan, corpus.fingerprint)
     print_plan(plan)
     if not cfg.train.command:  # a command resumes from its own checkpoints, which only it can read
-        from scaling.train import checkpoint_step  # imports torch
         from scaling.wsd import TRUNKS
 
         unfinished = [Path(cfg.sweep_dir) / r.run_id for r in plan.runs

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, set[str]]] = [
               "scaling.analysis.lr_law"}),
     ("plans, figures, comparisons", {"scaling.plan", "scaling.isoflop", "scaling.compare", "scaling.plot",
                                      "scaling.simulate", "scaling.provenance", "scaling.page",
-                                     "scaling.calibrate"}),
+                                     "scaling.plot_repetition", "scaling.repetition", "scaling.calibrate"}),
     ("training and launching", {"scaling.data", "scaling.model", "scaling.mup", "scaling.ddp", "scaling.evaluate",
                                 "scaling.train",
                                 "scaling.wsd", "scaling.throughput", "scaling.launch"}),
