@@ -11,6 +11,7 @@ MuReadout implement the same rules):
 | parameters | init | Adam LR | AdamW weight decay |
 |---|---|---|---|
 | embeddings (token, position: one infinite dimension) | as SP | lr | as SP |
+| tied token embedding (also the readout) | as SP | lr * TIED_EMBEDDING_LR_MULT (8) | as SP |
 | hidden matrices (both dimensions grow with d) | std / sqrt(m), var ~ 1/fan_in | lr / m | wd * m |
 | untied output head | zero | lr | as SP |
 | norm weights (vectors) | as SP | lr | none |
@@ -26,7 +27,9 @@ d_head = 64, the constant microsoft/mup's README uses). Queries start at zero (T
 D.2), so every attention starts uniform at every width. The weight decay is multiplied by m because torch's
 AdamW decays by lr * wd * p: the product stays at the base model's (microsoft/mup's decoupled_wd=False).
 
-At m = 1 the init, LRs and logits equal SP's; the attention scale and the zero queries still differ, so a
+The tied weight's 8x is our one deliberate difference from microsoft/mup (which gives MuSharedReadout's weight
+lr): a width-independent per-layer LR constant, tuned on the base model as Yang et al. tune theirs (see
+TIED_EMBEDDING_LR_MULT). At m = 1 the init and logits equal SP's; the attention scale and the zero queries still differ, so a
 muP base model is close to, not equal to, its SP twin. Under "sp" nothing here changes a run: the
 optimizer gets the same two groups in the same order, and the model no multiplier.
 """
@@ -43,6 +46,19 @@ from scaling.config import MUP_ARCHS, PARAMETRIZATIONS  # MUP_ARCHS: every width
 
 ATTENTION_NUMERATOR = 8.0
 """muP attention scale = ATTENTION_NUMERATOR / d_head (equal to SP's 1 / sqrt(d_head) at d_head = 64)."""
+
+
+TIED_EMBEDDING_LR_MULT = 8.0
+"""Under muP, the tied token embedding/readout weight's Adam LR over [train].lr (every width alike).
+
+microsoft/mup gives that weight (MuSharedReadout) the base LR. We give it 8x: the constant of a per-layer LR that
+Yang et al. tune on the base model, measured at base_width 32 (benchmarks/README.md, bench_mup.py: held-out loss
+2.394 -> 2.266 at the base's best LR, and wider better at every width 32..256, which it was not at 1x). Why the
+base LR starves it: a hidden matrix's Adam update moves its output by about lr x fan_in x alignment per
+coordinate (fan_in = base_width at the base, held there by the 1/m LR), the embedding's by lr (a one-hot input),
+and the readout's, through the 1/m logit multiplier, by about lr x base_width x alignment. With one LR tuned for
+the hidden matrices, the shared weight moves far less than the layers around it. Width-independent, so it moves
+no optimum across widths; 1.0 gives microsoft/mup's LRs exactly."""
 
 
 def width_mult(shape: ModelShape) -> float:
@@ -120,8 +136,11 @@ def param_groups(model: nn.Module, shape: ModelShape, weight_decay: float) -> li
     for n, p in named:
         if kind(n, p) == "hidden":
             hidden.setdefault(fan_in_mult(shape, p.shape[1]), []).append(p)
-    other_matrices = [p for n, p in named if kind(n, p) in ("embedding", "output")]
+    tied = getattr(model, "lm_head", True) is None  # the token embedding is also the readout
+    shared = [p for n, p in named if tied and n == "wte.weight"]
+    other_matrices = [p for n, p in named if kind(n, p) in ("embedding", "output") and not (tied and n == "wte.weight")]
     vectors = [p for n, p in named if kind(n, p) == "vector"]
     return [{"params": ps, "weight_decay": weight_decay * fm, "lr_scale": 1.0 / fm} for fm, ps in hidden.items()] + [
             {"params": other_matrices, "weight_decay": weight_decay, "lr_scale": 1.0},
-            {"params": vectors, "weight_decay": 0.0, "lr_scale": 1.0}]
+            {"params": vectors, "weight_decay": 0.0, "lr_scale": 1.0}] + (
+            [{"params": shared, "weight_decay": weight_decay, "lr_scale": TIED_EMBEDDING_LR_MULT}] if shared else [])

@@ -171,7 +171,9 @@ def test_mup_rules_per_parameter() -> None:
     by_id = {id(p): g for g in groups for p in g["params"]}
     assert by_id[id(mup_p["blocks.0.attn.c_proj.weight"])]["lr_scale"] == 0.25
     assert by_id[id(mup_p["blocks.0.attn.c_proj.weight"])]["weight_decay"] == pytest.approx(0.4)  # lr * wd kept
-    assert by_id[id(mup_p["wte.weight"])]["lr_scale"] == 1.0 and by_id[id(mup_p["ln_f.weight"])]["weight_decay"] == 0
+    # the tied embedding/readout: a base-tuned 8x at every width (tests/test_mup_balance.py has why)
+    assert by_id[id(mup_p["wte.weight"])]["lr_scale"] == mup.TIED_EMBEDDING_LR_MULT == 8.0
+    assert by_id[id(mup_p["wpe.weight"])]["lr_scale"] == 1.0 and by_id[id(mup_p["ln_f.weight"])]["weight_decay"] == 0
     assert sum(len(g["params"]) for g in groups) == len(mup_p)
     untied = build_model(dataclasses.replace(wide, tie_embeddings=False))
     assert not untied.lm_head.weight.any()  # muP's zero readout
