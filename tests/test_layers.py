@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, set[str]]] = [
               "scaling.analysis.lr_schedules", "scaling.analysis.data_constrained",
               "scaling.analysis.lr_law"}),
     ("plans, figures, comparisons", {"scaling.plan", "scaling.isoflop", "scaling.compare", "scaling.plot",
-                                     "scaling.simulate", "scaling.provenance", "scaling.page"}),
+                                     "scaling.simulate", "scaling.simulate_curves", "scaling.provenance", "scaling.page"}),
     ("training and launching", {"scaling.data", "scaling.model", "scaling.mup", "scaling.ddp", "scaling.evaluate",
                                 "scaling.train",
                                 "scaling.wsd", "scaling.throughput", "scaling.launch"}),
