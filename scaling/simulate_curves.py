@@ -154,7 +154,7 @@ def _five(p) -> tuple[float, float, float, float, float]:
     return p.E, p.A, p.B, p.alpha, p.beta
 
 
-def dataset(truth: CurveTruth, design: str, flops: float, seed: int) -> pd.DataFrame:
+def dataset(truth: CurveTruth, design: str, flops: float, seed: int, n_starts: int = 10) -> pd.DataFrame:
     """One simulated sweep of `design` spending `flops`: its (N, D, loss, unit) points."""
     rng = np.random.default_rng(seed)
     if design == "isoflop":
@@ -168,7 +168,7 @@ def dataset(truth: CurveTruth, design: str, flops: float, seed: int) -> pd.DataF
         sizes, d_max = curves_design(truth, flops / 2)
         points = _curve_points(truth, sizes, d_max, rng)
         ens = fit_ensemble(points[["n_params", "n_tokens", "loss"]].assign(run_id=[f"p{i}" for i in range(len(points))]),
-                           n_boot=30, seed=seed, n_starts=10)
+                           n_boot=30, seed=seed, n_starts=n_starts)
         cands = [Candidate(n_params=n, n_tokens=d, flops=6 * n * d)
                  for n in np.geomspace(sizes[0], sizes[-1] * 4, 9) for d in np.geomspace(d_max / 8, d_max * 4, 9)]
         picks = suggest(ens, truth.target_flops, flops / 2, cands).picks
@@ -197,7 +197,7 @@ def ladder(truth: CurveTruth, designs=DESIGNS, fractions=(1 / 64, 1 / 16, 1 / 4,
             widths, covered, spent = [], [], []
             for seed in range(n_datasets):
                 try:
-                    pts = dataset(truth, design, flops, seed)
+                    pts = dataset(truth, design, flops, seed, n_starts)
                     _, lo, hi = unit_interval(pts, truth.target_flops, n_boot, seed, n_starts)
                 except FitError:
                     lo = hi = math.nan
