@@ -84,6 +84,8 @@ def main() -> None:
         p = by_size[sizes[-1]].params_
         print(f"<!-- {method}: largest size's mpl {({k: round(v, 4) for k, v in p.items()})} -->")
     errors: dict[str, dict[str, list[float]]] = {m: {"in": [], "out": []} for m in fits}
+    on_sample: dict[str, list[float]] = {m: [] for m in fits}  # against tiny's own curve-sample end (no rescale)
+    curves_t = curves_from_folder(dir_t) if dir_t.exists() else {}
     print("\n| tiny run | tokens | " + " | ".join(f"{m} pred (err)" for m in fits) + " | actual |\n"
           + "|---" * (3 + len(fits)) + "|")
     max_tokens = max(cfg_c.grid.n_tokens)
@@ -101,17 +103,22 @@ def main() -> None:
                     continue
                 err = (pred - actual) / actual
                 errors[method]["in" if r.n_tokens <= 1.01 * max_tokens else "out"].append(err)
+                own = curves_t.get(r.run_id)
+                if own is not None and len(own.steps) and own.steps[-1] == r.n_steps:
+                    on_sample[method].append(pred / scale[size] / own.loss[-1] - 1)
                 cells.append(f"{pred:.4f} ({100 * err:+.2f}%)")
             print(f"| {r.run_id} | {r.n_tokens:.3g} | " + " | ".join(cells) +
                   f" | {'-' if actual is None else f'{actual:.4f}'} |")
     if any(errors[m]["in"] for m in fits):
-        print("\n| fit | mean abs error, tokens <= trunk (n) | beyond the trunk (n) | all | max | mean signed |\n"
-              "|---|---|---|---|---|---|")
+        print("\n| fit | mean abs error, tokens <= trunk (n) | beyond the trunk (n) | all | max | mean signed | "
+              "all, on the curve sample (n) |\n|---|---|---|---|---|---|---|")
         for method, e in errors.items():
             both = np.array(e["in"] + e["out"])
             print(f"| {method} | {100 * np.mean(np.abs(e['in'])):.2f}% ({len(e['in'])}) | "
                   f"{100 * np.mean(np.abs(e['out'])) if e['out'] else float('nan'):.2f}% ({len(e['out'])}) | "
-                  f"{100 * np.mean(np.abs(both)):.2f}% | {100 * np.max(np.abs(both)):.2f}% | {100 * np.mean(both):+.2f}% |")
+                  f"{100 * np.mean(np.abs(both)):.2f}% | {100 * np.max(np.abs(both)):.2f}% | {100 * np.mean(both):+.2f}% | "
+                  f"{100 * np.mean(np.abs(on_sample[method])) if on_sample[method] else float('nan'):.2f}% "
+                  f"({len(on_sample[method])}) |")
     _n_opt_table(args, cfg_c, plan_t, dir_t, sizes, size_of, trimmed, fits["joint, trimmed"], scale)
 
 
@@ -142,7 +149,7 @@ def _n_opt_table(args, cfg_c, plan_t, dir_t, sizes, size_of, trimmed, joint, sca
         rows = []
         for size, count in counts.items():
             for r in plan_t.runs:
-                if (r.shape.n_layer, r.shape.d_model) == size and any(abs(r.n_tokens / b - 1) < 0.01 for b in budgets):
+                if (r.shape.n_layer, r.shape.d_model) == size and any(abs(r.n_tokens / b - 1) < 0.002 for b in budgets):
                     loss = scale[size] * float(by_size[size].predict(lr_at_steps(r), [r.n_steps])[0])
                     rows += [(r.n_params, r.n_tokens, loss)] * count
         return tuple(np.array(x, dtype=float) for x in zip(*rows))
