@@ -33,11 +33,12 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=30, help="unit resamples per interval")
     ap.add_argument("--n-starts", type=int, default=3, help="Approach 3 starts per (re)fit")
     ap.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=DESIGNS)
+    ap.add_argument("--curve-sizes", type=int, default=5, help="model sizes (trunks) of the curves designs")
     args = ap.parse_args()
     truth = default_truth()
     t0 = time.perf_counter()
     table = ladder(truth, designs=args.designs, fractions=tuple(args.fractions), n_datasets=args.datasets,
-                   n_boot=args.n_boot, n_starts=args.n_starts)
+                   n_boot=args.n_boot, n_starts=args.n_starts, curve_sizes=args.curve_sizes)
     print(f"true N_opt(C* = {truth.target_flops:.3g}) of the cosine end loss: {truth.n_opt(truth.target_flops):.4g} "
           f"(Chinchilla's constant-LR law alone: {float(np.asarray(truth.law.compute_optimal(truth.target_flops)[0])):.4g})\n")
     print("| design | FLOPs | / C* | datasets | median width | <= 1.5x | coverage |\n|---|---|---|---|---|---|---|")
@@ -54,7 +55,8 @@ def main() -> None:
         print(f"| {r.design} | {'not reached' if np.isnan(r.flops_needed) else f'{r.flops_needed:.3g}'} | "
               f"{'-' if np.isnan(r.median_width) else f'{r.median_width:.2f}x'} | "
               f"{'-' if np.isnan(r.coverage) else f'{r.coverage:.0%}'} | {k}/{n} = {k / n:.0%} [{ci.low:.0%}, {ci.high:.0%}] |")
-    print(f"\n({time.perf_counter() - t0:.0f} s wall on this machine)")
+    print(f"\n(curves designs: {args.curve_sizes} sizes; {args.datasets} datasets per cell, {args.n_boot} unit resamples, "
+          f"{args.n_starts} Approach 3 starts; {time.perf_counter() - t0:.0f} s wall on this machine)")
 
 
 if __name__ == "__main__":

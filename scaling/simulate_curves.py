@@ -154,7 +154,8 @@ def _five(p) -> tuple[float, float, float, float, float]:
     return p.E, p.A, p.B, p.alpha, p.beta
 
 
-def dataset(truth: CurveTruth, design: str, flops: float, seed: int, n_starts: int = 10) -> pd.DataFrame:
+def dataset(truth: CurveTruth, design: str, flops: float, seed: int, n_starts: int = 10, curve_sizes: int = 5
+            ) -> pd.DataFrame:
     """One simulated sweep of `design` spending `flops`: its (N, D, loss, unit) points."""
     rng = np.random.default_rng(seed)
     if design == "isoflop":
@@ -163,9 +164,9 @@ def dataset(truth: CurveTruth, design: str, flops: float, seed: int, n_starts: i
         n_lo = float(np.asarray(truth.law.compute_optimal(truth.target_flops)[0])) / 100
         return _cosine_runs(truth, log_grid_design(n_lo, 20 * n_lo, flops), rng)
     if design == "curves":
-        return _curve_points(truth, *curves_design(truth, flops), rng)
+        return _curve_points(truth, *curves_design(truth, flops, curve_sizes), rng)
     if design == "curves+suggest":
-        sizes, d_max = curves_design(truth, flops / 2)
+        sizes, d_max = curves_design(truth, flops / 2, curve_sizes)
         points = _curve_points(truth, sizes, d_max, rng)
         ens = fit_ensemble(points[["n_params", "n_tokens", "loss"]].assign(run_id=[f"p{i}" for i in range(len(points))]),
                            n_boot=30, seed=seed, n_starts=n_starts)
@@ -186,7 +187,7 @@ def design_flops(points: pd.DataFrame, design: str, flops: float) -> float:
 
 
 def ladder(truth: CurveTruth, designs=DESIGNS, fractions=(1 / 64, 1 / 16, 1 / 4, 1.0), n_datasets: int = 8,
-           n_boot: int = 40, n_starts: int = 10, width: float = 1.5) -> pd.DataFrame:
+           n_boot: int = 40, n_starts: int = 10, width: float = 1.5, curve_sizes: int = 5) -> pd.DataFrame:
     """Per design and total FLOPs (fractions of C*): datasets, median interval width hi/lo, coverage of the
     true N_opt(C*), and the share of datasets whose interval is at most `width` wide."""
     true_n = truth.n_opt(truth.target_flops)
@@ -197,7 +198,7 @@ def ladder(truth: CurveTruth, designs=DESIGNS, fractions=(1 / 64, 1 / 16, 1 / 4,
             widths, covered, spent = [], [], []
             for seed in range(n_datasets):
                 try:
-                    pts = dataset(truth, design, flops, seed, n_starts)
+                    pts = dataset(truth, design, flops, seed, n_starts, curve_sizes)
                     _, lo, hi = unit_interval(pts, truth.target_flops, n_boot, seed, n_starts)
                 except FitError:
                     lo = hi = math.nan
