@@ -42,8 +42,10 @@ def main() -> None:
     ap.add_argument("--run", action="store_true", help="train both sweeps first (scaling run), timing each")
     ap.add_argument("--n-boot", type=int, default=100, help="size resamples (joint curve refits) for tiny_curves' N_opt interval")
     ap.add_argument("--n-boot-tiny", type=int, default=200, help="run resamples for tiny's own N_opt interval")
+    ap.add_argument("--curves-sweep", default=str(REPO / "sweeps" / "tiny_curves.toml"),
+                    help="the curves design to compare with tiny (a variant of tiny_curves.toml)")
     args = ap.parse_args()
-    cfg_c = load_sweep(REPO / "sweeps" / "tiny_curves.toml")
+    cfg_c = load_sweep(args.curves_sweep)
     cfg_t = load_sweep(REPO / "sweeps" / "tiny.toml")
     walls: dict[str, float] = {}
     if args.run:  # wall time of each whole sweep, timed around `scaling run` (finished runs are not retrained)
