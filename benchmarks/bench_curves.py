@@ -9,7 +9,14 @@ The curve points are measured on the small fixed held-out sample ([train].curve_
 holds that sample's loss beside the full held-out set's val_loss, so each size's prediction is rescaled by the
 mean val_loss / curve_loss of its own tiny_curves runs at their ends (measured in tiny_curves, not in tiny).
 
-Usage: python benchmarks/bench_curves.py [--run]   (--run trains both sweeps first: tiny takes 6-16 min on 2 cores)
+Three fits of the same curves are printed side by side: each size's own law (every point), one law for all
+sizes with alpha, C, beta, gamma shared (scaling.analysis.curves_joint), and the shared law without each
+curve's points before one warmup; errors are given on val_loss (rescaled as above) and on the curve sample.
+Then N_opt at tiny's largest compute: tiny's Approach 3 (bootstrap over runs) beside Approach 3 on the
+shared, trimmed law's predicted cosine end points at tiny's grid budgets (bootstrap over whole sizes, the
+curve law refitted on each resample).
+
+Usage: python benchmarks/bench_curves.py [--run] [--n-boot 100] [--n-boot-tiny 200] [--curves-sweep TOML]   (--run trains both sweeps first: tiny takes 6-16 min on 2 cores)
 """
 
 from __future__ import annotations
