@@ -9,7 +9,14 @@ The curve points are measured on the small fixed held-out sample ([train].curve_
 holds that sample's loss beside the full held-out set's val_loss, so each size's prediction is rescaled by the
 mean val_loss / curve_loss of its own tiny_curves runs at their ends (measured in tiny_curves, not in tiny).
 
-Usage: python benchmarks/bench_curves.py [--run]   (--run trains both sweeps first: tiny takes 6-16 min on 2 cores)
+Three fits of the same curves are printed side by side: each size's own law (every point), one law for all
+sizes with alpha, C, beta, gamma shared (scaling.analysis.curves_joint), and the shared law without each
+curve's points before one warmup; errors are given on val_loss (rescaled as above) and on the curve sample.
+Then N_opt at tiny's largest compute: tiny's Approach 3 (bootstrap over runs) beside Approach 3 on the
+shared, trimmed law's predicted cosine end points at tiny's grid budgets (bootstrap over whole sizes, the
+curve law refitted on each resample).
+
+Usage: python benchmarks/bench_curves.py [--run] [--n-boot 100] [--n-boot-tiny 200] [--curves-sweep TOML]   (--run trains both sweeps first: tiny takes 6-16 min on 2 cores)
 """
 
 from __future__ import annotations
@@ -22,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from scaling.analysis.curves import fit_curves, predict_curve
+from scaling.analysis.curves import fit_curves
+from scaling.analysis.curves_joint import bootstrap_curves_joint, fit_curves_joint, trim_warmup
 from scaling.analysis.approach3 import ChinchillaLaw
-from scaling.analysis.curves_pipeline import curve_points, curves_from_folder
+from scaling.curves_pipeline import curves_from_folder
 from scaling.errors import FitError
 from scaling.config import load_sweep
 from scaling.plan import equivalent_grid, plan_sweep
@@ -32,14 +40,19 @@ from scaling.results import read_metrics, read_result
 from scaling.schedule import lr_at_steps
 
 REPO = Path(__file__).resolve().parent.parent
+TRIM_WARMUPS = 1.0
+"""Curve points before this many warmups are left out of the trimmed fit (measured: 1 beat 0, 2 and 3)."""
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", action="store_true", help="train both sweeps first (scaling run), timing each")
-    ap.add_argument("--n-boot", type=int, default=50, help="curve-bootstrap replicates for the N_opt interval")
+    ap.add_argument("--n-boot", type=int, default=100, help="size resamples (joint curve refits) for tiny_curves' N_opt interval")
+    ap.add_argument("--n-boot-tiny", type=int, default=200, help="run resamples for tiny's own N_opt interval")
+    ap.add_argument("--curves-sweep", default=str(REPO / "sweeps" / "tiny_curves.toml"),
+                    help="the curves design to compare with tiny (a variant of tiny_curves.toml)")
     args = ap.parse_args()
-    cfg_c = load_sweep(REPO / "sweeps" / "tiny_curves.toml")
+    cfg_c = load_sweep(args.curves_sweep)
     cfg_t = load_sweep(REPO / "sweeps" / "tiny.toml")
     walls: dict[str, float] = {}
     if args.run:  # wall time of each whole sweep, timed around `scaling run` (finished runs are not retrained)
@@ -57,51 +70,128 @@ def main() -> None:
               f"| {'-' if wall is None else f'{wall:.0f}'} |")
     print(f"(the equivalent grid of tiny_curves: {len(grid.runs)} cosine runs, {grid.flops_to_train:.3g} FLOPs)")
     curves = curves_from_folder(dir_c)
+    specs_c = {r.run_id: r for r in plan_c.runs}
     sizes = sorted({(r.shape.n_layer, r.shape.d_model) for r in plan_c.runs})
-    errors = []
-    print("\n| tiny run | tokens | predicted | actual | error |\n|---|---|---|---|---|")
-    for size in sizes:
-        mine = [r for r in plan_c.runs if (r.shape.n_layer, r.shape.d_model) == size]
-        fit = fit_curves([curves[r.run_id] for r in mine], "mpl")
+    size_of = {size: [r for r in plan_c.runs if (r.shape.n_layer, r.shape.d_model) == size] for size in sizes}
+    scale = {}
+    for size, mine in size_of.items():  # the curve sample's bias against the full held-out set, per size
         ratios = []
         for r in mine:
             end = [m for m in read_metrics(dir_c / r.run_id) if m.get("step") == r.n_steps and "val_loss" in m]
             if end and "curve_loss" in end[-1]:
                 ratios.append(end[-1]["val_loss"] / end[-1]["curve_loss"])
-        scale = float(np.mean(ratios)) if ratios else 1.0
-        print(f"<!-- L{size[0]} d{size[1]}: mpl {fit.params_}, val/curve sample ratio {scale:.4f} -->")
+        scale[size] = float(np.mean(ratios)) if ratios else 1.0
+    # Three fits of the same curves: each size's own multi-power law (every point); the law fitted jointly
+    # over sizes with its shape shared (every point); and the joint law without the points before one warmup
+    # (the fast early phase), which is what tiny_curves' N_opt below uses.
+    fits = {"per-size": {s: fit_curves([curves[r.run_id] for r in size_of[s]], "mpl") for s in sizes},
+            "joint": fit_curves_joint({s: [curves[r.run_id] for r in size_of[s]] for s in sizes})}
+    trimmed = {s: [trim_warmup(curves[r.run_id], specs_c[r.run_id].warmup_steps, TRIM_WARMUPS) for r in size_of[s]]
+               for s in sizes}
+    fits["joint, trimmed"] = fit_curves_joint(trimmed)
+    for method, by_size in fits.items():
+        p = by_size[sizes[-1]].params_
+        print(f"<!-- {method}: largest size's mpl {({k: round(v, 4) for k, v in p.items()})} -->")
+    errors: dict[str, dict[str, list[float]]] = {m: {"in": [], "out": []} for m in fits}
+    on_sample: dict[str, list[float]] = {m: [] for m in fits}  # against tiny's own curve-sample end (no rescale)
+    curves_t = curves_from_folder(dir_t) if dir_t.exists() else {}
+    print("\n| tiny run | tokens | " + " | ".join(f"{m} pred (err)" for m in fits) + " | actual |\n"
+          + "|---" * (3 + len(fits)) + "|")
+    max_tokens = max(cfg_c.grid.n_tokens)
+    for size in sizes:
         for r in plan_t.runs:
             if (r.shape.n_layer, r.shape.d_model) != size:
                 continue
-            pred = scale * float(predict_curve("mpl", list(fit.params_.values()), lr_at_steps(r), [r.n_steps])[0])
             res = read_result(dir_t / r.run_id) if dir_t.exists() else None
             actual = res.get("val_loss") if res and res.get("status") == "done" else None
-            err = None if actual is None else (pred - actual) / actual
-            if err is not None:
-                errors.append(abs(err))
-            print(f"| {r.run_id} | {r.n_tokens:.3g} | {pred:.4f} | {'-' if actual is None else f'{actual:.4f}'} | "
-                  f"{'-' if err is None else f'{100 * err:+.2f}%'} |")
-    if errors:
-        print(f"\nmean |relative error| over {len(errors)} tiny runs: {100 * np.mean(errors):.2f}% "
-              f"(max {100 * np.max(errors):.2f}%)")
-    # N_opt at tiny's largest compute from tiny_curves: Approach 3 on the curve-predicted end points (tiny's grid
-    # budgets), interval from Approach 3 refits on the curve bootstrap's replicates (whole runs resampled per size)
+            cells = []
+            for method, by_size in fits.items():
+                pred = scale[size] * float(by_size[size].predict(lr_at_steps(r), [r.n_steps])[0])
+                if actual is None:
+                    cells.append(f"{pred:.4f}")
+                    continue
+                err = (pred - actual) / actual
+                errors[method]["in" if r.n_tokens <= 1.01 * max_tokens else "out"].append(err)
+                own = curves_t.get(r.run_id)
+                if own is not None and len(own.steps) and own.steps[-1] == r.n_steps:
+                    on_sample[method].append(pred / scale[size] / own.loss[-1] - 1)
+                cells.append(f"{pred:.4f} ({100 * err:+.2f}%)")
+            print(f"| {r.run_id} | {r.n_tokens:.3g} | " + " | ".join(cells) +
+                  f" | {'-' if actual is None else f'{actual:.4f}'} |")
+    if any(errors[m]["in"] for m in fits):
+        print("\n| fit | mean abs error, tokens <= trunk (n) | beyond the trunk (n) | all | max | mean signed | "
+              "all, on the curve sample (n) |\n|---|---|---|---|---|---|---|")
+        for method, e in errors.items():
+            both = np.array(e["in"] + e["out"])
+            print(f"| {method} | {100 * np.mean(np.abs(e['in'])):.2f}% ({len(e['in'])}) | "
+                  f"{100 * np.mean(np.abs(e['out'])) if e['out'] else float('nan'):.2f}% ({len(e['out'])}) | "
+                  f"{100 * np.mean(np.abs(both)):.2f}% | {100 * np.max(np.abs(both)):.2f}% | {100 * np.mean(both):+.2f}% | "
+                  f"{100 * np.mean(np.abs(on_sample[method])) if on_sample[method] else float('nan'):.2f}% "
+                  f"({len(on_sample[method])}) |")
+    _n_opt_table(args, cfg_c, plan_t, dir_t, sizes, size_of, trimmed, fits["joint, trimmed"], scale)
+
+
+def _n_opt_table(args, cfg_c, plan_t, dir_t, sizes, size_of, trimmed, joint, scale) -> None:
+    """N_opt at tiny's largest compute: tiny's own Approach 3 with its bootstrap over runs, beside Approach 3
+    on tiny_curves' curve-predicted end points (the joint, trimmed law at tiny's grid budgets, rescaled to the
+    full held-out set), its interval from refits on resampled sizes: each replicate draws the sizes with
+    replacement (a size, one WSD trunk with its branches, is the design's independent unit), refits the joint
+    curve law on them and Approach 3 on the drawn sizes' predicted end points."""
     c_max = max(r.flops_6nd for r in plan_t.runs)
-    points = curve_points(dir_c, sorted(set(cfg_c.grid.n_tokens)), law="mpl", n_boot=args.n_boot)
-    frame = points.frame
-    fit = ChinchillaLaw().fit(frame.n_params, frame.n_tokens, frame.loss)
-    n_opts = []
-    for replicate in points.replicates:
+    budgets = sorted(set(cfg_c.grid.n_tokens))
+    print(f"\nN_opt at tiny's largest compute C = 6ND = {c_max:.3g}:\n\n| design | points | N_opt | 95% interval | "
+          "width | alpha [95%] | beta [95%] |\n|---|---|---|---|---|---|---|")
+    ends = [(r.n_params, r.n_tokens, read_result(dir_t / r.run_id)) for r in plan_t.runs] if dir_t.exists() else []
+    ends = [(n, d, res["val_loss"]) for n, d, res in ends if res and res.get("status") == "done"]
+    if ends:
+        N, D, L = (np.array(x, dtype=float) for x in zip(*ends))
+        law = ChinchillaLaw().fit(N, D, L).bootstrap(N, D, L, n_boot=args.n_boot_tiny, seed=0)
+        band = law.compute_optimal_interval(c_max)
+        lo, hi = float(band["n_opt_lo"]), float(band["n_opt_hi"])
+        print(f"| tiny (Approach 3, {args.n_boot_tiny} resamples of runs) | {len(ends)} trained | "
+              f"{_n_opt(law.params_, c_max):.3g} | [{lo:.3g}, {hi:.3g}] | {hi / lo:.2f}x | "
+              f"{law.params_.alpha:.3g} {_fmt(law.interval('alpha'))} | {law.params_.beta:.3g} {_fmt(law.interval('beta'))} |")
+
+    def points(by_size, counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The curve law's final loss of tiny's own cosine grid run of each drawn size and budget (its exact
+        schedule), repeated by the size's multiplicity in the resample."""
+        rows = []
+        for size, count in counts.items():
+            for r in plan_t.runs:
+                if (r.shape.n_layer, r.shape.d_model) == size and any(abs(r.n_tokens / b - 1) < 0.002 for b in budgets):
+                    loss = scale[size] * float(by_size[size].predict(lr_at_steps(r), [r.n_steps])[0])
+                    rows += [(r.n_params, r.n_tokens, loss)] * count
+        return tuple(np.array(x, dtype=float) for x in zip(*rows))
+
+    N, D, L = points(joint, {s: 1 for s in sizes})
+    fit = ChinchillaLaw().fit(N, D, L)
+    reps = bootstrap_curves_joint(trimmed, joint, n_boot=args.n_boot, seed=0)
+    n_opts, alphas, betas = [], [], []
+    for rep in reps:
         try:
-            n_opts.append(_n_opt(ChinchillaLaw(n_starts=10).fit(frame.n_params, frame.n_tokens, replicate).params_,
-                                 c_max))
+            p = ChinchillaLaw(n_starts=10).fit(*points({s: f for s, (f, _) in rep.items()},
+                                                       {s: c for s, (_, c) in rep.items()})).params_
         except FitError:
             continue
+        if p.degenerate:
+            continue
+        n_opts.append(_n_opt(p, c_max))
+        alphas.append(p.alpha)
+        betas.append(p.beta)
     p = fit.params_
-    print(f"\ntiny_curves, Approach 3 on curve-predicted end points: E {p.E:.4g}, A {p.A:.4g}, B {p.B:.4g}, "
-          f"alpha {p.alpha:.4g}, beta {p.beta:.4g}; N_opt at C = 6ND = {c_max:.3g}: {_n_opt(p, c_max):.3g}"
-          + (f" [{np.quantile(n_opts, .025):.3g}, {np.quantile(n_opts, .975):.3g}] over {len(n_opts)} refits"
-             if len(n_opts) >= 2 else ""))
+    if len(n_opts) >= 2:
+        lo, hi = np.quantile(n_opts, [0.025, 0.975])
+        cell = f"[{lo:.3g}, {hi:.3g}] | {hi / lo:.2f}x"
+    else:
+        cell = "- | -"
+    print(f"| tiny_curves (joint curve law, trimmed; {len(n_opts)} of {args.n_boot} size resamples usable) | "
+          f"{len(L)} predicted (cosine, {', '.join(f'{b:.3g}' for b in budgets)} tokens) | {_n_opt(p, c_max):.3g} | {cell} | "
+          f"{p.alpha:.3g} {_fmt(np.quantile(alphas, [.025, .975]) if alphas else None)} | "
+          f"{p.beta:.3g} {_fmt(np.quantile(betas, [.025, .975]) if betas else None)} |")
+
+
+def _fmt(interval) -> str:
+    return "-" if interval is None else f"[{interval[0]:.3g}, {interval[1]:.3g}]"
 
 
 def _n_opt(p, c: float) -> float:

@@ -1,0 +1,230 @@
+"""Simulated campaigns for the curves design (issue 26 item 8): the FLOPs each design needs to pin N_opt(C*).
+
+Known truth: L(N, D) = E + A/N^alpha + B/D^beta (Chinchilla-like, SUGGEST_LAWS) is the loss of a run at
+constant LR after D tokens; each size's whole loss curve follows the multi-power law with that power term
+(L0 = E + A/N^alpha, its area term A_mpl S1^(-beta) equal to B/D^beta at the peak LR) and a known annealing
+term (CURVE_SHAPE), so a cosine run ends below L(N, D) by what its decay earns. N_opt(C*) is the truth's
+optimum of the cosine end loss on C = 6ND, found numerically. Noise: every run's losses are multiplied by
+exp(noise * z_run) (one draw per run: a seed's offset moves a whole curve) and each curve point by
+exp(point_noise * z) besides.
+
+Designs, each at a total of F FLOPs (6ND summed over the tokens trained; a WSD branch costs its cooldown):
+- "isoflop": three IsoFLOP budgets 4x apart, five sizes each over a 16x window centred on the true N_opt
+  (isoflop_design), cosine runs;
+- "grid": a 4 x 4 log-spaced grid (log_grid_design), cosine runs;
+- "curves": five sizes over a 16x window centred on the truth's N_opt at the design's largest run, one WSD
+  trunk per size to D_max with 20% 1-sqrt cooldown branches at D_max/4, D_max/2 and D_max; the multi-power
+  law fitted jointly over sizes (curves_joint) predicts each size's cosine end loss at four budgets from
+  D_max/8 to D_max, and Approach 3 is fitted to those;
+- "curves+suggest": the curves design at F/2, then `suggest` spends the other F/2 on cosine runs.
+N_opt's 95% interval: a bootstrap over whole units, where a unit is one size's predicted points (one trunk)
+or one trained cosine run, Approach 3 refitted on each resample. The curve law is fitted once per dataset
+(not per resample): the size resampling carries its spread between sizes, not its within-size error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from scaling.analysis import ChinchillaLaw
+from scaling.analysis.curves import Curve, cosine_lrs, predict_curve, wsd_lrs
+from scaling.analysis.curves_joint import fit_curves_joint
+from scaling.analysis.suggest import Candidate, fit_ensemble, suggest
+from scaling.errors import FitError
+from scaling.simulate import SUGGEST_LAWS, isoflop_design, log_grid_design
+
+CURVE_SHAPE = {"C": 0.05, "beta": 0.6, "gamma": 0.5, "B": 60.0}
+"""The truth's annealing term (B: its amplitude; a full decay from PEAK_LR to 10% earns up to ~0.05 in loss)."""
+PEAK_LR = 1e-3
+STEPS = 2000
+"""Every simulated run has STEPS optimizer steps at its own batch (tokens per step = D / STEPS), so a curve
+costs the same to compute at any scale; the multi-power law sees the LR schedule, not the batch."""
+DESIGNS = ("isoflop", "grid", "curves", "curves+suggest")
+
+
+@dataclass(frozen=True)
+class CurveTruth:
+    law: ChinchillaLaw
+    target_flops: float
+    noise: float = 0.01
+    point_noise: float = 0.002
+
+    def params(self, n: float, tokens_per_step: float) -> list[float]:
+        p = self.law.params_
+        a_mpl = p.B * (PEAK_LR / tokens_per_step) ** p.beta  # A_mpl S1^-beta = B / D^beta at constant PEAK_LR
+        return [p.E + p.A / n ** p.alpha, a_mpl, p.beta, CURVE_SHAPE["B"], CURVE_SHAPE["C"], CURVE_SHAPE["beta"],
+                CURVE_SHAPE["gamma"]]
+
+    def cosine_end(self, n: float, d: float) -> float:
+        lrs = cosine_lrs(STEPS, PEAK_LR, 0.1 * PEAK_LR, STEPS // 100)
+        return float(predict_curve("mpl", self.params(n, d / STEPS), lrs, [STEPS])[0])
+
+    def n_opt(self, flops: float) -> float:
+        """The N minimising the cosine end loss at C = 6ND (grid over 0.1x-10x of Chinchilla's, then a parabola)."""
+        n0 = float(np.asarray(self.law.compute_optimal(flops)[0]))
+        grid = n0 * np.geomspace(0.1, 10.0, 81)
+        loss = np.array([self.cosine_end(n, flops / (6 * n)) for n in grid])
+        i = int(np.clip(np.argmin(loss), 1, len(grid) - 2))
+        x, y = np.log(grid[i - 1:i + 2]), loss[i - 1:i + 2]
+        a, b, _ = np.polyfit(x, y, 2)
+        return float(np.exp(-b / (2 * a)))
+
+
+def _cosine_runs(truth: CurveTruth, design: pd.DataFrame, rng: np.random.Generator, unit0: int = 0) -> pd.DataFrame:
+    out = design[["n_params", "n_tokens"]].copy()
+    out["loss"] = [truth.cosine_end(n, d) * math.exp(truth.noise * rng.standard_normal())
+                   for n, d in zip(out.n_params, out.n_tokens)]
+    out["unit"] = np.arange(unit0, unit0 + len(out))
+    return out
+
+
+def curves_design(truth: CurveTruth, flops: float, n_sizes: int = 5, window: float = 16.0
+                  ) -> tuple[np.ndarray, float]:
+    """(sizes, D_max) of the curves design costing `flops`: trunks to D_max plus branch cooldowns."""
+    def layout(n_mid: float) -> tuple[np.ndarray, float, float]:
+        sizes = n_mid * np.geomspace(window ** -0.5, window ** 0.5, n_sizes)
+        d_max = float(np.asarray(truth.law.compute_optimal(6 * n_mid * 20 * n_mid)[1]))  # ~20 tokens/param at n_mid
+        d_max = 20 * n_mid if not math.isfinite(d_max) else d_max
+        return sizes, d_max, 6 * sizes.sum() * d_max * (1 + 0.2 * (0.25 + 0.5))
+    lo, hi = 1.0, 1e15
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if layout(mid)[2] < flops else (lo, mid)
+    sizes, d_max, _ = layout(lo)
+    return sizes, d_max
+
+
+def _curve_points(truth: CurveTruth, sizes: np.ndarray, d_max: float, rng: np.random.Generator, unit0: int = 0
+                  ) -> pd.DataFrame:
+    """Simulate each size's trunk and branches, fit the joint curve law, predict cosine end points."""
+    groups = {}
+    for n in sizes:
+        offset = truth.noise * rng.standard_normal()  # the trunk's seed: shared by its branches
+        curves = []
+        for frac in (0.25, 0.5, 1.0):
+            steps_total = int(round(STEPS * frac))
+            lrs = wsd_lrs(steps_total, PEAK_LR, 0.1 * PEAK_LR, int(0.8 * steps_total), STEPS // 100, shape="1-sqrt")
+            steps = np.unique(np.concatenate([np.geomspace(STEPS // 50, steps_total, 10),
+                                              np.linspace(0.8 * steps_total, steps_total, 5)]).round().astype(int))
+            loss = predict_curve("mpl", truth.params(n, d_max / STEPS), lrs, steps)
+            loss = loss * np.exp(offset + truth.point_noise * rng.standard_normal(len(steps)))
+            curves.append(Curve(name=f"{n:.3g}-{frac}", lrs=lrs, steps=steps, loss=loss, group=f"{n:.3g}"))
+        groups[float(n)] = curves
+    fits = fit_curves_joint(groups, n_starts=2)
+    rows = []
+    for i, n in enumerate(sizes):
+        for d in d_max * np.geomspace(1 / 8, 1, 4):
+            steps_run = int(round(STEPS * d / d_max))
+            lrs = cosine_lrs(steps_run, PEAK_LR, 0.1 * PEAK_LR, STEPS // 100)
+            rows.append({"n_params": float(n), "n_tokens": float(d),
+                         "loss": float(fits[float(n)].predict(lrs, [steps_run])[0]), "unit": unit0 + i})
+    return pd.DataFrame(rows)
+
+
+def unit_interval(points: pd.DataFrame, target: float, n_boot: int, seed: int, n_starts: int = 10
+                  ) -> tuple[float, float, float]:
+    """(N_opt, lo, hi): Approach 3 on `points`, 95% interval from refits on resamples of whole units."""
+    fit = ChinchillaLaw(n_starts=n_starts).fit(points.n_params, points.n_tokens, points.loss)
+    units = points["unit"].unique()
+    rng = np.random.default_rng(seed)
+    n_opts = []
+    for _ in range(n_boot):
+        drawn = rng.choice(units, len(units))
+        if len(set(drawn.tolist())) < 3:
+            continue
+        sample = pd.concat([points[points.unit == u] for u in drawn])
+        try:
+            p = ChinchillaLaw(n_starts=n_starts).fit(sample.n_params, sample.n_tokens, sample.loss).params_
+        except FitError:
+            continue
+        if not p.degenerate:
+            n_opts.append(float(np.asarray(ChinchillaLaw.from_params(*_five(p)).compute_optimal(target)[0])))
+    n_opt = float(np.asarray(fit.compute_optimal(target)[0]))
+    if len(n_opts) < 2:
+        return n_opt, math.nan, math.nan
+    lo, hi = np.quantile(n_opts, [0.025, 0.975])
+    return n_opt, float(lo), float(hi)
+
+
+def _five(p) -> tuple[float, float, float, float, float]:
+    return p.E, p.A, p.B, p.alpha, p.beta
+
+
+def dataset(truth: CurveTruth, design: str, flops: float, seed: int, n_starts: int = 10, curve_sizes: int = 5
+            ) -> pd.DataFrame:
+    """One simulated sweep of `design` spending `flops`: its (N, D, loss, unit) points."""
+    rng = np.random.default_rng(seed)
+    if design == "isoflop":
+        return _cosine_runs(truth, isoflop_design(truth.law, flops), rng)
+    if design == "grid":
+        n_lo = float(np.asarray(truth.law.compute_optimal(truth.target_flops)[0])) / 100
+        return _cosine_runs(truth, log_grid_design(n_lo, 20 * n_lo, flops), rng)
+    if design == "curves":
+        return _curve_points(truth, *curves_design(truth, flops, curve_sizes), rng)
+    if design == "curves+suggest":
+        sizes, d_max = curves_design(truth, flops / 2, curve_sizes)
+        points = _curve_points(truth, sizes, d_max, rng)
+        ens = fit_ensemble(points[["n_params", "n_tokens", "loss"]].assign(run_id=[f"p{i}" for i in range(len(points))]),
+                           n_boot=30, seed=seed, n_starts=n_starts)
+        cands = [Candidate(n_params=n, n_tokens=d, flops=6 * n * d)
+                 for n in np.geomspace(sizes[0], sizes[-1] * 4, 9) for d in np.geomspace(d_max / 8, d_max * 4, 9)]
+        picks = suggest(ens, truth.target_flops, flops / 2, cands).picks
+        if picks:
+            new = pd.DataFrame([{"n_params": c.n_params, "n_tokens": c.n_tokens} for c in picks])
+            points = pd.concat([points, _cosine_runs(truth, new, rng, unit0=int(points.unit.max()) + 1)],
+                               ignore_index=True)
+        return points
+    raise ValueError(f"design {design!r}: one of {', '.join(DESIGNS)}")
+
+
+def design_flops(points: pd.DataFrame, design: str, flops: float) -> float:
+    """FLOPs the design spent (the curves designs' by construction, the runs' 6ND otherwise)."""
+    return float(flops) if design.startswith("curves") else float((6 * points.n_params * points.n_tokens).sum())
+
+
+def ladder(truth: CurveTruth, designs=DESIGNS, fractions=(1 / 64, 1 / 16, 1 / 4, 1.0), n_datasets: int = 8,
+           n_boot: int = 40, n_starts: int = 10, width: float = 1.5, curve_sizes: int = 5) -> pd.DataFrame:
+    """Per design and total FLOPs (fractions of C*): datasets, median interval width hi/lo, coverage of the
+    true N_opt(C*), and the share of datasets whose interval is at most `width` wide."""
+    true_n = truth.n_opt(truth.target_flops)
+    rows = []
+    for design in designs:
+        for frac in fractions:
+            flops = frac * truth.target_flops
+            widths, covered, spent = [], [], []
+            for seed in range(n_datasets):
+                try:
+                    pts = dataset(truth, design, flops, seed, n_starts, curve_sizes)
+                    _, lo, hi = unit_interval(pts, truth.target_flops, n_boot, seed, n_starts)
+                except FitError:
+                    lo = hi = math.nan
+                    pts = None
+                ok = math.isfinite(lo) and lo > 0
+                widths.append(hi / lo if ok else math.inf)
+                covered.append(bool(ok and lo <= true_n <= hi))
+                spent.append(design_flops(pts, design, flops) if pts is not None else flops)
+            rows.append({"design": design, "flops": float(np.median(spent)), "fraction": frac,
+                         "datasets": n_datasets, "median_width": float(np.median(widths)),
+                         "pinned": float(np.mean(np.array(widths) <= width)), "coverage": float(np.mean(covered))})
+    return pd.DataFrame(rows)
+
+
+def flops_needed(table: pd.DataFrame, width: float = 1.5) -> pd.DataFrame:
+    """Per design: the least FLOPs on the ladder whose median interval is at most `width` wide (NaN if none)."""
+    out = []
+    for design, part in table.groupby("design", sort=False):
+        ok = part[part.median_width <= width].sort_values("flops")
+        row = ok.iloc[0] if len(ok) else None
+        out.append({"design": design, "flops_needed": math.nan if row is None else row.flops,
+                    "median_width": math.nan if row is None else row.median_width,
+                    "coverage": math.nan if row is None else row.coverage})
+    return pd.DataFrame(out)
+
+
+def default_truth() -> CurveTruth:
+    """Chinchilla's printed law (Hoffmann et al. 2022), C* = 1e21, 1% run noise."""
+    return CurveTruth(law=SUGGEST_LAWS["chinchilla"], target_flops=1e21)

@@ -1,0 +1,48 @@
+"""Simulated campaigns of the curves design (scaling.simulate_curves, benchmarks/bench_curves_sim.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from scaling.simulate_curves import (_curve_points, curves_design, dataset, default_truth, flops_needed, ladder,
+                                     unit_interval)
+
+
+def test_truth_and_curves_design_are_consistent():
+    truth = default_truth()
+    n_opt = truth.n_opt(truth.target_flops)
+    chinchilla = float(np.asarray(truth.law.compute_optimal(truth.target_flops)[0]))
+    assert 0.5 < n_opt / chinchilla < 2.0  # the cosine bonus moves N_opt, not by much
+    sizes, d_max = curves_design(truth, 1e20)
+    assert 6 * sizes.sum() * d_max * 1.15 == pytest.approx(1e20, rel=1e-3)
+    assert sizes[-1] / sizes[0] == pytest.approx(16.0)
+
+
+def test_noise_free_curves_predict_the_cosine_end_points():
+    truth = dataclasses.replace(default_truth(), noise=0.0, point_noise=0.0)
+    sizes, d_max = curves_design(truth, 1e20)
+    points = _curve_points(truth, sizes, d_max, np.random.default_rng(0))
+    true = np.array([truth.cosine_end(n, d) for n, d in zip(points.n_params, points.n_tokens)])
+    assert np.max(np.abs(points.loss / true - 1)) < 0.005
+    assert points.unit.nunique() == len(sizes)
+
+
+def test_ladder_at_a_tiny_setting():
+    truth = default_truth()
+    table = ladder(truth, designs=("isoflop", "curves"), fractions=(0.25,), n_datasets=1, n_boot=6, n_starts=2)
+    assert list(table.design) == ["isoflop", "curves"]
+    assert (table.median_width > 1).all() and table.coverage.isin([0.0, 1.0]).all()
+    assert table.loc[table.design == "curves", "flops"].item() == pytest.approx(0.25 * truth.target_flops)
+    need = flops_needed(table, width=1e9)  # every interval is narrower than this: the one level is the answer
+    assert (need.flops_needed > 0).all()
+
+
+def test_curves_plus_suggest_adds_trained_units():
+    truth = default_truth()
+    points = dataset(truth, "curves+suggest", 0.25 * truth.target_flops, seed=0, n_starts=2)
+    assert points.unit.nunique() > 5  # five sizes' curve points plus suggest's runs
+    n_opt, lo, hi = unit_interval(points, truth.target_flops, n_boot=6, seed=0, n_starts=2)
+    assert lo <= hi and n_opt > 0
