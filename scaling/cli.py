@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 import tomllib
@@ -403,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--allow-mixed-data", action="store_true",
                        help="fit runs trained on different versions of the corpus together (default: refuse)")
         if verb == "fit":
+            # `--at -1e20` must reach check_args as a value (one ConfigError line), not as an unknown option:
+            # argparse takes '-1' and '-.5' for numbers but not '-1e20' (the pattern Python 3.13 widened)
+            p._negative_number_matcher = re.compile(r"^-\.?\d")
             p.add_argument("--at", nargs="+", metavar="C",
                            help="also print N_opt, D_opt and the loss at these budgets (FLOPs, C = 6ND) with 95%% "
                                 f"bootstrap intervals, marked extrapolated past {EXTRAPOLATION_FACTOR:g}x the runs' compute")
