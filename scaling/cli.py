@@ -22,11 +22,13 @@ import pandas as pd
 
 from scaling import hparams
 from scaling.analysis.extrapolation import EXTRAPOLATION_FACTOR
-from scaling.config import SweepConfig, load_sweep
+from scaling.calibrate import calibrate, lpt_makespan, save_measured_speed
+from scaling.config import MAX_PARAMS, MAX_TOKENS, SweepConfig, load_sweep
+from scaling.config_rules import check_unique_tokens_fit
 from scaling.errors import ConfigError, ScalingError
 from scaling.safe import printable
 from scaling.plan import Plan, equivalent_grid, plan_sweep
-from scaling.results import describe_ids
+from scaling.results import CKPT, RESULT, describe_ids
 
 log = logging.getLogger("scaling")
 
@@ -81,10 +83,10 @@ def check_args(args: argparse.Namespace) -> None:
     seed = getattr(args, "seed", None)
     if seed is not None and not 0 <= seed < 2 ** 32:  # numpy's generators refuse a negative seed (a traceback)
         raise bad("--seed", seed, f"must be in [0, {2 ** 32 - 1}]")
-    for flag in ("max_params", "max_tokens"):
+    for flag, cap in (("max_params", MAX_PARAMS), ("max_tokens", MAX_TOKENS)):  # the caps any planned run has
         value = getattr(args, flag, None)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise bad(f"--{flag.replace('_', '-')}", value, "must be a finite number > 0")
+        if value is not None and not (math.isfinite(value) and 0 < value <= cap):
+            raise bad(f"--{flag.replace('_', '-')}", value, f"must be a finite number in (0, {cap:g}]")
     lo, hi = getattr(args, "min_flops", None), getattr(args, "max_flops", None)
     if lo is not None and hi is not None:
         if not 0 <= lo <= MAX_FLOPS_EXPONENT or not 0 <= hi <= MAX_FLOPS_EXPONENT:
@@ -120,20 +122,29 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def print_plan(plan: Plan, flops_per_s: float | None = None) -> None:
+def print_plan(plan: Plan, flops_per_s: float | None = None, flops_per_s_source: str = "") -> None:
+    """The plan's table and totals. Its time estimate: `flops_per_s` when given (--flops-per-s, --measure), else
+    calibrated from this machine's finished runs (scaling.calibrate), else [launch].est_flops_per_s."""
     frame = plan.to_frame()
     cfg = plan.sweep
-    rate = flops_per_s or cfg.launch.est_flops_per_s
-    frame["est_s"] = frame["flops"] / rate
+    if flops_per_s:
+        seconds = {r.run_id: r.flops / flops_per_s for r in plan.runs}
+        source = flops_per_s_source or f"{flops_per_s:.3g} FLOP/s per job (--flops-per-s)"
+    else:
+        calibration = calibrate(plan)
+        seconds, source = calibration.seconds, calibration.source
+    frame["est_s"] = frame["run_id"].map(seconds)
     shown = frame[["run_id", "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd",
-                   "tokens_per_param", "n_steps", "est_s"]]
+                   "tokens_per_param", "n_steps", "est_s"] + [c for c in ("unique_tokens", "epochs") if c in frame]]
     print_table(shown)
     t = cfg.train
     print(hparams.describe_lr_rule(t.lr_rule, t.lr, (t.lr_law.a, t.lr_law.b, t.lr_law.c), t.lr_sweep))
     if plan.windows:
         print("\n" + "\n".join(plan.describe_windows()))
     parallel = max(1, min(cfg.launch.max_parallel, len(plan.runs)))
-    est_total = plan.flops_to_train / rate  # WSD branches share their trunk: count it once
+    share = plan.flops_to_train / plan.total_flops if plan.total_flops > 0 else 1.0  # WSD: a trunk counts once
+    est_total = share * sum(seconds.values())
+    est_wall = share * lpt_makespan(seconds.values(), parallel)
     if plan.flops_saved > 0:
         print(f"\nWSD trunk reuse: trains {plan.flops_to_train:.3g} FLOPs instead of {plan.total_flops:.3g} "
               f"for independent runs (saves {plan.flops_saved:.3g}, "
@@ -143,9 +154,10 @@ def print_plan(plan: Plan, flops_per_s: float | None = None) -> None:
         print(f"\nCurves design: {len(plan.runs)} runs, {plan.flops_to_train:.3g} FLOPs; the equivalent grid "
               f"(every size x every n_tokens, cosine): {len(grid.runs)} runs, {grid.flops_to_train:.3g} FLOPs "
               f"({plan.flops_to_train / grid.flops_to_train:.0%} of it); the curve law supplies the other budgets")
-    print(f"\n{len(plan.runs)} runs, {plan.flops_to_train:.3g} FLOPs; est. {est_total / 3600:.2f} job-hours "
-          f"at {rate:.3g} FLOP/s per job, ~{est_total / parallel / 60:.1f} min wall "
-          f"on {parallel} parallel jobs ({cfg.launch.backend}); results in {cfg.sweep_dir}/")
+    print(f"\n{len(plan.runs)} runs, {plan.flops_to_train:.3g} FLOPs; est. {est_total / 3600:.2f} job-hours, "
+          f"~{est_wall / 60:.1f} min wall on {parallel} parallel jobs, longest first ({cfg.launch.backend}); "
+          f"results in {cfg.sweep_dir}/")
+    print(f"time estimate: {source}")
 
 
 SHOWN_ROWS = 60
@@ -154,8 +166,10 @@ SHOWN_ROWS = 60
 
 
 def print_table(table: pd.DataFrame, **options: Any) -> None:
-    # cells from run files (run-folder names, status.json errors) escaped: they reach a terminal
-    table = table.apply(lambda col: col.map(printable) if col.dtype == object or pd.api.types.is_string_dtype(col) else col)
+    # A missing value (a done run's job id, log or error: None or NaN) prints blank, not "None", "nan" or "NaN";
+    # the other cells from run files (run-folder names, status.json errors) escaped: they reach a terminal.
+    table = table.astype(object).where(table.notna(), "")
+    table = table.apply(lambda col: col.map(lambda v: v if isinstance(v, (int, float)) else printable(v)))
     if len(table) > SHOWN_ROWS:
         half = SHOWN_ROWS // 2
         gap = pd.DataFrame([{c: "..." for c in table.columns}])
@@ -163,13 +177,40 @@ def print_table(table: pd.DataFrame, **options: Any) -> None:
         note = f"({len(table) - 2 * half:,} of {len(table):,} rows not shown)"
     else:
         shown, note = table, None
-    # A missing value (a done run's job id or heartbeat, None or NaN) prints blank, not "None" or "NaN".
-    shown = shown.astype(object).where(shown.notna(), "")
     with pd.option_context("display.max_rows", SHOWN_ROWS + 1, "display.width", 200,
                            "display.float_format", _fmt, *[x for kv in options.items() for x in kv]):
         print(shown.to_string(index=False, float_format=_fmt))
     if note:
         print(note)
+
+
+def checkpoint_step(run_dir: Path) -> int | None:
+    """The step run_dir/ckpt.pt would resume from, or None (no checkpoint, or one that does not load).
+
+    Memory-mapped, so reading it costs little even for a large model; the job (scaling.train) still checks the checkpoint
+    against the spec and corpus before using it."""
+    import torch  # only here: the other verbs stay torch-free
+
+    path = Path(run_dir) / CKPT
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["step"])
+    except Exception:  # unreadable: the job moves it aside and trains from scratch
+        return None
+
+
+def resume_lines(run_dirs: list[Path], n_steps: dict[str, int], step_of: Any, shown: int = 10) -> list[str]:
+    """One "resuming RUN from step S of N" line per run folder that holds a checkpoint (at most `shown`, then a
+    count), for the launcher to print before its jobs start: a resumed run is not a fresh one. `step_of(run_dir)`:
+    the step its checkpoint resumes from, or None (checkpoint_step)."""
+    found = [(d.name, s) for d in run_dirs if (s := step_of(d)) is not None]
+    lines = [f"resuming {name} from step {s:,}" + (f" of {n_steps[name]:,}" if name in n_steps else "") + " (ckpt.pt)"
+             for name, s in found[:shown]]
+    if len(found) > shown:
+        lines.append(f"... and {len(found) - shown} more run(s) resuming from their checkpoints")
+    return lines
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -178,9 +219,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.measure:
         from scaling.throughput import measure_flops_per_s  # imports torch
 
-        rate = measure_flops_per_s(plan)
-        print(f"measured {rate:.3g} FLOP/s per job (2 s on the largest model, "
-              f"{plan.sweep.launch.threads_per_job} thread(s), CPU)")
+        smallest, largest = (min(plan.runs, key=lambda r: r.flops_per_token),
+                             max(plan.runs, key=lambda r: r.flops_per_token))
+        rates = {float(largest.n_params): measure_flops_per_s(plan, seconds=1.0)}
+        if smallest.n_params != largest.n_params:
+            rates[float(smallest.n_params)] = measure_flops_per_s(plan, seconds=1.0, smallest=True)
+        cache = save_measured_speed(plan, rates)
+        print(f"measured {', '.join(f'{r:.3g}' for r in rates.values())} FLOP/s per job (1 s each on the largest and "
+              f"smallest model, {plan.sweep.launch.threads_per_job} thread(s), CPU); kept in {cache}")
     print_plan(plan, flops_per_s=rate)
     return 0
 
@@ -195,8 +241,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         # A missing, empty or too-short corpus fails here in one line, not in every job; jobs reuse the cache.
         corpus = load_corpus(cfg.data, seq_len=cfg.model.seq_len)
+        check_unique_tokens_fit(cfg, corpus.n_train_tokens)  # U_D > the training split: refused before any job
         _retire_stale_data(plan, corpus.fingerprint)
     print_plan(plan)
+    if not cfg.train.command:  # a command resumes from its own checkpoints, which only it can read
+        from scaling.wsd import TRUNKS
+
+        unfinished = [Path(cfg.sweep_dir) / r.run_id for r in plan.runs
+                      if not (Path(cfg.sweep_dir) / r.run_id / RESULT).exists()]
+        # a WSD trunk (scaling.wsd: <sweep>/.trunks/<trunk_id>/) resumes too, before its branches fork
+        unfinished += sorted({Path(cfg.sweep_dir) / TRUNKS / r.trunk_id for r in plan.runs
+                              if r.schedule == "wsd" and r.trunk_id and (Path(cfg.sweep_dir) / r.run_id) in unfinished})
+        for line in resume_lines(unfinished, {r.run_id: r.n_steps for r in plan.runs}, checkpoint_step):
+            print(line)
     start = time.time()
     report = launch(plan, wait=not args.no_wait)
     print(f"\nlaunch: {report}")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from scaling.analysis.approach3 import PARAM_NAMES
 from scaling.analysis.extrapolation import EXTRAPOLATION_FACTOR, describe_range
-from scaling.analysis.identify import N_OPT_MAX_FACTOR
+from scaling.analysis.identify import N_OPT_MAX_FACTOR, verdict_of
 from scaling.analysis.report import FitReport, compute_optimal_table
 
 RUN_COLUMNS = ("run_id", "status", "arch", "n_params", "n_tokens", "flops", "lr", "seed", "loss", "train_loss",
@@ -94,8 +94,8 @@ def law_section(report: FitReport) -> str:
         why = report.identification.get(name, "")
         rows.append({"quantity": name, "estimate": values[name],
                      f"{100 * report.level:g}% interval": f"[{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "",
-                     "verdict": f"NOT IDENTIFIED: {why}" if why else ("identified" if name in report.identification
-                                                                       else "")})
+                     "verdict": (why if verdict_of(why) == "borderline" else f"NOT IDENTIFIED: {why}") if why
+                     else ("identified" if name in report.identification else "")})
     table = pd.DataFrame(rows)
     out = ["<p>L(N, D) = E + A / N<sup>alpha</sup> + B / D<sup>beta</sup> (Chinchilla Approach 3, Huber loss on "
            "log residuals); N_opt &prop; C<sup>a</sup>, D_opt &prop; C<sup>b</sup>.</p>",
@@ -103,7 +103,9 @@ def law_section(report: FitReport) -> str:
                   row_class=["bad" if r["verdict"].startswith("NOT") else "" for r in rows])]
     o = report.optimum
     if o is not None and "n_opt_lo" in o:
-        verdict = "identified" if o["identified"] else f"NOT IDENTIFIED (band wider than {N_OPT_MAX_FACTOR:g}x)"
+        verdict = "identified" if o["identified"] else (
+            "borderline (raise --n-boot)" if o.get("verdict") == "borderline"
+            else f"NOT IDENTIFIED (band wider than {N_OPT_MAX_FACTOR:g}x)")
         out.append(f"<p>N_opt at the sweep's largest compute (C = 6ND = {o['flops']:.3g}): {o['n_opt']:.3g} "
                    f"[{o['n_opt_lo']:.3g}, {o['n_opt_hi']:.3g}], {o['factor']:.3g}x wide: "
                    f"<span class=\"{'' if o['identified'] else 'bad'}\">{verdict}</span></p>")

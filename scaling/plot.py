@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter
 
 from scaling.analysis.extrapolation import EXTRAPOLATION_FACTOR, data_flops, in_data_range
+from scaling.analysis.identify import BORDERLINE
 from scaling.compare import compare_table, law_of, published_laws
 from scaling.errors import FitError
 from scaling.safe import no_symlink
@@ -60,10 +61,11 @@ def loss_label(frame: pd.DataFrame | Points | None, what: str = "held-out loss")
 
 def not_identified_names(report: object) -> list[str]:
     """What a FitReport's Approach 3 fit does not pin: parameters, and N_opt at the sweep's largest compute."""
-    names = [k for k, why in (getattr(report, "identification", None) or {}).items() if why]
+    names = [k + (" (borderline)" if why.startswith(BORDERLINE) else "")
+             for k, why in (getattr(report, "identification", None) or {}).items() if why]
     optimum = getattr(report, "optimum", None) or {}
     if optimum.get("identified") is False:
-        names.append("N_opt at largest C")
+        names.append("N_opt at largest C" + (" (borderline)" if optimum.get("verdict") == "borderline" else ""))
     return names
 
 
@@ -71,7 +73,8 @@ def _note_not_identified(ax: Axes, names: Iterable[str]) -> None:
     """A visible note on the axes naming what the fit does not identify (nothing when all is identified)."""
     names = list(names)
     if names:
-        ax.text(0.01, 0.01, "not identified: " + ", ".join(names) + " (law greyed; see the diagnostics)",
+        label = "not identified" + (" or borderline" if any(n.endswith("(borderline)") for n in names) else "")
+        ax.text(0.01, 0.01, f"{label}: " + ", ".join(names) + " (law greyed; see the diagnostics)",
                 transform=ax.transAxes, fontsize=8, color="C3", ha="left", va="bottom", gid="not-identified",
                 bbox={"facecolor": "white", "edgecolor": "C3", "alpha": 0.85, "pad": 2})
 

@@ -11,10 +11,11 @@ from scaling.model import build_model
 from scaling.plan import Plan
 
 
-def measure_flops_per_s(plan: Plan, seconds: float = 2.0, device: str = "cpu") -> float:
-    """Train the plan's largest model on random tokens for ~`seconds` (after one warm-up step) and return
-    the achieved FLOP/s, counted like the plan (flops_per_token x tokens), with the jobs' thread count."""
-    spec = max(plan.runs, key=lambda r: r.flops_per_token)
+def measure_flops_per_s(plan: Plan, seconds: float = 2.0, device: str = "cpu", smallest: bool = False) -> float:
+    """Train the plan's largest (or `smallest`) model on random tokens for ~`seconds` (after one warm-up step)
+    and return the achieved FLOP/s, counted like the plan (flops_per_token x tokens), with the jobs' thread
+    count."""
+    spec = (min if smallest else max)(plan.runs, key=lambda r: r.flops_per_token)
     prev = torch.get_num_threads()
     torch.set_num_threads(plan.sweep.launch.threads_per_job)
     try:

@@ -76,3 +76,63 @@ def test_tables_print_missing_values_blank(capsys: pytest.CaptureFixture[str]) -
                               "heartbeat_s": [float("nan"), 2.0]}))
     out = capsys.readouterr().out
     assert "None" not in out and "NaN" not in out and "123" in out
+
+
+TINY_POINTS = Path(__file__).parent / "data" / "tiny_sweep_points.csv"
+"""The default sweep's 24 runs (grid + IsoFLOP), trained on this project's 2-core machine (tests/test_identify_mc.py)."""
+
+
+def test_no_line_of_a_fit_is_said_twice(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+                                        tmp_path: Path) -> None:
+    # A grid+isoflop sweep's grid points are singleton budgets: "Approach 2: skipped 11 budget(s)" was logged by
+    # the fit and printed again among the report's diagnostics. A diagnostic is said once, by the report.
+    from scaling.cli import main
+
+    csv = tmp_path / "points.csv"
+    csv.write_text(TINY_POINTS.read_text())
+    with caplog.at_level(logging.DEBUG, logger="scaling"):  # DEBUG: the CLI's -v would show them too
+        assert main(["fit", str(csv), "--n-boot", "30"]) == 0
+    printed = capsys.readouterr().out
+    said = printed.splitlines() + [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    skipped = [line for line in said if "skipped 11 budget(s)" in line]
+    assert len(skipped) == 1, skipped
+    lines = [line.strip() for line in said if line.strip()]
+    repeated = {line for line in lines if lines.count(line) > 1 and not line.startswith(("---", "==="))}
+    assert not repeated, repeated
+    # ...and the resample count below the minimum is warned about, once (tests/test_identify_mc.py has the rest)
+    assert printed.count("--n-boot 30 is below 200") == 1
+
+
+def test_status_prints_no_none_or_nan_cells(capsys: pytest.CaptureFixture[str]) -> None:
+    # A done run has no log and no error: `scaling status` printed "None None" (and "nan" for a missing job id).
+    print_table(pd.DataFrame({"run_id": ["a", "b"], "state": ["done", "failed"], "job_id": [None, "123"],
+                              "val_loss": [1.5, float("nan")], "log": [None, "/x/log.err"], "error": [None, None]}))
+    out = capsys.readouterr().out
+    assert not {"None", "nan", "NaN", "<NA>"} & set(out.split()), out
+    assert "/x/log.err" in out and "123" in out and "1.5" in out
+
+
+def test_a_resumed_run_says_from_which_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scaling.cli import checkpoint_step, resume_lines
+
+    corpus = tmp_path / "argparse.py"  # ~100 KB of real text
+    corpus.write_bytes((Path(sysconfig.get_paths()["stdlib"]) / "argparse.py").read_bytes())
+    toml = write_sweep(tmp_path / "s.toml", tiny_sweep("resume", corpus, grid={"n_tokens": [40_000]}))
+    spec = plan_sweep(load_sweep(toml)).runs[0]
+    run_dir = tmp_path / spec.run_id
+    run_dir.mkdir()
+    write_spec(run_dir, spec)
+    assert checkpoint_step(run_dir) is None and resume_lines([run_dir], {}, checkpoint_step) == []
+    stop = spec.n_steps // 2
+    train_run(run_dir, num_threads=1, stop_at_step=stop)  # paused there with ckpt.pt, as after a requeue
+    assert checkpoint_step(run_dir) == stop
+    # What `scaling run` prints before its jobs start...
+    assert resume_lines([run_dir], {spec.run_id: spec.n_steps}, checkpoint_step) == [
+        f"resuming {spec.run_id} from step {stop:,} of {spec.n_steps:,} (ckpt.pt)"]
+    assert resume_lines([run_dir], {}, checkpoint_step) == [f"resuming {spec.run_id} from step {stop:,} (ckpt.pt)"]
+    capsys.readouterr()
+    train_run(run_dir, num_threads=1)
+    # ...and what the job's own log says when it picks the checkpoint up.
+    assert f"{spec.run_id}: resumed from step {stop} of {spec.n_steps} (ckpt.pt)" in capsys.readouterr().out
+    (run_dir / "ckpt.pt").write_bytes(b"not a checkpoint")
+    assert checkpoint_step(run_dir) is None

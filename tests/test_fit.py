@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from scaling.errors import ConfigError, FitError
+from scaling.analysis.identify import verdict_of
 from scaling.analysis import (
     ChinchillaLaw,
     EDGE_MESSAGE,
@@ -430,11 +431,14 @@ def test_unidentified_parameters_are_named_with_what_would_pin_them() -> None:
     assert "N_opt at the sweep's largest compute" in text
     data = json.loads(json.dumps(report.to_dict()))
     assert "E" in data["approach3"]["not_identified"]
-    # A well-spread grid identifies everything: no parameter is flagged.
+    # A well-spread grid identifies everything: no parameter is flagged as not identified. (60 resamples are
+    # below MIN_N_BOOT: a verdict within Monte-Carlo error of its limit may read "borderline", never the
+    # opposite verdict; tests/test_identify_mc.py.)
     wide = grid_frame(BESIROGLU_LAW, np.geomspace(7e7, 1.6e10, 8), np.geomspace(5e9, 5e11, 8), noise=0.01, seed=0)
     report = fit_sweep(wide, n_boot=60, seed=0)
-    assert not any(report.identification.values()), report.identification
-    assert report.optimum is not None and report.optimum["identified"]
+    assert {verdict_of(why) for why in report.identification.values()} <= {"identified", "borderline"}, \
+        report.identification
+    assert report.optimum is not None and report.optimum["verdict"] in ("identified", "borderline")
     assert report.optimum["n_opt_lo"] <= float(BESIROGLU_LAW.compute_optimal(report.optimum["flops"])[0]) \
         <= report.optimum["n_opt_hi"]
 

@@ -122,7 +122,7 @@ def test_plan_prints_cost_and_wsd_savings(tmp_path: Path, capsys: pytest.Capture
     out = capsys.readouterr().out
     plan = plan_sweep(load_sweep(toml))
     assert "WSD trunk reuse" in out and f"{plan.flops_to_train:.3g} FLOPs" in out
-    assert f"{plan.flops_to_train / 1e9 / 3600:.2f} job-hours at 1e+09 FLOP/s" in out
+    assert f"{plan.flops_to_train / 1e9 / 3600:.2f} job-hours" in out and "1e+09 FLOP/s per job (--flops-per-s)" in out
 
 
 def test_measured_throughput_is_positive(tmp_path: Path) -> None:

@@ -367,7 +367,7 @@ class ChinchillaLaw:
         if not converged:
             raise FitError(f"no bootstrap refit converged ({n_boot} resamples)")
         if self.n_boot_failed_:
-            log.warning("%d of %d bootstrap refits did not converge; dropped",
+            log.debug("%d of %d bootstrap refits did not converge; dropped",  # a report's diagnostic says it
                         self.n_boot_failed_, n_boot)
         ok = {i: r for i, r in converged.items() if not r.degenerate}
         degenerate = {i: r for i, r in converged.items() if r.degenerate}
@@ -375,7 +375,7 @@ class ChinchillaLaw:
         self.bootstrap_degenerate_ = _params_table(degenerate)
         example = next(iter(degenerate.values())).degenerate if degenerate else ""
         if degenerate:
-            log.warning("%d of %d bootstrap refits landed on a degenerate law (e.g. %s); left out",
+            log.debug("%d of %d bootstrap refits landed on a degenerate law (e.g. %s); left out",
                         len(degenerate), n_boot, example)
         if not ok:
             raise FitError(f"every converged bootstrap refit ({len(converged)} of {n_boot}) landed on a degenerate "

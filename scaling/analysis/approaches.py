@@ -347,7 +347,7 @@ def fit_isoflop(frame: pd.DataFrame | Points, rel_tol: float = 0.05, min_points:
     k_n, a = fit_power_law(used["budget"], used["n_opt"])
     k_d, b = fit_power_law(used["budget"], used["d_opt"])
     for message in diagnostics:
-        log.info("isoflop: %s", message)
+        log.debug("isoflop: %s", message)  # returned as a diagnostic: the report prints it once
     return IsoFlopResult(points=done, curves=curves, law=PowerLawFit(k_n=k_n, a=a, k_d=k_d, b=b),
                          diagnostics=tuple(diagnostics))
 

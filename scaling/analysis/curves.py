@@ -513,7 +513,7 @@ def bootstrap_curves(fit: CurveFit, curves: Sequence[Curve], n_boot: int = 200, 
             rows.append(_to_params(fit.law, found[0]))
     table = pd.DataFrame(rows, columns=list(LAW_PARAMS[fit.law]))
     if degenerate:
-        log.info("curve bootstrap: %d of %d resamples degenerate, excluded", degenerate, n_boot)
+        log.debug("curve bootstrap: %d of %d resamples degenerate, excluded", degenerate, n_boot)
     return replace(fit, bootstrap_=table, n_degenerate_=degenerate, n_boot_=n_boot)
 
 

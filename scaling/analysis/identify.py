@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binom, binomtest
 
 from scaling.analysis.approach3 import _THETA_NAMES, PARAM_NAMES, ChinchillaLaw, _on_box
 
@@ -17,6 +18,11 @@ __all__ = [
     "N_OPT_MAX_FACTOR",
     "OUTLIER_Z",
     "OUTLIER_MIN_REL",
+    "MIN_N_BOOT",
+    "MC_CONFIDENCE",
+    "BORDERLINE",
+    "verdict_of",
+    "n_boot_warning",
     "identification",
     "optimum_at",
     "outlying_runs",
@@ -36,6 +42,18 @@ A_EDGE = 0.05
 """...an interval reaching within this of 0 or 1 means alpha and beta trade off without limit."""
 N_OPT_MAX_FACTOR = 3.0
 """N_opt at the sweep's largest compute counts as identified when its 95% band spans at most this factor."""
+MIN_N_BOOT = 200
+"""Below this many bootstrap resamples a 95% interval rests on its 2-3 most extreme refits, so its verdict
+flips with the resample count and seed (issue 23: E = 0.746 [0.140, 0.859] with 100 resamples,
+[4.3e-09, 0.87] with 200, on the same 24 runs): `n_boot_warning` says so."""
+MC_CONFIDENCE = 0.95
+"""Each verdict is taken on the Monte-Carlo error of its statistic as well as on its value: an interval
+endpoint (a quantile of the resamples) is known only to within the order statistics of the binomial
+interval of its rank (ranks Binomial(n, q) covers with this probability), and a share of refits on the
+search box to within its exact binomial interval. A verdict that the other end of that range would flip is
+reported as BORDERLINE, not as identified or not."""
+BORDERLINE = "borderline (raise --n-boot)"
+"""The start of a verdict that flips within its Monte-Carlo error; `verdict_of` tells the three apart."""
 OUTLIER_Z = 5.0
 """A run is outlying when its log residual from the Approach 3 law is more than OUTLIER_Z robust standard
 deviations (1.4826 x the median absolute deviation) from the median residual..."""
@@ -48,6 +66,56 @@ def _theta_samples(boot: pd.DataFrame) -> np.ndarray:
     with np.errstate(divide="ignore"):
         return np.column_stack([np.log(boot["A"]), np.log(boot["B"]), np.log(boot["E"]), boot["alpha"],
                                 boot["beta"]])
+
+
+def verdict_of(why: str) -> str:
+    """"identified", "borderline" or "not identified", from one value of `identification`."""
+    if not why:
+        return "identified"
+    return "borderline" if why.startswith(BORDERLINE) else "not identified"
+
+
+def n_boot_warning(n_boot: int) -> str:
+    """A warning when 0 < n_boot < MIN_N_BOOT ("" otherwise)."""
+    if 0 < n_boot < MIN_N_BOOT:
+        return (f"--n-boot {n_boot} is below {MIN_N_BOOT}: 95% intervals rest on the few most extreme resamples "
+                f"and their verdicts may change with the resample count or seed (many read 'borderline'); use "
+                f"--n-boot {MIN_N_BOOT} or more (the default is 1000)")
+    return ""
+
+
+def _endpoint_levels(n: int, level: float, confidence: float = MC_CONFIDENCE) -> tuple[float, float]:
+    """(wide, narrow) interval levels bracketing a `level` percentile interval's endpoints within their
+    Monte-Carlo error on n resamples.
+
+    The lower endpoint is the q = (1 - level) / 2 quantile; the rank of the true quantile among n resamples is
+    Binomial(n, q), so with probability `confidence` it lies between the order statistics of ranks l and u
+    (the distribution-free interval for a quantile). The interval at level `wide` has the rank-l and
+    rank-(n+1-l) resamples as its endpoints (the upper endpoint is the mirror image), at `narrow` the rank-u
+    ones: np.quantile's position of rank r is (r - 1) / (n - 1).
+    """
+    q = (1 - level) / 2
+    alpha = 1 - confidence
+    lo_rank = max(int(binom.ppf(alpha / 2, n, q)), 1)
+    hi_rank = min(int(binom.ppf(1 - alpha / 2, n, q)) + 1, n)
+    if n < 2:
+        return 1.0, 0.0
+    return 1 - 2 * (lo_rank - 1) / (n - 1), max(1 - 2 * (hi_rank - 1) / (n - 1), 0.0)
+
+
+def _three_way(ok_wide: bool, ok_narrow: bool) -> str:
+    """Identified when even the widest plausible interval passes, not when even the narrowest fails."""
+    return "identified" if ok_wide else ("not identified" if not ok_narrow else "borderline")
+
+
+def _share_verdict(k: int, n: int, threshold: float, confidence: float = MC_CONFIDENCE) -> str:
+    """A share k / n of refits against `threshold`, on its exact binomial interval: "identified" (surely at
+    most threshold), "not identified" (surely above), else "borderline". No refit at all on the box (k = 0)
+    is "identified" at any n: nothing points at the box, and the interval's own spread is checked apart."""
+    if k == 0 or n == 0:
+        return "identified"
+    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    return "identified" if ci.high <= threshold else ("not identified" if ci.low > threshold else "borderline")
 
 
 def identification(law: ChinchillaLaw, done: pd.DataFrame, level: float = 0.95) -> dict[str, str]:
@@ -78,6 +146,8 @@ def identification(law: ChinchillaLaw, done: pd.DataFrame, level: float = 0.95) 
         boot = pd.concat([boot[list(PARAM_NAMES)], law.bootstrap_degenerate_])
     refits_on_box = _on_box(_theta_samples(boot)) if boot is not None and len(boot) > 1 else None
     values = law.params_.to_dict()
+    n_boot = len(law.bootstrap_params_) if boot is not None else 0
+    wide, narrow = _endpoint_levels(max(n_boot, 1), level)
     out: dict[str, str] = {}
     for name in PARAM_NAMES:
         why = ""
@@ -86,23 +156,46 @@ def identification(law: ChinchillaLaw, done: pd.DataFrame, level: float = 0.95) 
         elif name == "E" and values["E"] < 0.05 * min_loss:
             why = f"E = {values['E']:.3g} is near 0: the sweep stays far above the loss floor"
         elif refits_on_box is not None:
-            at_box = float(refits_on_box[:, column[name]].mean())
+            k_box = int(refits_on_box[:, column[name]].sum())
+            at_box = k_box / len(refits_on_box)
             lo, hi = law.interval(name, level)
-            if at_box > AT_BOX_SHARE:
+            factor = NOT_IDENTIFIED_FACTOR[name]
+
+            def ok(interval: tuple[float, float]) -> bool:
+                return interval[0] > 0 and math.isfinite(interval[1]) and interval[1] / interval[0] <= factor
+
+            span = f"{hi / lo:.2g}x" if lo > 0 and math.isfinite(hi) else "to 0 or infinity"
+            box = _share_verdict(k_box, len(refits_on_box), AT_BOX_SHARE)
+            spread = _three_way(ok(law.interval(name, wide)), ok(law.interval(name, narrow)))
+            if box == "not identified":
                 why = f"{at_box:.0%} of the bootstrap refits end on the search box"
-            elif not (lo > 0 and math.isfinite(hi)) or hi / lo > NOT_IDENTIFIED_FACTOR[name]:
-                span = f"{hi / lo:.2g}x" if lo > 0 and math.isfinite(hi) else "to 0 or infinity"
-                why = (f"its {level:.0%} interval [{lo:.3g}, {hi:.3g}] spans {span} "
-                       f"(> {NOT_IDENTIFIED_FACTOR[name]:g}x)")
+            elif spread == "not identified":
+                why = f"its {level:.0%} interval [{lo:.3g}, {hi:.3g}] spans {span} (> {factor:g}x)"
+            elif box == "borderline":
+                why = (f"{BORDERLINE}: {k_box} of {len(refits_on_box)} bootstrap refits ({at_box:.1%}) end on the "
+                       f"search box, within Monte-Carlo error of the {AT_BOX_SHARE:.1%} limit")
+            elif spread == "borderline":
+                why = (f"{BORDERLINE}: its {level:.0%} interval [{lo:.3g}, {hi:.3g}] spans {span}, and within its "
+                       f"Monte-Carlo error on {n_boot} resamples the span could be on either side of {factor:g}x")
         out[name] = f"{why}; would pin it: {remedy[name]}" if why else ""
     if refits_on_box is not None:
         lo, hi = law.interval("a", level)
-        if not (math.isfinite(lo) and math.isfinite(hi)) or hi - lo > A_MAX_WIDTH or lo < A_EDGE \
-                or hi > 1 - A_EDGE:
+
+        def a_ok(interval: tuple[float, float]) -> bool:
+            lo_, hi_ = interval
+            return (math.isfinite(lo_) and math.isfinite(hi_) and hi_ - lo_ <= A_MAX_WIDTH and lo_ >= A_EDGE
+                    and hi_ <= 1 - A_EDGE)
+
+        verdict = _three_way(a_ok(law.interval("a", wide)), a_ok(law.interval("a", narrow)))
+        remedy_a = ("would pin it: sizes on both sides of the compute-optimal size at budgets >= 10x apart (an "
+                    "IsoFLOP design centred on each budget's optimum)")
+        if verdict == "not identified":
             out["a"] = (f"its {level:.0%} interval [{lo:.3g}, {hi:.3g}] is wider than {A_MAX_WIDTH:g} or reaches "
-                        f"within {A_EDGE:g} of 0 or 1; would pin "
-                        "it: sizes on both sides of the compute-optimal size at budgets >= 10x apart (an "
-                        "IsoFLOP design centred on each budget's optimum)")
+                        f"within {A_EDGE:g} of 0 or 1; {remedy_a}")
+        elif verdict == "borderline":
+            out["a"] = (f"{BORDERLINE}: its {level:.0%} interval [{lo:.3g}, {hi:.3g}] is within Monte-Carlo error "
+                        f"on {n_boot} resamples of the limits (width {A_MAX_WIDTH:g}, {A_EDGE:g} from 0 and 1); "
+                        f"{remedy_a}")
         else:
             out["a"] = ""
     return out
@@ -113,15 +206,27 @@ def optimum_at(law: ChinchillaLaw, flops: float, level: float = 0.95) -> dict[st
     n_opt = float(np.asarray(law.compute_optimal(flops)[0]))
     out: dict[str, float | bool] = {"flops": float(flops), "n_opt": n_opt}
     if getattr(law, "bootstrap_params_", None) is not None:
+        def factor_of(band_level: float) -> float:
+            band = law.compute_optimal_interval(flops, band_level)
+            lo_, hi_ = float(band["n_opt_lo"]), float(band["n_opt_hi"])
+            return hi_ / lo_ if lo_ > 0 and math.isfinite(hi_) else math.inf
+
         band = law.compute_optimal_interval(flops, level)
         lo, hi = float(band["n_opt_lo"]), float(band["n_opt_hi"])
         factor = hi / lo if lo > 0 and math.isfinite(hi) else math.inf
         # The band is of the non-degenerate refits; when more than a tail's share of them had no N_opt at all,
         # the band understates what the data leave open.
+        n_ok = len(law.bootstrap_params_)
         n_degenerate = getattr(law, "n_boot_degenerate_", 0)
-        degenerate_share = n_degenerate / (n_degenerate + len(law.bootstrap_params_))
+        degenerate_share = n_degenerate / (n_degenerate + n_ok)
+        wide, narrow = _endpoint_levels(n_ok, level)
+        spread = _three_way(factor_of(wide) <= N_OPT_MAX_FACTOR, factor_of(narrow) <= N_OPT_MAX_FACTOR)
+        share = _share_verdict(n_degenerate, n_degenerate + n_ok, AT_BOX_SHARE)
+        verdict = ("not identified" if "not identified" in (spread, share) else
+                   "borderline" if "borderline" in (spread, share) else "identified")
+        # `identified` stays a plain yes/no (firmly identified); `verdict` adds the borderline case.
         out.update(n_opt_lo=lo, n_opt_hi=hi, factor=factor, degenerate_share=degenerate_share,
-                   identified=bool(factor <= N_OPT_MAX_FACTOR and degenerate_share <= AT_BOX_SHARE))
+                   identified=verdict == "identified", verdict=verdict)
     return out
 
 

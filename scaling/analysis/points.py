@@ -193,7 +193,7 @@ def keep_best_lr(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             note = (f"best LR {float(row['lr']):.3g} of N={float(row['n_params']):.3g}, "
                     f"D={float(row['n_tokens']):.3g} is at the edge of the swept range "
                     f"[{lrs.min():.3g}, {lrs.max():.3g}]; widen [train].lr_sweep")
-            log.warning(note)
+            log.debug(note)  # a diagnostic of the points: the report prints it once
             notes.append(note)
     return frame.loc[sorted(keep)].reset_index(drop=True), notes
 

@@ -21,8 +21,10 @@ from scaling.analysis.identify import (
     OUTLIER_MIN_REL,
     OUTLIER_Z,
     identification,
+    n_boot_warning,
     optimum_at,
     outlying_runs,
+    verdict_of,
 )
 from scaling.analysis.points import Points, rows_for_fit, select_points
 from scaling.errors import FitError
@@ -183,11 +185,14 @@ class FitReport:
             for name in (*PARAM_NAMES, "a", "b"):
                 iv = self._interval(name)
                 band = f"  [{iv[0]:.6g}, {iv[1]:.6g}]" if iv else ""
-                flag = "  NOT IDENTIFIED (see diagnostics)" if self.identification.get(name) else ""
+                verdict = verdict_of(self.identification.get(name, ""))
+                flag = {"identified": "", "borderline": "  BORDERLINE: raise --n-boot (see diagnostics)",
+                        "not identified": "  NOT IDENTIFIED (see diagnostics)"}[verdict]
                 lines.append(f"  {name:>5} = {values[name]:.6g}{band}{flag}")
             if self.optimum is not None and "n_opt_lo" in self.optimum:
                 o = self.optimum
-                verdict = "identified" if o["identified"] else f"NOT IDENTIFIED (> {N_OPT_MAX_FACTOR:g}x)"
+                verdict = {"identified": "identified", "borderline": "BORDERLINE (raise --n-boot)"}.get(
+                    o.get("verdict", "identified" if o["identified"] else ""), f"NOT IDENTIFIED (> {N_OPT_MAX_FACTOR:g}x)")
                 lines.append(f"  N_opt at the sweep's largest compute (C = 6ND = {o['flops']:.3g}): {o['n_opt']:.3g} "
                              f"[{o['n_opt_lo']:.3g}, {o['n_opt_hi']:.3g}], {o['factor']:.3g}x: {verdict}")
             table = compute_optimal_table(self.law, self.budgets, self.level)
@@ -322,7 +327,7 @@ def fit_sweep(frame: pd.DataFrame | Points, n_boot: int = 1000, seed: int = 0,
     if len(done) > LARGE_FIT_POINTS:
         note = (f"{len(done):,} points to fit (more than {LARGE_FIT_POINTS:,}): Approach 3 takes ~1 s per 1,000 "
                 f"points per fit, {n_boot:,} bootstrap refits and a holdout refit come on top")
-        log.warning(note)
+        log.warning("fitting %s points: this takes a while (see the diagnostics)", f"{len(done):,}")  # a heads-up
         diagnostics.append(note)
     proto = law if law is not None else ChinchillaLaw()
     fitted = fitted_law if fitted_law is not None else _fit_approach3(done, proto, n_boot, seed, diagnostics)
@@ -335,6 +340,11 @@ def fit_sweep(frame: pd.DataFrame | Points, n_boot: int = 1000, seed: int = 0,
         diagnostics.append(f"{fitted.n_boot_degenerate_} of {fitted.n_boot_degenerate_ + len(fitted.bootstrap_params_)} "
                            f"bootstrap refits landed on a degenerate law with no compute-optimal split (e.g. {why}) "
                            f"and were left out of the intervals ({len(fitted.bootstrap_params_)} used)")
+    if fitted is not None and hasattr(fitted, "bootstrap_params_"):
+        warning = n_boot_warning(len(fitted.bootstrap_params_) + getattr(fitted, "n_boot_degenerate_", 0)
+                                 + getattr(fitted, "n_boot_failed_", 0))
+        if warning:
+            diagnostics.append(warning)  # printed once, with the other diagnostics
     isoflop = None
     if is_isoflop_design(points, rel_tol):
         try:
@@ -350,7 +360,8 @@ def fit_sweep(frame: pd.DataFrame | Points, n_boot: int = 1000, seed: int = 0,
     outliers = None
     if fitted is not None:
         identified = identification(fitted, done, level)
-        diagnostics.extend(f"{name} not identified: {why}" for name, why in identified.items() if why)
+        diagnostics.extend(f"{name} {why}" if verdict_of(why) == "borderline" else f"{name} not identified: {why}"
+                           for name, why in identified.items() if why)
         # compute_optimal counts C = 6ND (Hoffmann et al. eq. 4), so the sweep's largest compute is taken
         # in the same units (exact FLOPs of tiny models run ~1.5x above 6ND: embeddings and attention).
         optimum = optimum_at(fitted, float((6.0 * done["n_params"] * done["n_tokens"]).max()), level)
@@ -359,6 +370,12 @@ def fit_sweep(frame: pd.DataFrame | Points, n_boot: int = 1000, seed: int = 0,
                 f"N_opt at the sweep's largest compute (C = 6ND = {optimum['flops']:.3g}) is not identified: "
                 f"{optimum['degenerate_share']:.0%} of the bootstrap refits had no N_opt at all (a degenerate law); "
                 f"add sizes and token budgets over wider ranges")
+        elif optimum.get("verdict") == "borderline":
+            diagnostics.append(
+                f"N_opt at the sweep's largest compute (C = 6ND = {optimum['flops']:.3g}) is borderline (raise "
+                f"--n-boot): its {level:.0%} band [{optimum['n_opt_lo']:.3g}, {optimum['n_opt_hi']:.3g}] spans "
+                f"{optimum['factor']:.3g}x, and within its Monte-Carlo error the span could be on either side of "
+                f"{N_OPT_MAX_FACTOR:g}x")
         elif not optimum.get("identified", True):
             diagnostics.append(
                 f"N_opt at the sweep's largest compute (C = 6ND = {optimum['flops']:.3g}) is not identified: its "
