@@ -1,6 +1,8 @@
 """Sequential design (`scaling suggest`) against a log-spaced grid and a centred IsoFLOP design of equal FLOPs.
 
     python benchmarks/bench_suggest.py [--campaigns 20] [--settings chinchilla besiroglu] [--rows rows.csv]
+    python benchmarks/bench_suggest.py --promise [--campaigns 20] [--rows promise.csv]
+    python benchmarks/bench_suggest.py --overheads 0 1e18 1e19 [--campaigns 10] [--rows overhead.csv]
 
 Whole campaigns are played against a known law with 1% lognormal noise (scaling.simulate.campaign): every
 design starts from the same 9-run pilot (3 sizes 3e7..3e8 x 3 token counts 1e9..1e10) and then spends the
@@ -18,6 +20,13 @@ starts of Hoffmann's grid instead of 50, and 20 ensemble members per suggestion:
 design: median width of the 95% interval of N_opt(C*) (hi/lo), median error factor exp|ln(N_opt / truth)|,
 and coverage of the true N_opt(C*). Target (issue #15): suggest's median interval at most half the grid's,
 with coverage >= 90%.
+
+--promise plays one round of suggest per campaign (scaling.simulate.promise: 5e20 FLOPs after the pilot) and
+compares the interval it promised with the one the refit on pilot + picks delivered (issue #29: the median of
+delivered / promised, as widths in ln N, within [0.8, 1.25]). --overheads plays the same round with a per-run
+overhead (FLOP-equivalents) at equal wall time (the round's 5e20 counts FLOPs + overhead): once charging the
+overhead to each candidate (--run-overhead), once blind to it, its picks trained in order until the wall time
+runs out.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.suggest import Candidate, fit_ensemble, suggest
-from scaling.simulate import SUGGEST_LAWS, campaign, campaign_summary, grid_design, simulate, suggest_setting
+from scaling.simulate import SUGGEST_LAWS, campaign, campaign_summary, grid_design, promise, simulate, suggest_setting
 
 
 def time_one_suggestion() -> None:
@@ -52,6 +61,34 @@ def time_one_suggestion() -> None:
           f"{os.cpu_count()} cores")
 
 
+def promise_rows(args: argparse.Namespace, table: pd.DataFrame, path: Path | None,
+                 overheads: list[float]) -> pd.DataFrame:
+    """Rows of scaling.simulate.promise, one per (law, campaign, overhead, charged?); appended to `path` as they come."""
+    start = time.perf_counter()
+    for name in args.settings:
+        for seed in range(args.first, args.first + args.campaigns):
+            for overhead in overheads:
+                for charged in ((True,) if overhead == 0 else (True, False)):
+                    row = promise(suggest_setting(name), seed, n_boot=args.n_boot, n_starts=args.n_starts,
+                                  overhead=overhead, charge_overhead=charged)
+                    table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+                    if path:
+                        table.to_csv(path, index=False)
+            print(f"{name} campaign {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+    return table.drop_duplicates(["setting", "campaign", "overhead", "charged"], keep="last")
+
+
+def promise_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (law, overhead, charged): campaigns, median runs and run size, median widths before / promised /
+    delivered, and the median of delivered / promised as widths in ln N and as factors."""
+    t = table.assign(factor_ratio=table["delivered"] / table["promised"])
+    return t.groupby(["setting", "overhead", "charged"], sort=False).agg(
+        campaigns=("campaign", "count"), runs=("runs", "median"), median_run_flops=("median_run_flops", "median"),
+        flops=("flops", "median"), cost=("cost", "median"), noise=("noise", "median"), before=("before", "median"),
+        promised=("promised", "median"), delivered=("delivered", "median"), ln_ratio=("ratio", "median"),
+        factor_ratio=("factor_ratio", "median")).reset_index()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--campaigns", type=int, default=20)
@@ -65,12 +102,21 @@ def main() -> None:
     parser.add_argument("--timing", action="store_true",
                         help="only time one suggestion on 100 simulated runs, as `scaling suggest` makes it "
                              "(Approach 3 fit from 50 starts, 200 bootstrap members, 121 candidates)")
+    parser.add_argument("--promise", action="store_true",
+                        help="one round per campaign: the interval promised vs delivered (scaling.simulate.promise)")
+    parser.add_argument("--overheads", nargs="+", type=float,
+                        help="promise rounds at these per-run overheads (FLOP-equivalents), charged and blind")
     args = parser.parse_args()
     if args.timing:
         time_one_suggestion()
         return
     path = Path(args.rows) if args.rows else None
     table = pd.read_csv(path) if path and path.is_file() else pd.DataFrame()
+    if args.promise or args.overheads:
+        table = promise_rows(args, table, path, args.overheads or [0.0])
+        with pd.option_context("display.width", 200, "display.float_format", "{:.3g}".format):
+            print(promise_summary(table).to_string(index=False))
+        return
     start = time.perf_counter()
     for name in args.settings:
         for seed in range(args.first, args.first + args.campaigns):

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 import tomllib
@@ -20,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from scaling import hparams
+from scaling.analysis.extrapolation import EXTRAPOLATION_FACTOR
 from scaling.calibrate import calibrate, lpt_makespan, save_measured_speed
 from scaling.config import MAX_PARAMS, MAX_TOKENS, SweepConfig, load_sweep
 from scaling.config_rules import check_unique_tokens_fit
@@ -91,9 +93,22 @@ def check_args(args: argparse.Namespace) -> None:
             raise bad("--min-flops/--max-flops", f"{lo}/{hi}", f"powers of ten must be in [0, {MAX_FLOPS_EXPONENT}]")
         if lo > hi:
             raise bad("--min-flops", lo, f"is above --max-flops {hi}")
+    if getattr(args, "at", None) is not None:
+        args.at = [flops_value("--at", v) for v in args.at]
     out = getattr(args, "out", None)
     if out and getattr(args, "func", None) not in (cmd_suggest, cmd_report) and Path(out).exists() and not Path(out).is_dir():
         raise bad("--out", out, "exists and is not a folder")
+
+
+def flops_value(flag: str, text: str) -> float:
+    """A budget in FLOPs from the command line: a finite number > 0, else one ConfigError naming flag and value."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{flag} {printable(str(text))}: must be a finite number of FLOPs > 0 (e.g. 1e21)")
+    return value
 
 
 MAX_FLOPS_EXPONENT = 40
@@ -332,7 +347,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
         curves_fit(args.source, n_boot=min(args.n_boot, 200))
     fit_source(args.source, out=args.out, n_boot=args.n_boot, holdout=args.holdout, all_seeds=args.all_seeds,
-               all_runs=args.all_runs, allow_mixed_data=args.allow_mixed_data, reuse=args.verb == "plot")
+               all_runs=args.all_runs, allow_mixed_data=args.allow_mixed_data, reuse=args.verb == "plot",
+               at=getattr(args, "at", None))
     return 0
 
 
@@ -444,6 +460,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "current plan does not have (default: the planned runs)")
         p.add_argument("--allow-mixed-data", action="store_true",
                        help="fit runs trained on different versions of the corpus together (default: refuse)")
+        if verb == "fit":
+            # `--at -1e20` must reach check_args as a value (one ConfigError line), not as an unknown option:
+            # argparse takes '-1' and '-.5' for numbers but not '-1e20' (the pattern Python 3.13 widened)
+            p._negative_number_matcher = re.compile(r"^-\.?\d")
+            p.add_argument("--at", nargs="+", metavar="C",
+                           help="also print N_opt, D_opt and the loss at these budgets (FLOPs, C = 6ND) with 95%% "
+                                f"bootstrap intervals, marked extrapolated past {EXTRAPOLATION_FACTOR:g}x the runs' compute")
         p.add_argument("--curves", action="store_true",
                        help="also predict each size's end points at every budget from its loss curves (multi-power "
                             "law), print them beside the trained ones and fit Approach 3 to them")

@@ -21,6 +21,7 @@ import pandas as pd
 
 from scaling.analysis import lr_law
 from scaling.analysis.approach3 import ChinchillaLaw
+from scaling.analysis.at_compute import at_compute
 from scaling.analysis.extrapolation import data_flops, describe_range
 from scaling.analysis.points import Points, read_points_csv, select_done, select_points, split_by_arch
 from scaling.analysis.report import fit_sweep
@@ -76,9 +77,10 @@ DEFAULT_N_BOOT = 1000
 
 def fit_source(source: str, out: str | Path | None = None, n_boot: int | None = DEFAULT_N_BOOT, holdout: int = 0,
                all_seeds: bool = False, all_runs: bool = False, allow_mixed_data: bool = False,
-               reuse: bool = False) -> None:
+               reuse: bool = False, at: list[float] | None = None) -> None:
     """`scaling fit|plot SOURCE`: fit a sweep .toml, results folder or CSV and write its report and figures
     (to `out`, default the sweep folder or beside the CSV); FitError when fewer than 2 runs are usable.
+    `at` (`--at C ...`): also print N_opt, D_opt and the loss at those budgets with their intervals.
     `reuse` (`scaling plot`): draw from the saved fit.json when it was fitted on the same points with the same
     resamples (`n_boot` None: whatever it has), else say why it refits."""
     frame, where = frame_for(source, all_runs=all_runs)
@@ -96,12 +98,19 @@ def fit_source(source: str, out: str | Path | None = None, n_boot: int | None = 
     if repeated.any():  # Approach 3 assumes fresh data: it fits the single-epoch runs, the law below all of them
         print(f"{int(repeated.sum())} of {len(frame)} runs repeat their data ([grid].unique_tokens): Approach 3 below "
               f"fits the other {int((~repeated).sum())}; the data-constrained law after it fits all")
-    fit_and_plot(frame[~repeated], where, n_boot=n_boot, holdout=holdout, all_seeds=all_seeds, reuse=reuse)
+    laws = fit_and_plot(frame[~repeated], where, n_boot=n_boot, holdout=holdout, all_seeds=all_seeds, reuse=reuse)
     for line in law_lines:
         print(line)
     if repeated.any():
         for line in fit_repetition(frame, where, budgets_for(frame), DEFAULT_N_BOOT if n_boot is None else n_boot):
             print(line)
+    if at:
+        print("\nat the budgets asked for (--at), Approach 3:")
+        for arch, law in laws.items():
+            for row in at_compute(law, at):
+                print(f"  {printable(arch) + ': ' if len(laws) > 1 else ''}{row.describe()}")
+        if not laws:
+            print("  no Approach 3 law was fitted (see diagnostics above): nothing to read at --at")
 
 
 def hparam_law_lines(frame: pd.DataFrame, source: str, n_boot: int = 1000) -> list[str]:
@@ -162,10 +171,10 @@ def saved_law(path: Path, points: Points, n_boot: int | None) -> tuple[Chinchill
 
 
 def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int | None, holdout: int = 0,
-                 all_seeds: bool = False, reuse: bool = False) -> None:
+                 all_seeds: bool = False, reuse: bool = False) -> dict[str, ChinchillaLaw]:
     """Fit, report and plot a sweep; a sweep of several architecture families gets one fit per family
     (in out_dir/<arch>/) and a side-by-side table and figures of their compute-optimal sizes. Each family's
-    points are chosen once; its fits and figures all use them."""
+    points are chosen once; its fits and figures all use them. Returns each family's Approach 3 law."""
     families = split_by_arch(frame)
     budgets = budgets_for(frame)
     laws = {}
@@ -196,6 +205,7 @@ def fit_and_plot(frame: pd.DataFrame, out_dir: Path, n_boot: int | None, holdout
             laws[arch] = report.law
     if len(families) > 1:
         compare_families(laws, budgets, out_dir)
+    return laws
 
 
 def loss_curves(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -209,31 +209,46 @@ def campaign(setting: CampaignSetting, seed: int, n_boot: int = 100, n_boot_sugg
 
 
 def promise(setting: CampaignSetting, seed: int, n_boot: int = 100, n_starts: int | None = 5,
-            overhead: float = 0.0, noise: float | None = None) -> dict[str, object]:
+            overhead: float = 0.0, noise: float | None = None, charge_overhead: bool = True) -> dict[str, object]:
     """One round of `scaling suggest` from the setting's pilot, played against the true law: the interval width
     (hi/lo of N_opt(C*)) the proposal promised, and the width the refit on pilot + picks delivered. `overhead`:
-    each candidate's per-run overhead in FLOP-equivalents; `noise`: the true noise (default the setting's)."""
+    each run's per-run overhead in FLOP-equivalents; `noise`: the true noise (default the setting's).
+
+    The round's budget is wall time, in FLOP-equivalents (FLOPs + overhead per run). With `charge_overhead`
+    False the design ignores the overhead (candidates costed at their FLOPs alone, as before --run-overhead)
+    and its picks are trained in order until that wall time runs out: the same wall time, spent blind to the
+    overhead."""
     from scaling.analysis.suggest import Candidate, drop_existing, fit_ensemble, suggest
 
     rng = np.random.default_rng(seed)
     noise = setting.noise if noise is None else noise
     pilot = simulate(setting.law, setting.pilot, noise, rng)
-    cands = [Candidate(n_params=N, n_tokens=D, flops=6.0 * N * D, overhead=overhead)
+    charged = overhead if charge_overhead else 0.0
+    cands = [Candidate(n_params=N, n_tokens=D, flops=6.0 * N * D, overhead=charged)
              for N in setting.n_params for D in setting.n_tokens]
     cands, _ = drop_existing(cands, pilot)
     ens = fit_ensemble(pilot, n_boot=n_boot, seed=seed, n_starts=n_starts)
-    proposal = suggest(ens, setting.target_flops, setting.extra_flops / setting.rounds, cands)
-    new = pd.DataFrame([{"n_params": c.n_params, "n_tokens": c.n_tokens, "flops": c.flops} for c in proposal.picks])
+    wall = setting.extra_flops / setting.rounds
+    proposal = suggest(ens, setting.target_flops, wall, cands)
+    picks, gains = list(proposal.picks), list(proposal.gains)
+    if not charge_overhead:  # train the picks in order while the wall time lasts
+        spent = np.cumsum([c.flops + overhead for c in picks])
+        picks, gains = picks[:int((spent <= wall).sum())], gains[:int((spent <= wall).sum())]
+    promised = gains[-1] if gains else proposal.factor_before
+    new = pd.DataFrame([{"n_params": c.n_params, "n_tokens": c.n_tokens, "flops": c.flops} for c in picks])
     runs = pd.concat([pilot, simulate(setting.law, new, noise, rng)], ignore_index=True) if len(new) else pilot
     try:
         _, lo, hi = _interval(runs, setting.target_flops, n_boot, seed + 1, n_starts)
         delivered = hi / lo if lo > 0 else math.inf
     except FitError:
         delivered = math.nan
+    flops = float(sum(c.flops for c in picks))
     return {"setting": setting.name, "campaign": seed, "true_noise": noise, "noise": ens.noise,
-            "runs": len(proposal.picks), "flops": proposal.flops, "before": proposal.factor_before,
-            "promised": proposal.factor_after, "delivered": delivered,
-            "ratio": math.log(delivered) / math.log(proposal.factor_after) if proposal.factor_after > 1 else math.nan}
+            "overhead": overhead, "charged": charge_overhead, "runs": len(picks), "flops": flops,
+            "cost": flops + overhead * len(picks),
+            "median_run_flops": float(np.median([c.flops for c in picks])) if picks else math.nan,
+            "before": proposal.factor_before, "promised": promised, "delivered": delivered,
+            "ratio": math.log(delivered) / math.log(promised) if promised > 1 else math.nan}
 
 
 def campaign_summary(rows: pd.DataFrame) -> pd.DataFrame:

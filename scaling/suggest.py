@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.accounting import ModelShape, flops_per_token, n_params
+from scaling.analysis.at_compute import at_compute
 from scaling.analysis.suggest import (Candidate, Ensemble, Proposal, drop_existing, fit_ensemble, prior_ensemble,
                                      suggest)
 from scaling.config import MAX_PARAMS, MAX_TOKENS, SweepConfig, load_sweep
@@ -263,6 +264,8 @@ def suggest_source(source: str, target_flops: float, budget: float, out: str | N
         allowed = [dataclasses.replace(c, overhead=overhead) for c in allowed]
     proposal = suggest(ensemble, target_flops, budget, allowed)
     print("\n".join(proposal.describe()))
+    now = at_compute(ensemble.law, [target_flops])[0].describe()
+    print(f"now, {now}" + (" (a fit to the pilot simulated from the prior law)" if ensemble.n_runs == 0 else ""))
     if ensemble.n_runs == 0:
         print(f"(no finished runs: the interval 'now' is the one expected after the sweep's {len(plan.runs)} planned "
               "runs, and the proposed runs come on top of them)")

@@ -146,3 +146,40 @@ def test_a_short_campaign_narrows_the_interval_below_the_fixed_designs_at_equal_
     # the benchmark)
     assert rows.loc["suggest", "factor"] <= 0.8 * rows.loc[["grid", "isoflop"], "factor"].min(), rows
     assert rows.loc["suggest", "covered"]
+
+
+def test_a_proposal_is_pinned_for_fixed_inputs_and_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 29 item 4: the same inputs and seed give this proposal on any machine. The picks are ranked on scores
+    # rounded to 3 significant digits (SCORE_DIGITS) with a deterministic tie-break, so last-digit differences
+    # of another BLAS or CPU do not reorder them; the expected widths are pinned to 1%.
+    data = simulate(BESIROGLU, PILOT, 0.01, np.random.default_rng(1))
+    src = tmp_path / "pilot.csv"
+    data.rename(columns={"n_params": "params", "n_tokens": "tokens"})[["params", "tokens", "loss"]].to_csv(src, index=False)
+    argv = ["suggest", str(src), "--target-flops", "1e21", "--budget", "2.5e18", "--n-boot", "20", "--seed", "0"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    proposed = pd.read_csv(tmp_path / "pilot_next.csv")
+    assert list(zip(proposed["params"], proposed["tokens"])) == [
+        (3e7, 1.96e9), (3e7, 2.73e9), (3e7, 3.82e9), (6.79e7, 1e9), (8.92e7, 1e9)]
+    widths = [float(line.rsplit("-> ", 1)[1].rstrip("x")) for line in printed.splitlines() if line.startswith("  N=")]
+    assert widths == pytest.approx([5.51, 4.91, 4.62, 4.46, 4.32], rel=0.01)
+    assert "6.54x wide) now" in printed
+
+
+def test_the_method_is_pinned_on_a_fixed_ensemble() -> None:
+    # No fit in the way: 64 members drawn from PCG64 (the same stream on every platform) around Besiroglu's law.
+    from scaling.analysis.approach3 import PARAM_NAMES
+    from scaling.analysis.suggest import Ensemble
+
+    z = np.random.default_rng(0).standard_normal((64, 5))
+    base = np.array([1.8172, 482.01, 2085.43, 0.3478, 0.3658])
+    members = pd.DataFrame(base * np.exp(z * [0.02, 0.3, 0.3, 0, 0]) + z * [0, 0, 0, 0.02, 0.02],
+                           columns=list(PARAM_NAMES))
+    ens = Ensemble(members=members, law=BESIROGLU, noise=0.01, n_runs=9, source="fixed members")
+    grid = [(float(f"{N:.3g}"), float(f"{D:.3g}")) for N in np.geomspace(3e7, 1e10, 6) for D in np.geomspace(1e9, 3e11, 6)]
+    proposal = suggest(ens, 1e21, 3e20, [Candidate(n_params=N, n_tokens=D, flops=6 * N * D) for N, D in grid])
+    assert [(c.n_params, c.n_tokens) for c in proposal.picks][:6] == [
+        (9.59e7, 1e9), (3e7, 1e9), (3e7, 3.13e9), (3e7, 9.79e9), (3.06e8, 1e9), (3e7, 3.06e10)]
+    assert len(proposal.picks) == 18
+    assert proposal.gains[:3] == pytest.approx([56.7, 6.64, 2.92], rel=0.01)
+    assert proposal.factor_after == pytest.approx(1.798, rel=0.01)
