@@ -53,11 +53,21 @@ def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path
         print(note)
     csv = export_csv(frame, Path(sweep_dir) / "runs.csv")
     print(f"\nresults table: {csv} ({len(frame)} runs)")
-    repeated = repeated_mask(frame)
+    repeated = say_repeated(frame)
     fit_and_plot(frame[~repeated], out_dir or Path(sweep_dir), n_boot=n_boot, holdout=holdout)
     if repeated.any():  # Approach 3 above fitted the single-epoch runs; the data-constrained law fits all
         for line in fit_repetition(frame, out_dir or Path(sweep_dir), budgets_for(frame), n_boot):
             print(line)
+
+
+def say_repeated(frame: pd.DataFrame) -> pd.Series:
+    """The runs that repeat their data, said in one line: Approach 3 assumes fresh data, so it fits the
+    single-epoch runs and the data-constrained law fits all of them."""
+    repeated = repeated_mask(frame)
+    if repeated.any():
+        print(f"{int(repeated.sum())} of {len(frame)} runs repeat their data ([grid].unique_tokens): Approach 3 below "
+              f"fits the other {int((~repeated).sum())}; the data-constrained law after it fits all")
+    return repeated
 
 
 def only_planned(frame: pd.DataFrame, plan: Plan, sweep: str) -> pd.DataFrame:
@@ -94,10 +104,7 @@ def fit_source(source: str, out: str | Path | None = None, n_boot: int | None = 
     if Path(source).suffix.lower() == ".toml" or Path(source).is_dir():
         print(f"results table: {export_csv(frame, where / 'runs.csv')}")
     law_lines = hparam_law_lines(frame, source, n_boot=n_boot)  # a bad lr column fails before the fit
-    repeated = repeated_mask(frame)
-    if repeated.any():  # Approach 3 assumes fresh data: it fits the single-epoch runs, the law below all of them
-        print(f"{int(repeated.sum())} of {len(frame)} runs repeat their data ([grid].unique_tokens): Approach 3 below "
-              f"fits the other {int((~repeated).sum())}; the data-constrained law after it fits all")
+    repeated = say_repeated(frame)
     laws = fit_and_plot(frame[~repeated], where, n_boot=n_boot, holdout=holdout, all_seeds=all_seeds, reuse=reuse)
     for line in law_lines:
         print(line)
