@@ -132,4 +132,4 @@ def test_repeated_runs_record_their_epochs_and_are_fitted(tmp_path: Path, text_c
     # scaling compare: the source's allocation under its unique budget beside the laws' table
     assert main(["compare", str(sweep_dir / "runs.csv"), "--n-boot", "5", "--min-flops", "10", "--max-flops", "12"]) == 0
     out = capsys.readouterr().out
-    assert "runs: data-constrained law, R*_D = " in out and "chinchilla_epochs" in out
+    assert "runs: data-constrained law, R*_D = " in out and "unlimited_epochs" in out
