@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from scaling import hparams
-from scaling.config import SweepConfig, load_sweep
+from scaling.config import MAX_PARAMS, MAX_TOKENS, SweepConfig, load_sweep
 from scaling.config_rules import check_unique_tokens_fit
 from scaling.errors import ConfigError, ScalingError
 from scaling.safe import printable
@@ -80,10 +80,10 @@ def check_args(args: argparse.Namespace) -> None:
     seed = getattr(args, "seed", None)
     if seed is not None and not 0 <= seed < 2 ** 32:  # numpy's generators refuse a negative seed (a traceback)
         raise bad("--seed", seed, f"must be in [0, {2 ** 32 - 1}]")
-    for flag in ("max_params", "max_tokens"):
+    for flag, cap in (("max_params", MAX_PARAMS), ("max_tokens", MAX_TOKENS)):  # the caps any planned run has
         value = getattr(args, flag, None)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise bad(f"--{flag.replace('_', '-')}", value, "must be a finite number > 0")
+        if value is not None and not (math.isfinite(value) and 0 < value <= cap):
+            raise bad(f"--{flag.replace('_', '-')}", value, f"must be a finite number in (0, {cap:g}]")
     lo, hi = getattr(args, "min_flops", None), getattr(args, "max_flops", None)
     if lo is not None and hi is not None:
         if not 0 <= lo <= MAX_FLOPS_EXPONENT or not 0 <= hi <= MAX_FLOPS_EXPONENT:

@@ -110,7 +110,7 @@ def load_corpus(data_cfg: DataConfig, seq_len: int | None = None) -> Corpus:
             tokens = [f for f in files if is_token_file(f)]
             if tokens:  # its uint16 ids would be read as bytes, mixed with the text
                 raise DataError(f"{path}: folder of text files holds {len(tokens)} token file(s) such as "
-                                f"{tokens[0]}; give one .bin file as [data].source, or move it out")
+                                f"{printable(tokens[0])}; give one .bin file as [data].source, or move it out")
             corpus = _load_text(path, files, data_cfg, label=str(path))
     if seq_len is not None:
         for name, split in (("train", corpus.train), ("validation", corpus.val)):
@@ -123,7 +123,8 @@ def load_corpus(data_cfg: DataConfig, seq_len: int | None = None) -> Corpus:
 def _list_files(root: Path, suffix: str = "") -> list[str]:
     """Relative paths (posix) of the regular files under root, sorted; hidden and cache folders skipped, and
     anything that is not a regular file (a FIFO would block the read forever, a device never end) skipped with
-    a warning. A file name that is not UTF-8 is a one-line DataError (the split hashes names as text)."""
+    a warning. A name that is not UTF-8 (a Latin-1 archive) is kept as Python keeps it (its bytes escaped as
+    surrogates, PEP 383): the files are read like any other and the split hashes the name's original bytes."""
     rel = []
     skipped = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -139,11 +140,6 @@ def _list_files(root: Path, suffix: str = "") -> list[str]:
             if not regular:
                 skipped.append(full)
                 continue
-            try:
-                name.encode("utf-8")
-            except UnicodeEncodeError:
-                raise DataError(f"{printable(full)}: file name is not UTF-8; rename it or move it out of the "
-                                "corpus folder") from None
             rel.append(Path(dirpath, name).relative_to(root).as_posix())
     if skipped:
         log.warning("%s: skipped %d entries that are not regular files (FIFOs, devices, dangling links), e.g. %s",
@@ -152,8 +148,9 @@ def _list_files(root: Path, suffix: str = "") -> list[str]:
 
 
 def _path_hash(rel_path: str) -> float:
-    """A stable number in [0, 1) from a relative path (not Python's hash(), which is salted per process)."""
-    return int.from_bytes(hashlib.sha1(rel_path.encode()).digest()[:8], "big") / 2.0**64
+    """A stable number in [0, 1) from a relative path (not Python's hash(), which is salted per process).
+    Hashes the name's bytes on disk: its UTF-8 for a UTF-8 name, the original bytes for any other."""
+    return int.from_bytes(hashlib.sha1(os.fsencode(rel_path)).digest()[:8], "big") / 2.0**64
 
 
 def split_files(files: list[str], val_fraction: float) -> tuple[list[str], list[str]]:

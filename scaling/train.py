@@ -30,7 +30,7 @@ from scaling import ddp, mup
 from scaling.data import Corpus, data_warnings, get_batch, load_corpus, unique_subset
 from scaling.errors import LaunchError
 from scaling.evaluate import held_out, held_out_losses, window_losses
-from scaling.model import build_model
+from scaling.model import build_model, check_built, check_logits
 from scaling.results import (CKPT, METRICS, RunResult, RunSpec, append_metrics, atomic_path, checkpoint_id, claim,
                              read_metrics, read_spec, write_result, write_status)
 from scaling.schedule import lr_at, run_curve_steps
@@ -279,6 +279,8 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast:
             logits = fwd(x)  # (B, T, V)
+            if step == run.attempt_step0:  # a (T, B, V) output has the same size: the loss would not notice
+                check_logits(spec.shape, logits, x.size(0))
             loss = F.cross_entropy(logits.view(-1, V).float(), y.view(-1))
         loss_value = ddp.mean_over_ranks(loss, env) if env.world > 1 else loss.item()
         if not math.isfinite(loss_value) or (step >= spec.warmup_steps and loss_value > SPIKE_FACTOR * best):
@@ -389,7 +391,9 @@ def _compiled(fwd: torch.nn.Module, spec: RunSpec, train_split: Any, step: int, 
 
 def _build(spec: RunSpec, device: str) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(spec.seed)  # the initial weights are a function of the seed
-    model = build_model(spec.shape).to(device)
+    model = build_model(spec.shape)
+    check_built(model, spec.shape, spec.n_params, spec.n_params_non_embedding)  # N as planned, or no training
+    model = model.to(device)
     # Decay matrices (linear, embedding, LSTM weights) only; norm weights and biases are left alone. muP
     # splits the matrices further, each group with its own LR scale and decay (scaling.mup).
     optimizer = torch.optim.AdamW(
