@@ -68,10 +68,13 @@ def fit_frame(frame: pd.DataFrame, n_boot: int) -> tuple[DataConstrainedFit, pd.
 
 
 def allocation_table(law: DataConstrainedLaw, budgets: list[float], uniques: list[float]) -> pd.DataFrame:
-    """The compute-optimal N, D and epochs at each (budget, unique budget), beside unlimited data's."""
+    """The compute-optimal N, D and epochs at each (budget, unique budget), beside the same law's optimum with
+    unlimited unique data (unlimited_* columns)."""
     rows = [allocate(law, c, u) for u in uniques for c in budgets]
-    return pd.DataFrame(rows)[["unique", "flops", "n_params", "tokens", "epochs", "loss", "chinchilla_n_params",
-                               "chinchilla_tokens", "chinchilla_epochs", "chinchilla_loss"]]
+    table = pd.DataFrame(rows)[["unique", "flops", "n_params", "tokens", "epochs", "loss", "chinchilla_n_params",
+                                "chinchilla_tokens", "chinchilla_epochs", "chinchilla_loss"]]
+    # allocate's chinchilla_* are this law's own optimum with unlimited unique data, not Hoffmann et al.'s law
+    return table.rename(columns=lambda c: c.replace("chinchilla_", "unlimited_"))
 
 
 def report_lines(fit: DataConstrainedFit, points: pd.DataFrame, table: pd.DataFrame) -> list[str]:

@@ -123,7 +123,7 @@ def test_repeated_runs_record_their_epochs_and_are_fitted(tmp_path: Path, text_c
         else:
             assert "epochs" not in result and "unique_tokens" not in spec
     assert len(prints) == 1  # every size and budget trained on the same 10K tokens
-    assert "repeat their data" in out and "R*_D = " in out and "R*_N = " in out
+    assert "R*_D = " in out and "R*_N = " in out  # (the fit after `scaling run` prints no "repeat their data" note)
     assert "epochs of 10k unique tokens ~ " in out and "compute-optimal size and epochs" in out
     saved = json.loads((sweep_dir / "data_constrained.json").read_text())
     assert saved["n_repeated"] == 6 and saved["allocation"]
@@ -132,4 +132,4 @@ def test_repeated_runs_record_their_epochs_and_are_fitted(tmp_path: Path, text_c
     # scaling compare: the source's allocation under its unique budget beside the laws' table
     assert main(["compare", str(sweep_dir / "runs.csv"), "--n-boot", "5", "--min-flops", "10", "--max-flops", "12"]) == 0
     out = capsys.readouterr().out
-    assert "runs: data-constrained law, R*_D = " in out and "chinchilla_epochs" in out
+    assert "runs: data-constrained law, R*_D = " in out and "unlimited_epochs" in out
