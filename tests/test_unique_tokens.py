@@ -123,7 +123,7 @@ def test_repeated_runs_record_their_epochs_and_are_fitted(tmp_path: Path, text_c
         else:
             assert "epochs" not in result and "unique_tokens" not in spec
     assert len(prints) == 1  # every size and budget trained on the same 10K tokens
-    assert "R*_D = " in out and "R*_N = " in out  # (the fit after `scaling run` prints no "repeat their data" note)
+    assert "6 of 16 runs repeat their data" in out and "R*_D = " in out and "R*_N = " in out
     assert "epochs of 10k unique tokens ~ " in out and "compute-optimal size and epochs" in out
     saved = json.loads((sweep_dir / "data_constrained.json").read_text())
     assert saved["n_repeated"] == 6 and saved["allocation"]
