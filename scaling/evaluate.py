@@ -50,11 +50,6 @@ def held_out(corpus: Corpus, seq_len: int, val_tokens: int, curve_tokens: int
     return _HELD_OUT[key]
 
 
-def evaluate(model: torch.nn.Module, corpus: Corpus, spec: RunSpec, device: str, autocast: Any) -> float:
-    """Mean cross-entropy (nats/token) over the fixed held-out windows."""
-    return held_out_losses(model, corpus, spec, device, autocast)[0]
-
-
 def held_out_losses(model: torch.nn.Module, corpus: Corpus, spec: RunSpec, device: str, autocast: Any
               ) -> tuple[float, float]:
     """(val_loss, curve_loss): mean cross-entropy over every held-out window, and over the curve sample's."""

@@ -312,13 +312,17 @@ def budgets_for(frame: pd.DataFrame) -> list[float]:
     return [float(c) for c in np.logspace(lo, hi, int(hi - lo) + 1)]
 
 
-def frame_for(source: str, all_runs: bool = False) -> tuple[pd.DataFrame, Path]:
+def frame_for(source: str, all_runs: bool = False, missing_ok: bool = False) -> tuple[pd.DataFrame, Path]:
     """A points frame from a sweep TOML (its planned runs, or every run folder with `all_runs`), a results
-    folder or a CSV (no plan: every run folder or row); and where outputs go."""
+    folder or a CSV (no plan: every run folder or row); and where outputs go. A sweep that has not run yet is
+    an error, or with `missing_ok` (suggest designs a sweep's first runs) an empty frame."""
     path = Path(source)
     if path.suffix.lower() == ".toml":
         cfg = load_sweep(path)
         sweep_dir = cfg.sweep_dir
+        if not sweep_dir.is_dir() and missing_ok:
+            print(f"{source}: no results yet in {sweep_dir}/")
+            return pd.DataFrame(columns=["n_params", "n_tokens", "flops", "loss"]), sweep_dir
         if not sweep_dir.is_dir():
             raise ConfigError(f"{path}: no results yet in {sweep_dir}/ (run: scaling run {path})")
         frame = load_results(sweep_dir)

@@ -226,11 +226,7 @@ def suggest_source(source: str, target_flops: float, budget: float, out: str | N
     if cfg is not None and len(cfg.model.arch) > 1:
         raise ConfigError(f"{source}: [model].arch = {list(cfg.model.arch)}: suggest designs for one family's law; "
                           "write a sweep per family")
-    if cfg is not None and not Path(cfg.sweep_dir).is_dir():
-        frame = pd.DataFrame(columns=["n_params", "n_tokens", "flops", "loss"])
-        print(f"{source}: no results yet in {cfg.sweep_dir}/")
-    else:
-        frame, _ = frame_for(source)
+    frame, _ = frame_for(source, missing_ok=True)
     if "arch" in frame.columns and frame["arch"].dropna().nunique() > 1:
         archs = sorted(frame["arch"].dropna().astype(str).unique())
         raise ConfigError(f"{source}: runs of {len(archs)} architectures ({', '.join(map(printable, archs))}): suggest "
