@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from scaling import hparams
-from scaling.config import SweepConfig, load_sweep
+from scaling.config import MAX_PARAMS, MAX_TOKENS, SweepConfig, load_sweep
 from scaling.errors import ConfigError, ScalingError
 from scaling.safe import printable
 from scaling.plan import Plan, equivalent_grid, plan_sweep
@@ -79,10 +79,10 @@ def check_args(args: argparse.Namespace) -> None:
     seed = getattr(args, "seed", None)
     if seed is not None and not 0 <= seed < 2 ** 32:  # numpy's generators refuse a negative seed (a traceback)
         raise bad("--seed", seed, f"must be in [0, {2 ** 32 - 1}]")
-    for flag in ("max_params", "max_tokens"):
+    for flag, cap in (("max_params", MAX_PARAMS), ("max_tokens", MAX_TOKENS)):  # the caps any planned run has
         value = getattr(args, flag, None)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise bad(f"--{flag.replace('_', '-')}", value, "must be a finite number > 0")
+        if value is not None and not (math.isfinite(value) and 0 < value <= cap):
+            raise bad(f"--{flag.replace('_', '-')}", value, f"must be a finite number in (0, {cap:g}]")
     lo, hi = getattr(args, "min_flops", None), getattr(args, "max_flops", None)
     if lo is not None and hi is not None:
         if not 0 <= lo <= MAX_FLOPS_EXPONENT or not 0 <= hi <= MAX_FLOPS_EXPONENT:
@@ -111,7 +111,7 @@ def print_plan(plan: Plan, flops_per_s: float | None = None) -> None:
     rate = flops_per_s or cfg.launch.est_flops_per_s
     frame["est_s"] = frame["flops"] / rate
     shown = frame[["run_id", "n_params", "n_params_non_embedding", "n_tokens", "flops", "flops_6nd",
-                   "tokens_per_param", "n_steps", "est_s"]]
+                   "tokens_per_param", "n_steps", "est_s"] + [c for c in ("unique_tokens", "epochs") if c in frame]]
     print_table(shown)
     t = cfg.train
     print(hparams.describe_lr_rule(t.lr_rule, t.lr, (t.lr_law.a, t.lr_law.b, t.lr_law.c), t.lr_sweep))

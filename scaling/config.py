@@ -153,6 +153,14 @@ class GridConfig:
     clipped, since a clipped window is off-centre again."""
     n_tokens: tuple[float, ...] = ()
     """Token budgets for design = "grid"."""
+    unique_tokens: tuple[float, ...] = ()
+    """Unique-token budgets U_D (design = "grid"): every size x n_tokens budget D is trained once per U_D <= D
+    (pairs with U_D > D are skipped) on a fixed subset of U_D tokens of the training split, repeated for
+    D / U_D epochs (Muennighoff et al. 2023; `scaling fit` then fits their data-constrained law). The subset:
+    the training split cut into 4096-token blocks, the first blocks of one fixed seeded shuffle, the last one
+    cut to U_D (scaling.data.unique_subset); it never holds held-out data. 0 = the whole training split (the
+    ordinary run, same id as without this key). U_D must be at most the training split, at most the largest
+    budget and at least one batch (batch_size x seq_len)."""
     flops: tuple[float, ...] = ()
     """Compute budgets (FLOPs, Chinchilla counting) for the IsoFLOP designs."""
     n_sizes: int = 5

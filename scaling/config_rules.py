@@ -119,6 +119,7 @@ def validate(cfg: SweepConfig) -> None:
         c(0 < n <= MAX_TOKENS, cfg, f"[grid].n_tokens[{i}]", n, f"must be in (0, {MAX_TOKENS:g}]")
     for i, f in enumerate(g.flops):
         c(0 < f <= MAX_FLOPS, cfg, f"[grid].flops[{i}]", f, f"must be in (0, {MAX_FLOPS:g}]")
+    _validate_unique_tokens(cfg)
     grid_part, iso_part = g.design in ("grid", "grid+isoflop", "curves"), g.design in ("isoflop", "grid+isoflop")
     if grid_part:
         # a sweep of explicit points alone (design = "grid", only [grid].points) is a sweep too
@@ -213,6 +214,37 @@ def validate_launch(cfg: SweepConfig) -> None:
     c(la.mem_gb >= 0, cfg, "[launch].mem_gb", la.mem_gb, "must be >= 0")
     c(la.max_array_size > 1, cfg, "[launch].max_array_size", la.max_array_size, "must be > 1")
     c(la.est_flops_per_s > 0, cfg, "[launch].est_flops_per_s", la.est_flops_per_s, "must be > 0")
+
+
+def _validate_unique_tokens(cfg: SweepConfig) -> None:
+    """[grid].unique_tokens: design "grid", the built-in trainer, whole token counts, each U_D at most the largest
+    budget D (a larger one would plan no run) and at least one batch (batch_size x seq_len tokens)."""
+    g, t = cfg.grid, cfg.train
+    if not g.unique_tokens:
+        return
+    _check(g.design == "grid", cfg, "[grid].design", g.design, "[grid].unique_tokens needs design = \"grid\"")
+    _check(not t.command, cfg, "[grid].unique_tokens", list(g.unique_tokens),
+           "needs the built-in trainer (it draws the unique subset); not with [train].command")
+    _check(len(set(g.unique_tokens)) == len(g.unique_tokens), cfg, "[grid].unique_tokens", list(g.unique_tokens),
+           "must not repeat")
+    batch = t.batch_size * cfg.model.seq_len
+    largest = max(g.n_tokens, default=0.0)
+    for i, u in enumerate(g.unique_tokens):
+        key = f"[grid].unique_tokens[{i}]"
+        _check(u == 0 or 1 <= u <= MAX_TOKENS, cfg, key, u, f"must be 0 (the whole training split) or in [1, {MAX_TOKENS:g}]")
+        _check(u == int(u), cfg, key, u, "must be a whole number of tokens")
+        _check(u <= largest, cfg, key, u, f"U_D > D for every token budget (largest [grid].n_tokens = {largest:g}): "
+               "it would plan no run; repeating a subset needs D >= U_D")
+        _check(u == 0 or u >= batch, cfg, key, u, f"smaller than one batch ([train].batch_size x [model].seq_len = "
+               f"{t.batch_size} x {cfg.model.seq_len} = {batch} tokens)")
+
+
+def check_unique_tokens_fit(cfg: SweepConfig, n_train_tokens: int) -> None:
+    """ConfigError when a [grid].unique_tokens value is larger than the corpus's training split (known only once
+    the corpus is loaded: `scaling run` calls this before any job starts)."""
+    for i, u in enumerate(cfg.grid.unique_tokens):
+        _check(u <= n_train_tokens, cfg, f"[grid].unique_tokens[{i}]", u,
+               f"larger than the training split of [data].source {cfg.data.source!r} ({n_train_tokens:,} tokens)")
 
 
 def is_safe_component(name: str) -> bool:

@@ -40,6 +40,11 @@ CACHE_VERSION = 1
 VAL_WINDOWS_SEED = 20240501
 """Fixed seed of the evaluation windows: the same windows for every run of every sweep."""
 _SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__"}
+SUBSET_SEED = 20230525
+"""Fixed seed of the unique-token subsets: every run with the same U_D on the same corpus trains on the same tokens."""
+SUBSET_BLOCK_TOKENS = 4096
+"""The unit of a unique subset: contiguous blocks of the training split this long (the last block of the split,
+and the last block taken, may be shorter)."""
 
 
 @dataclass
@@ -66,7 +71,7 @@ def data_warnings(n_tokens: int, val_tokens: int, n_train_tokens: int, n_val_tok
     """One line per silent data problem of a run: a token budget that repeats the training split (how many
     epochs), a held-out split smaller than the val_tokens its evaluation asks for."""
     out = []
-    if n_train_tokens and n_tokens > n_train_tokens:
+    if n_train_tokens and n_tokens > n_train_tokens:  # (a unique-subset run repeats by design: not called for it)
         out.append(f"{source}: a budget of {n_tokens:,} tokens repeats the {n_train_tokens:,}-token training split "
                    f"{n_tokens / n_train_tokens:.1f} times (epochs > 1: the loss is no longer on unseen data)")
     if n_val_tokens < val_tokens:
@@ -105,7 +110,7 @@ def load_corpus(data_cfg: DataConfig, seq_len: int | None = None) -> Corpus:
             tokens = [f for f in files if is_token_file(f)]
             if tokens:  # its uint16 ids would be read as bytes, mixed with the text
                 raise DataError(f"{path}: folder of text files holds {len(tokens)} token file(s) such as "
-                                f"{tokens[0]}; give one .bin file as [data].source, or move it out")
+                                f"{printable(tokens[0])}; give one .bin file as [data].source, or move it out")
             corpus = _load_text(path, files, data_cfg, label=str(path))
     if seq_len is not None:
         for name, split in (("train", corpus.train), ("validation", corpus.val)):
@@ -118,7 +123,8 @@ def load_corpus(data_cfg: DataConfig, seq_len: int | None = None) -> Corpus:
 def _list_files(root: Path, suffix: str = "") -> list[str]:
     """Relative paths (posix) of the regular files under root, sorted; hidden and cache folders skipped, and
     anything that is not a regular file (a FIFO would block the read forever, a device never end) skipped with
-    a warning. A file name that is not UTF-8 is a one-line DataError (the split hashes names as text)."""
+    a warning. A name that is not UTF-8 (a Latin-1 archive) is kept as Python keeps it (its bytes escaped as
+    surrogates, PEP 383): the files are read like any other and the split hashes the name's original bytes."""
     rel = []
     skipped = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -134,11 +140,6 @@ def _list_files(root: Path, suffix: str = "") -> list[str]:
             if not regular:
                 skipped.append(full)
                 continue
-            try:
-                name.encode("utf-8")
-            except UnicodeEncodeError:
-                raise DataError(f"{printable(full)}: file name is not UTF-8; rename it or move it out of the "
-                                "corpus folder") from None
             rel.append(Path(dirpath, name).relative_to(root).as_posix())
     if skipped:
         log.warning("%s: skipped %d entries that are not regular files (FIFOs, devices, dangling links), e.g. %s",
@@ -147,8 +148,9 @@ def _list_files(root: Path, suffix: str = "") -> list[str]:
 
 
 def _path_hash(rel_path: str) -> float:
-    """A stable number in [0, 1) from a relative path (not Python's hash(), which is salted per process)."""
-    return int.from_bytes(hashlib.sha1(rel_path.encode()).digest()[:8], "big") / 2.0**64
+    """A stable number in [0, 1) from a relative path (not Python's hash(), which is salted per process).
+    Hashes the name's bytes on disk: its UTF-8 for a UTF-8 name, the original bytes for any other."""
+    return int.from_bytes(hashlib.sha1(os.fsencode(rel_path)).digest()[:8], "big") / 2.0**64
 
 
 def split_files(files: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
@@ -220,6 +222,40 @@ def _load_bin(path: Path, cfg: DataConfig) -> Corpus:
     return Corpus(train=tokens[: len(tokens) - n_val], val=tokens[len(tokens) - n_val:],
                   fingerprint=meta["fingerprint"], source=str(path),
                   description=f"{path} (uint16 tokens, tail {cfg.val_fraction:g} held out)")
+
+
+@dataclass(frozen=True)
+class Subset:
+    """The tokens a run with [grid].unique_tokens trains on, and which blocks of the training split they are."""
+
+    tokens: np.ndarray
+    starts: np.ndarray
+    """Start offsets in the training split of the blocks taken, in the order they are concatenated."""
+    lengths: np.ndarray
+    fingerprint: str
+    """sha256 of the subset's tokens, first 16 hex digits."""
+
+
+def unique_subset(train: np.ndarray, unique_tokens: int) -> Subset:
+    """The first `unique_tokens` tokens of the training split's SUBSET_BLOCK_TOKENS-long blocks taken in one
+    fixed seeded order (SUBSET_SEED), the last block cut to size, concatenated in that order.
+
+    Deterministic and source-agnostic (text folders, `.bin` files and stdlib are all a flat training split);
+    drawn from the training split only, so no held-out token is ever inside; nested (a smaller U_D takes a
+    prefix of a larger one's blocks). DataError when U_D is not in [1, len(train)]."""
+    n = int(len(train))
+    if not 1 <= unique_tokens <= n:
+        raise DataError(f"unique_tokens = {unique_tokens:,}: must be in [1, {n:,}] (the training split's tokens)")
+    n_blocks = -(-n // SUBSET_BLOCK_TOKENS)
+    order = np.random.default_rng(SUBSET_SEED).permutation(n_blocks)
+    block_starts = order * SUBSET_BLOCK_TOKENS
+    block_lengths = np.minimum(SUBSET_BLOCK_TOKENS, n - block_starts)
+    taken = int(np.searchsorted(np.cumsum(block_lengths), unique_tokens)) + 1  # blocks up to the one reaching U_D
+    starts, lengths = block_starts[:taken].copy(), block_lengths[:taken].copy()
+    lengths[-1] -= int(lengths.sum()) - unique_tokens
+    tokens = np.concatenate([np.asarray(train[a:a + k]) for a, k in zip(starts, lengths)])
+    return Subset(tokens=tokens, starts=starts, lengths=lengths,
+                  fingerprint=hashlib.sha256(tokens.tobytes()).hexdigest()[:16])
 
 
 def _key(obj: object) -> str:

@@ -239,7 +239,7 @@ def _result(spec: dict[str, Any], run_dir: Path, argv: list[str], wall_s: float,
         n = number(reported_n)
         if n is None or abs(n - spec["n_params"]) > N_PARAMS_TOLERANCE * spec["n_params"]:
             raise LaunchError(
-                f"{run_dir / FINAL}: n_params = {reported_n!r}, but the plan counted {spec['n_params']:,} for "
+                f"{run_dir / FINAL}: n_params = {printable(repr(reported_n)[:60])}, but the plan counted {spec['n_params']:,} for "
                 f"[model].arch = {spec['shape']['arch']!r}; make the arch build the script's model (a plug-in "
                 f"\"package.module:factory\") so N is right")
     val = number(final.get("val_loss"))
@@ -247,7 +247,7 @@ def _result(spec: dict[str, Any], run_dir: Path, argv: list[str], wall_s: float,
     if not diverged:
         why = implausible("val_loss", final.get("val_loss"))
         if why is not None:
-            raise LaunchError(f"{run_dir / FINAL}: {why}")
+            raise LaunchError(f"{run_dir / FINAL}: {printable(why)}")
     if final.get("train_loss") is not None and not diverged:  # reported: used as it is, never replaced
         why = implausible("train_loss", final.get("train_loss"))
         if why is not None:

@@ -5,12 +5,14 @@ positions, no biases), and LSTM and GRU baselines. Every family ties its output 
 unless shape.tie_embeddings is false; muP (scaling.mup) changes init and two multipliers of gpt and llama.
 
 Parameter counts match scaling.accounting.n_params exactly (tests/test_model.py and tests/test_families.py
-check it), so the N of every fit is the N of the module that was trained.
+check it), so the N of every fit is the N of the module that was trained; training checks it again on the
+module it builds, and the first forward's output shape (check_built, check_logits).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -194,3 +196,29 @@ def build_model(shape: ModelShape) -> nn.Module:
         raise ValueError(f"unknown arch {shape.arch!r} (valid: gpt, llama, lstm, gru)")
     mup.init_(model, shape)
     return model
+
+
+def check_built(model: nn.Module, shape: ModelShape, n_params: int, n_params_non_embedding: int | None) -> None:
+    """Refuse (one line) a model about to train whose parameter count differs from the one its run recorded at
+    plan time: a plug-in factory that builds another module on the meta device (where it was counted) than on
+    the training device, or a built-in family whose formula drifted from its module, would record a false N."""
+    if plugin.is_plugin(shape.arch):
+        plugin.check_trained(model, shape, n_params, n_params_non_embedding)
+        return
+    total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    if total != n_params:
+        raise ValueError(f"{shape.arch} L{shape.n_layer} d{shape.d_model}: the built model has {total:,} "
+                         f"parameters, the run records {n_params:,}")
+
+
+def check_logits(shape: ModelShape, logits: Any, batch: int) -> None:
+    """Refuse (one line) a forward whose output is not (batch, seq_len, vocab_size): (T, B, V) logits have the
+    same number of elements, so the loss would silently score every position against another one's target."""
+    expected = (batch, shape.seq_len, shape.vocab_size)
+    who = f"[model].arch = {shape.arch!r}" if plugin.is_plugin(shape.arch) else shape.arch
+    if not isinstance(logits, torch.Tensor):  # e.g. a (logits, loss) tuple
+        raise plugin.PluginError(f"{who}: forward returned a {type(logits).__name__}, not a logits tensor of "
+                                 f"shape (batch, seq_len, vocab_size) = {expected}")
+    if tuple(logits.shape) != expected:
+        raise plugin.PluginError(f"{who}: forward returned logits of shape {tuple(logits.shape)}; expected "
+                                 f"(batch, seq_len, vocab_size) = {expected}")

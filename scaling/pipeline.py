@@ -31,6 +31,7 @@ from scaling.page import Section, render_page
 from scaling.plan import Plan, plan_sweep
 from scaling.plot import loss_label, plot_compute_optimal, plot_frontiers, save_figures
 from scaling.provenance import check_one_corpus, planned_rows
+from scaling.repetition import allocation_table, fit_frame, fit_repetition, repeated_mask
 from scaling.results import arch_label, describe_ids, export_csv, load_results, read_json, read_metrics, write_json_atomic
 from scaling.safe import printable
 
@@ -51,7 +52,11 @@ def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path
         print(note)
     csv = export_csv(frame, Path(sweep_dir) / "runs.csv")
     print(f"\nresults table: {csv} ({len(frame)} runs)")
-    fit_and_plot(frame, out_dir or Path(sweep_dir), n_boot=n_boot, holdout=holdout)
+    repeated = repeated_mask(frame)
+    fit_and_plot(frame[~repeated], out_dir or Path(sweep_dir), n_boot=n_boot, holdout=holdout)
+    if repeated.any():  # Approach 3 above fitted the single-epoch runs; the data-constrained law fits all
+        for line in fit_repetition(frame, out_dir or Path(sweep_dir), budgets_for(frame), n_boot):
+            print(line)
 
 
 def only_planned(frame: pd.DataFrame, plan: Plan, sweep: str) -> pd.DataFrame:
@@ -87,9 +92,16 @@ def fit_source(source: str, out: str | Path | None = None, n_boot: int | None = 
     if Path(source).suffix.lower() == ".toml" or Path(source).is_dir():
         print(f"results table: {export_csv(frame, where / 'runs.csv')}")
     law_lines = hparam_law_lines(frame, source, n_boot=n_boot)  # a bad lr column fails before the fit
-    fit_and_plot(frame, where, n_boot=n_boot, holdout=holdout, all_seeds=all_seeds, reuse=reuse)
+    repeated = repeated_mask(frame)
+    if repeated.any():  # Approach 3 assumes fresh data: it fits the single-epoch runs, the law below all of them
+        print(f"{int(repeated.sum())} of {len(frame)} runs repeat their data ([grid].unique_tokens): Approach 3 below "
+              f"fits the other {int((~repeated).sum())}; the data-constrained law after it fits all")
+    fit_and_plot(frame[~repeated], where, n_boot=n_boot, holdout=holdout, all_seeds=all_seeds, reuse=reuse)
     for line in law_lines:
         print(line)
+    if repeated.any():
+        for line in fit_repetition(frame, where, budgets_for(frame), DEFAULT_N_BOOT if n_boot is None else n_boot):
+            print(line)
 
 
 def hparam_law_lines(frame: pd.DataFrame, source: str, n_boot: int = 1000) -> list[str]:
@@ -243,6 +255,18 @@ def compare_sources(sources: list[str], budgets: np.ndarray, n_boot: int = 1000,
     # A/runs.csv and B/runs.csv are both "runs": distinct labels, or one law would replace the other.
     labels = source_labels([where for _, where in frames], taken=published)
     for (frame, where), label in zip(frames, labels):
+        repeated = repeated_mask(frame)
+        if repeated.any():  # the compute-optimal split under the source's unique-token budgets (issue 27)
+            try:
+                fit, points = fit_frame(frame, n_boot)
+            except FitError as exc:
+                print(f"{label}: data-constrained law not fitted ({exc})")
+            else:
+                uniques = sorted(float(u) for u in points.loc[points["epochs"] > 1, "unique"].unique())
+                print(f"{label}: data-constrained law, " + "; ".join(fit.summary()))
+                print(allocation_table(fit.law, [float(b) for b in budgets], uniques).to_string(
+                    index=False, float_format=lambda x: f"{x:.3g}"))
+            frame = frame[~repeated]  # Approach 3 and the table below: the single-epoch runs
         families = split_by_arch(frame)
         for arch, part in families.items():  # one law per architecture family (see split_by_arch)
             points = select_points(part)  # best LR per point, seed mean

@@ -45,7 +45,7 @@ class Plan:
 
     def to_frame(self) -> pd.DataFrame:
         est = self.sweep.launch.est_flops_per_s
-        return pd.DataFrame([{
+        frame = pd.DataFrame([{
             "run_id": r.run_id, "arch": r.shape.arch, "n_layer": r.shape.n_layer,
             "d_model": r.shape.d_model, "n_params": r.n_params,
             "n_params_non_embedding": r.n_params_non_embedding, "n_tokens": r.n_tokens,
@@ -54,6 +54,10 @@ class Plan:
             "batch_size": r.batch_size, "schedule": r.schedule, "cooldown_steps": r.cooldown_steps,
             "trunk_id": r.trunk_id, "flops_budget": r.flops_budget, "isoflop_centre": r.isoflop_centre,
         } for r in self.runs])
+        if any(r.unique_tokens for r in self.runs):  # only sweeps with a unique-data axis show it
+            frame["unique_tokens"] = [r.unique_tokens for r in self.runs]
+            frame["epochs"] = [r.epochs for r in self.runs]
+        return frame
 
     @property
     def run_ids(self) -> list[str]:
@@ -101,7 +105,8 @@ def count_runs(cfg: SweepConfig) -> int:
     g = cfg.grid
     points = 0
     if g.design in ("grid", "grid+isoflop"):
-        points += (len(g.shapes) + len(g.n_params)) * len(g.n_tokens)
+        pairs = sum(1 for d in g.n_tokens for u in g.unique_tokens if u <= d) if g.unique_tokens else len(g.n_tokens)
+        points += (len(g.shapes) + len(g.n_params)) * pairs
     elif g.design == "curves":
         points += (len(g.shapes) + len(g.n_params)) * min(len(g.n_tokens), 2)
     if g.design in ("isoflop", "grid+isoflop"):
@@ -127,16 +132,21 @@ def _plan_sweep(cfg: SweepConfig) -> Plan:
             f"{cfg.source}: the sweep would plan {n_runs:,} runs (sizes x budgets x {len(cfg.model.arch)} "
             f"arch x {len(cfg.train.lr_sweep or (1.0,))} LRs x {len(cfg.train.seeds)} seeds); at most "
             f"{MAX_RUNS:,} are planned: split the sweep or thin its grid")
-    # shape, n_tokens_target, budget, key, isoflop centre
-    points: list[tuple[ModelShape, float, float, str, float]] = []
+    # shape, n_tokens_target, budget, key, isoflop centre, unique tokens (0: the whole training split)
+    points: list[tuple[ModelShape, float, float, str, float, int]] = []
     if g.design in ("grid", "grid+isoflop"):
         for shape in _model_shapes(cfg):
             for i, n_tok in enumerate(g.n_tokens):
-                points.append((shape, n_tok, 0.0, f"[grid].n_tokens[{i}]", 0.0))
+                if not g.unique_tokens:
+                    points.append((shape, n_tok, 0.0, f"[grid].n_tokens[{i}]", 0.0, 0))
+                # each unique budget U_D <= D (U_D > D cannot repeat: skipped, see GridConfig.unique_tokens)
+                for j, unique in enumerate(g.unique_tokens):
+                    if unique <= n_tok:
+                        points.append((shape, n_tok, 0.0, f"[grid].unique_tokens[{j}]", 0.0, int(unique)))
     elif g.design == "curves":
         for shape in _model_shapes(cfg):
             for i in curve_budgets(cfg):
-                points.append((shape, g.n_tokens[i], 0.0, f"[grid].n_tokens[{i}]", 0.0))
+                points.append((shape, g.n_tokens[i], 0.0, f"[grid].n_tokens[{i}]", 0.0, 0))
     windows: list[Window] = []
     prior = resolve_prior(cfg) if g.design in ("isoflop", "grid+isoflop") else None
     if prior is not None:
@@ -147,23 +157,23 @@ def _plan_sweep(cfg: SweepConfig) -> Plan:
                 windows.append(window)
                 for shape in window.shapes:
                     points.append((shape, budget / flops_per_token(shape), budget, f"[grid].flops[{i}]",
-                                   window.centre))
+                                   window.centre, 0))
         check_design(cfg, windows)
     for arch in cfg.model.arch:
         for i, shape, n_tok in _explicit_points(cfg, arch):
-            points.append((shape, n_tok, 0.0, f"[grid].points[{i}]", 0.0))
+            points.append((shape, n_tok, 0.0, f"[grid].points[{i}]", 0.0, 0))
     # WSD branches of one size share a trunk, so they share LR, batch size and warmup: the rules are
     # evaluated at the size's largest budget and warmup at its smallest (it must end before any fork).
     span: dict[ModelShape, tuple[float, float]] = {}
-    for shape, n_tok, _budget, _key, _centre in points:
+    for shape, n_tok, _budget, _key, _centre, _unique in points:
         lo, hi = span.get(shape, (n_tok, n_tok))
         span[shape] = (min(lo, n_tok), max(hi, n_tok))
     runs = []
     planned_by: dict[str, str] = {}  # what a run trains (its digest without labels) -> the key that planned it
-    for shape, n_tok, budget, key, centre in points:
+    for shape, n_tok, budget, key, centre, unique in points:
         for mult in cfg.train.lr_sweep or (1.0,):
             for seed in cfg.train.seeds:
-                run = _make_run(cfg, shape, n_tok, budget, seed, key, mult, span[shape], centre)
+                run = _make_run(cfg, shape, n_tok, budget, seed, key, mult, span[shape], centre, unique)
                 twin = planned_by.setdefault(twin_key(run), key)
                 if twin != key:
                     if budget or key.startswith("[grid].points"):
@@ -257,7 +267,7 @@ def _check_cap(cfg: SweepConfig, key: str, shape: ModelShape, what: str, value: 
 
 def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budget: float, seed: int,
               key: str, lr_mult: float = 1.0, span: tuple[float, float] | None = None,
-              isoflop_centre: float = 0.0) -> RunSpec:
+              isoflop_centre: float = 0.0, unique_tokens: int = 0) -> RunSpec:
     t = cfg.train
     wsd = t.schedule == "wsd"
     fpt = flops_per_token(shape)
@@ -280,6 +290,9 @@ def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budge
             f"L{shape.n_layer} d{shape.d_model}, less than one optimizer step "
             f"({tokens_per_step} tokens = batch_size x seq_len)")
     n_tok = n_steps * tokens_per_step
+    if unique_tokens and unique_tokens < tokens_per_step:  # a batch_rule can raise the batch past the config's
+        raise ConfigError(f"{cfg.source}: {key} = {unique_tokens:g}: smaller than one batch of L{shape.n_layer} "
+                          f"d{shape.d_model} ({tokens_per_step} tokens = batch_size x seq_len)")
     total = n_params(shape)
     _check_cap(cfg, key, shape, "tokens", n_tok, MAX_TOKENS)
     _check_cap(cfg, key, shape, "FLOPs", fpt * n_tok, MAX_FLOPS)
@@ -309,6 +322,7 @@ def _make_run(cfg: SweepConfig, shape: ModelShape, n_tokens_target: float, budge
         cooldown_shape=t.cooldown_shape if wsd else "linear", lr_mult=lr_mult,
         isoflop_centre=float(isoflop_centre), compile=t.compile, command=t.command,
         curve_evals=t.curve_evals, curve_tokens=min(t.curve_tokens, cfg.data.val_tokens),
+        unique_tokens=int(unique_tokens),
     )
     if wsd:
         spec = dataclasses.replace(spec, trunk_id=trunk_id_for(spec))

@@ -14,6 +14,9 @@ Contract (also in the README, "Sweep your own model"):
   attention over the context (it over-counts a model without attention: give such a model its own
   flops_per_token()); the third is the output logits of a head tied to the embedding (left out when a
   non-embedding matrix has a vocab_size side, i.e. an untied head, which N_non_embedding already holds).
+- Checked: a lazy parameter (nn.LazyLinear) or a flops_per_token() that is not finite and >= 1 is refused
+  at plan time; when a run trains, the module built there must have the parameters counted here
+  (check_trained) and its first forward must return (B, T, vocab_size) (scaling.model.check_logits).
 - It trains with the project's trainer (seeded init: torch.manual_seed(seed) before the factory runs), data,
   checkpoints (its state_dict), requeue and fits, exactly as "gpt" does.
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -119,14 +123,12 @@ def counts(shape: Any) -> Counts:
 
     with torch.device("meta"), _no_init():  # parameter shapes only: no memory, no init cost
         module = build(shape)
-    params = {id(p): p for p in module.parameters()}  # distinct tensors: a tied head counts once
-    total = sum(p.numel() for p in params.values())
-    embedding = {id(p): p for m in module.modules() if isinstance(m, torch.nn.Embedding)
-                 for p in m.parameters(recurse=False)}
-    non_embedding = total - sum(p.numel() for p in embedding.values())
+    total, non_embedding = count_module(module, shape)
     if total < 1:
         raise PluginError(f"[model].arch = {shape.arch!r}: builds a module without parameters at "
                           f"L{shape.n_layer} d{shape.d_model}")
+    params = {id(p): p for p in module.parameters()}
+    embedding = _embedding_ids(module)
     hook = getattr(module, "flops_per_token", None)
     if callable(hook):
         try:
@@ -134,9 +136,9 @@ def counts(shape: Any) -> Counts:
         except Exception as exc:
             raise PluginError(f"[model].arch = {shape.arch!r}: flops_per_token() failed: {type(exc).__name__}: "
                               f"{_line(exc)}") from None
-        if isinstance(fpt, bool) or not isinstance(fpt, (int, float)) or not fpt >= 1 or fpt != fpt:
-            raise PluginError(f"[model].arch = {shape.arch!r}: flops_per_token() = {fpt!r}: must be a number >= 1 "
-                              "(training FLOPs per token, forward + backward)")
+        if isinstance(fpt, bool) or not isinstance(fpt, (int, float)) or not (1 <= fpt < math.inf):
+            raise PluginError(f"[model].arch = {shape.arch!r}: flops_per_token() = {fpt!r}: must be a finite "
+                              "number >= 1 (training FLOPs per token, forward + backward)")
         return Counts(total, non_embedding, int(round(fpt)), "plug-in")
     # Kaplan et al. 2020, Table 1: C_forward = 2 N + 2 n_layer n_ctx d_attn; training = 3x forward. A head tied
     # to the embedding is not in N_non_embedding, but its logits matmul is real work (Hoffmann et al. 2022,
@@ -146,6 +148,40 @@ def counts(shape: Any) -> Counts:
     untied_head = any(p.dim() == 2 and V in p.shape for i, p in params.items() if i not in embedding)
     estimate = 6 * non_embedding + 6 * shape.n_layer * shape.seq_len * d + (0 if untied_head else 6 * d * V)
     return Counts(total, non_embedding, max(1, estimate), "estimate")
+
+
+def count_module(module: Any, shape: Any) -> tuple[int, int]:
+    """(total, non-embedding) parameters of a built plug-in module by the stated rules: distinct tensors (a tied
+    head counts once), embedding = its nn.Embedding modules' parameters. A lazy parameter (nn.LazyLinear and
+    kin: no shape until the first forward) cannot be counted, so it is a PluginError naming it."""
+    import torch
+
+    lazy = [name for name, p in module.named_parameters() if torch.nn.parameter.is_lazy(p)]
+    if lazy:
+        raise PluginError(f"[model].arch = {shape.arch!r}: parameter {lazy[0]!r} is uninitialized (a lazy module "
+                          "such as nn.LazyLinear); N must be known before training: give the layer its input size")
+    params = {id(p): p for p in module.parameters()}  # distinct tensors: a tied head counts once
+    total = sum(p.numel() for p in params.values())
+    embedding = _embedding_ids(module)
+    return total, total - sum(params[i].numel() for i in embedding if i in params)
+
+
+def check_trained(module: Any, shape: Any, n_params: int, n_params_non_embedding: int | None) -> None:
+    """PluginError unless the module about to train has the parameters the plan counted (on the meta device):
+    a factory that builds something else there than on the training device would record a false N."""
+    total, non_embedding = count_module(module, shape)
+    if total != n_params or (n_params_non_embedding is not None and non_embedding != n_params_non_embedding):
+        planned = f"{n_params:,}" + ("" if n_params_non_embedding is None else
+                                     f" ({n_params_non_embedding:,} non-embedding)")
+        raise PluginError(f"[model].arch = {shape.arch!r}: the module built for training has {total:,} parameters "
+                          f"({non_embedding:,} non-embedding) but the plan counted {planned} on torch's meta "
+                          "device; the factory must build the same module on every device")
+
+
+def _embedding_ids(module: Any) -> set[int]:
+    import torch
+
+    return {id(p) for m in module.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters(recurse=False)}
 
 
 @contextlib.contextmanager

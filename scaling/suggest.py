@@ -22,7 +22,7 @@ import pandas as pd
 from scaling.accounting import ModelShape, flops_per_token, n_params
 from scaling.analysis.suggest import (Candidate, Ensemble, Proposal, drop_existing, fit_ensemble, prior_ensemble,
                                      suggest)
-from scaling.config import SweepConfig, load_sweep
+from scaling.config import MAX_PARAMS, MAX_TOKENS, SweepConfig, load_sweep
 from scaling.errors import ConfigError, FitError
 from scaling.isoflop import candidate_shapes
 from scaling.plan import Plan, plan_sweep
@@ -197,9 +197,12 @@ def overhead_flops(run_overhead_s: float, throughput: float | None, runs: pd.Dat
     return run_overhead_s * throughput
 
 
-def check_limit(flag: str, value: float | None, allow_zero: bool = False) -> None:
+def check_limit(flag: str, value: float | None, allow_zero: bool = False, cap: float = math.inf) -> None:
+    """One-line ConfigError unless `value` is None or a finite number > 0 (>= 0 with allow_zero) and <= cap."""
     if value is not None and not (math.isfinite(value) and (value > 0 or allow_zero and value == 0)):
         raise ConfigError(f"{flag} {value}: must be a finite number {'>=' if allow_zero else '>'} 0")
+    if value is not None and value > cap:  # the sweep configs' own cap: beyond it candidates fill the memory
+        raise ConfigError(f"{flag} {value:g}: must be at most {cap:g} (the cap on any planned run)")
 
 
 def suggest_source(source: str, target_flops: float, budget: float, out: str | None = None, seed: int = 0,
@@ -217,8 +220,8 @@ def suggest_source(source: str, target_flops: float, budget: float, out: str | N
         raise ConfigError(f"--budget {budget}: must be a finite number of FLOPs > 0")
     if not (math.isfinite(target_flops) and target_flops > 0):
         raise ConfigError(f"--target-flops {target_flops}: must be a finite number of FLOPs > 0")
-    check_limit("--max-params", max_params)
-    check_limit("--max-tokens", max_tokens)
+    check_limit("--max-params", max_params, cap=MAX_PARAMS)
+    check_limit("--max-tokens", max_tokens, cap=MAX_TOKENS)
     path = Path(source)
     is_sweep = path.suffix.lower() == ".toml"
     cfg = load_sweep(path) if is_sweep else None

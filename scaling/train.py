@@ -27,10 +27,10 @@ import torch
 from torch.nn import functional as F
 
 from scaling import ddp, mup
-from scaling.data import Corpus, data_warnings, get_batch, load_corpus
+from scaling.data import Corpus, data_warnings, get_batch, load_corpus, unique_subset
 from scaling.errors import LaunchError
 from scaling.evaluate import held_out, held_out_losses, window_losses
-from scaling.model import build_model
+from scaling.model import build_model, check_built, check_logits
 from scaling.results import (CKPT, METRICS, RunResult, RunSpec, append_metrics, atomic_path, checkpoint_id, claim,
                              read_metrics, read_spec, write_result, write_status)
 from scaling.schedule import lr_at, run_curve_steps
@@ -60,6 +60,8 @@ class _ActiveRun:
     attempt_t0: float = 0.0
     attempt_step0: int = 0
     data_fingerprint: str = ""
+    subset_fingerprint: str = ""
+    """[grid].unique_tokens runs: the fingerprint of the unique subset trained on (recorded in result.json)."""
     """Fingerprint of the corpus this attempt trains on; a checkpoint made on another corpus is not resumed."""
     in_update: bool = False
     """True from optimizer.step() until the step's metrics record is written: a checkpoint taken then
@@ -221,7 +223,10 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
         write_status(run_dir, "running", step=0, n_steps=spec.n_steps, device=device)
 
     corpus = load_corpus(spec.data, seq_len=spec.shape.seq_len)
-    if env.is_main:
+    # [grid].unique_tokens: batches come from a fixed subset of the training split, seen n_tokens / U_D times
+    subset = unique_subset(corpus.train, spec.unique_tokens) if spec.unique_tokens else None
+    train_split = subset.tokens if subset is not None else corpus.train
+    if env.is_main and subset is None:
         for warning in data_warnings(spec.tokens_per_step * spec.n_steps, spec.data.val_tokens,
                                      corpus.n_train_tokens, corpus.n_val_tokens, f"{run_dir.name}: {spec.data.source}"):
             log.warning(warning)
@@ -229,7 +234,7 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda else nullcontext()
 
     run = _ActiveRun(run_dir=run_dir, spec_hash=checkpoint_id(spec), model=model, optimizer=optimizer, step=0,
-                     data_fingerprint=corpus.fingerprint)
+                     data_fingerprint=corpus.fingerprint, subset_fingerprint=subset.fingerprint if subset else "")
     if env.is_main:
         _resume(run, spec, device)
     if env.world > 1:
@@ -241,7 +246,7 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
     model, optimizer = run.model, run.optimizer
     fwd = ddp.wrap(model, device) if env.world > 1 else model  # run.model stays the bare module (checkpoints)
     if spec.compile:
-        fwd = _compiled(fwd, spec, corpus, run.step, env, device, autocast)
+        fwd = _compiled(fwd, spec, train_split, run.step, env, device, autocast)
     if env.is_main:
         _drop_metrics_after(run_dir, run.step)
     best = min(run.losses, default=math.inf)  # running minimum for the loss-spike rule
@@ -268,12 +273,14 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
         lr = lr_at(step, spec)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)  # muP's per-layer LR (1 under SP; scaling.mup)
-        x, y = get_batch(corpus.train, step, B, T, spec.seed)  # (B, T), (B, T)
+        x, y = get_batch(train_split, step, B, T, spec.seed)  # (B, T), (B, T)
         if env.world > 1:
             x, y = ddp.shard(x, y, env)  # (B / world, T): rows rank::world of the same global batch
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast:
             logits = fwd(x)  # (B, T, V)
+            if step == run.attempt_step0:  # a (T, B, V) output has the same size: the loss would not notice
+                check_logits(spec.shape, logits, x.size(0))
             loss = F.cross_entropy(logits.view(-1, V).float(), y.view(-1))
         loss_value = ddp.mean_over_ranks(loss, env) if env.world > 1 else loss.item()
         if not math.isfinite(loss_value) or (step >= spec.warmup_steps and loss_value > SPIKE_FACTOR * best):
@@ -333,7 +340,7 @@ def _train(run_dir: Path, device: str, t_call: float, env: ddp.DistEnv = ddp.SIN
     _save_checkpoint(run)  # the finished state: a crash before result.json below then costs no training
     val_loss = _log_eval(run, spec, corpus, device, autocast, tracker, train_s)
     tail = max(1, round(TRAIN_LOSS_TAIL * len(run.losses)))
-    record = _result(spec, corpus, device, run.step, t_call, status="done",
+    record = _result(spec, corpus, device, run.step, t_call, status="done", **_subset_fields(spec, run),
                      train_loss=sum(run.losses[-tail:]) / tail, val_loss=val_loss, train_s=train_s,
                      tokens_per_s=run.step * tokens_per_step / max(train_s, 1e-9), world_size=env.world)
     write_result(run_dir, record)
@@ -350,7 +357,7 @@ _COMPILE_WARNED = False
 """Whether this process has warned that torch.compile failed (a worker training many runs warns once)."""
 
 
-def _compiled(fwd: torch.nn.Module, spec: RunSpec, corpus: Corpus, step: int, env: ddp.DistEnv, device: str,
+def _compiled(fwd: torch.nn.Module, spec: RunSpec, train_split: Any, step: int, env: ddp.DistEnv, device: str,
               autocast: Any) -> Any:
     """`fwd` through torch.compile, or `fwd` itself if compiling fails (warned once per process).
 
@@ -360,7 +367,7 @@ def _compiled(fwd: torch.nn.Module, spec: RunSpec, corpus: Corpus, step: int, en
     """
     global _COMPILE_WARNED
     B, T, V = spec.batch_size, spec.shape.seq_len, spec.shape.vocab_size
-    x, y = get_batch(corpus.train, step, B, T, spec.seed)  # (B, T), (B, T)
+    x, y = get_batch(train_split, step, B, T, spec.seed)  # (B, T), (B, T)
     if env.world > 1:
         x, y = ddp.shard(x, y, env)
     try:
@@ -384,7 +391,9 @@ def _compiled(fwd: torch.nn.Module, spec: RunSpec, corpus: Corpus, step: int, en
 
 def _build(spec: RunSpec, device: str) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(spec.seed)  # the initial weights are a function of the seed
-    model = build_model(spec.shape).to(device)
+    model = build_model(spec.shape)
+    check_built(model, spec.shape, spec.n_params, spec.n_params_non_embedding)  # N as planned, or no training
+    model = model.to(device)
     # Decay matrices (linear, embedding, LSTM weights) only; norm weights and biases are left alone. muP
     # splits the matrices further, each group with its own LR scale and decay (scaling.mup).
     optimizer = torch.optim.AdamW(
@@ -499,12 +508,21 @@ def _diverged(run: _ActiveRun, spec: RunSpec, corpus: Corpus, device: str, loss:
     log.warning("%s: diverged: %s", spec.run_id, reason)
     train_s = run.train_s + time.perf_counter() - run.attempt_t0
     record = _result(spec, corpus, device, run.step, t_call, status="diverged", reason=reason,
+                     **_subset_fields(spec, run),
                      train_loss=math.nan, val_loss=math.nan, train_s=train_s,
                      tokens_per_s=run.step * spec.tokens_per_step / max(train_s, 1e-9))
     write_result(run.run_dir, record)
     result = record.to_dict()
     tracker.finish(result)
     return result
+
+
+def _subset_fields(spec: RunSpec, run: _ActiveRun) -> dict[str, Any]:
+    """result.json's record of a [grid].unique_tokens run: U_D, the epochs trained and the subset's fingerprint."""
+    if not spec.unique_tokens:
+        return {}
+    return {"unique_tokens": spec.unique_tokens, "epochs": run.step * spec.tokens_per_step / spec.unique_tokens,
+            "subset_fingerprint": run.subset_fingerprint}
 
 
 def _result(spec: RunSpec, corpus: Corpus, device: str, steps_done: int, t_call: float, **how: Any) -> RunResult:

@@ -165,12 +165,13 @@ def test_control_characters_from_run_files_are_printed_escaped(capsys: pytest.Ca
 
 # ---- only regular files are read; odd names are one line (items 14, 15) ----
 
-def test_a_corpus_folder_reads_only_regular_files_and_refuses_non_utf8_names(tmp_path: Path,
-                                                                              count_case: Callable) -> None:
+def test_a_corpus_folder_reads_only_regular_files_and_trains_on_non_utf8_names(tmp_path: Path,
+                                                                               count_case: Callable) -> None:
+    import hashlib
     import os
 
-    from scaling.data import _list_files
-    from scaling.errors import DataError
+    from scaling.config import DataConfig
+    from scaling.data import _list_files, _path_hash, load_corpus
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "a.txt").write_text("hello " * 100)
@@ -178,10 +179,19 @@ def test_a_corpus_folder_reads_only_regular_files_and_refuses_non_utf8_names(tmp
     (corpus / "dangling.txt").symlink_to(tmp_path / "nowhere")
     assert _list_files(corpus) == ["a.txt"]
     count_case("fault", 2)
-    (corpus / os.fsdecode(b"bad\xff.txt")).write_text("x")
-    with pytest.raises(DataError, match=r"not UTF-8"):
-        _list_files(corpus)
-    count_case("bad input")
+    # A Latin-1 archive: a file and a folder whose names are not UTF-8 (the probe's traceback). Byte-level text
+    # does not care what a file is called: the corpus trains on every byte, and the split hashes the bytes on
+    # disk, so the UTF-8 names of every other corpus split exactly as before.
+    os.makedirs(os.fsencode(corpus) + b"/sub\xe9")
+    (corpus / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"cafe " * 100)
+    (corpus / os.fsdecode(b"sub\xe9") / "x.txt").write_bytes(b"sub " * 100)
+    assert _list_files(corpus) == ["a.txt", os.fsdecode(b"caf\xe9.txt"), os.fsdecode(b"sub\xe9/x.txt")]
+    assert _path_hash("a.txt") == int.from_bytes(hashlib.sha1(b"a.txt").digest()[:8], "big") / 2.0**64
+    assert _path_hash(os.fsdecode(b"caf\xe9.txt")) == int.from_bytes(
+        hashlib.sha1(b"caf\xe9.txt").digest()[:8], "big") / 2.0**64
+    loaded = load_corpus(DataConfig(source=str(corpus)))
+    assert len(loaded.train) + len(loaded.val) == 600 + 500 + 400  # every byte of the three files
+    count_case("bad input", 2)
 
 
 def test_a_csv_with_non_utf8_bytes_or_a_fifo_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
@@ -346,3 +356,90 @@ def test_a_huge_template_width_is_one_line_not_an_allocation(count_case: Callabl
             argv_for(template, {"lr": 0.001})
         count_case("bad input")
     assert argv_for("train --lr={lr:>8.3f}", {"lr": 0.001}) == ["train", "--lr=   0.001"]
+
+
+# ---- a bad optional field from an external trainer names its file and field (item 17) ----
+
+CURVE_WRITER = """import json, os
+run = os.environ["SCALING_RUN_DIR"]
+what = json.load(open(os.path.join(os.path.dirname(run), "what.json")))
+with open(os.environ["SCALING_METRICS"], "a") as f:
+    f.write("".join(line + "\\n" for line in what["metrics"]))
+open(os.path.join(run, "final.json"), "w").write(what["final"])
+"""
+
+
+def external_run(tmp_path: Path, corpus: Path, final: str, metrics: list[str]) -> Path:
+    """A planned external run whose command appends `metrics` lines to metrics.jsonl and writes `final`."""
+    from conftest import tiny_sweep, write_sweep
+    from scaling.config import load_sweep
+    from scaling.plan import plan_sweep
+    from scaling.results import SPEC, write_json_atomic
+    (tmp_path / "curve_writer.py").write_text(CURVE_WRITER)
+    cfg = tiny_sweep("ext", corpus, results_dir=tmp_path / "results", grid={"n_tokens": [2560]},
+                     train={"command": "{python} curve_writer.py"})
+    spec = plan_sweep(load_sweep(write_sweep(tmp_path / "ext.toml", cfg))).runs[0]
+    run_dir = tmp_path / "results" / "ext" / spec.run_id
+    run_dir.mkdir(parents=True)
+    write_json_atomic(run_dir / SPEC, spec.to_dict())
+    (run_dir.parent / "what.json").write_text(json.dumps({"final": final, "metrics": metrics}))
+    return run_dir
+
+
+@pytest.mark.parametrize("field, value, why", [
+    ("train_loss", "-1", "train_loss = -1 is outside the plausible range"),
+    ("train_loss", "NaN", "train_loss = nan is not a finite number"),
+    ("train_loss", '"low"', "train_loss = 'low' is not a finite number"),
+    ("val_loss", "-2", "val_loss = -2 is outside the plausible range"),
+    ("n_params", '"many"', "n_params = 'many', but the plan counted"),
+])
+def test_a_bad_field_in_final_json_fails_the_run_naming_file_and_field(
+        tmp_path: Path, text_corpus: Path, monkeypatch: pytest.MonkeyPatch, field: str, value: str, why: str,
+        count_case: Callable) -> None:
+    # final.json is the command's verdict, recorded as written: a value that cannot be the quantity is an error
+    from scaling.errors import LaunchError
+    from scaling.external import FINAL, run_command
+    from scaling.results import read_json, read_result
+    monkeypatch.chdir(tmp_path)
+    final = {"val_loss": "2.0", "train_loss": "2.1", field: value}
+    run_dir = external_run(tmp_path, text_corpus, "{" + ", ".join(f'"{k}": {v}' for k, v in final.items()) + "}",
+                           ['{"step": 1, "train_loss": 2.5}'])
+    with pytest.raises(LaunchError) as err:
+        run_command(run_dir)
+    assert str(err.value).startswith(f"{run_dir / FINAL}: {why}") and "\n" not in str(err.value), str(err.value)
+    assert read_result(run_dir) is None and read_json(run_dir / "status.json")["state"] != "done"
+    count_case("bad input")
+
+
+@pytest.mark.parametrize("line, field", [
+    ('{"step": 2, "train_loss": -1, "tokens": 512}', "train_loss = -1"),
+    ('{"step": 2, "train_loss": NaN, "tokens": 512}', "train_loss = nan"),
+    ('{"step": 2, "train_loss": "low", "tokens": 512}', "train_loss = 'low'"),
+    ('{"step": 2, "train_loss": 2.2, "tokens": -512}', "tokens = -512"),
+    ('{"step": 2, "val_loss": -3, "flops": "lots"}', "val_loss = -3"),
+])
+def test_a_bad_field_in_metrics_jsonl_is_dropped_with_a_warning_naming_file_and_field(
+        tmp_path: Path, text_corpus: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        line: str, field: str, count_case: Callable) -> None:
+    # metrics.jsonl is a side record: one bad number loses that number, never the run (final.json is the result)
+    import logging
+
+    from scaling.external import run_command
+    from scaling.results import METRICS, load_curves, read_metrics, read_result
+    monkeypatch.chdir(tmp_path)
+    run_dir = external_run(tmp_path, text_corpus, '{"val_loss": 2.0}',
+                           ['{"step": 1, "train_loss": 2.5, "tokens": 256}', line])
+    with caplog.at_level(logging.WARNING):
+        result = run_command(run_dir)
+    assert result["status"] == "done" and read_result(run_dir)["val_loss"] == 2.0
+    assert result["train_loss"] == (2.2 if "2.2" in line else 2.5)  # the last good train_loss of the curve
+    warned = [r.getMessage() for r in caplog.records if "bad field" in r.getMessage()]
+    assert warned and warned[0].startswith(f"{run_dir / METRICS}: dropped ") and f"e.g. {field}" in warned[0], warned
+    records = read_metrics(run_dir)
+    assert [r["step"] for r in records] == [1, 2] and records[0] == {"step": 1, "train_loss": 2.5, "tokens": 256}
+    assert field.split(" =")[0] not in records[1]  # the bad field is gone, the rest of its record kept
+    curves = load_curves(run_dir.parent)  # and every reader of the curve sees only numbers
+    for column in ("train_loss", "val_loss", "tokens"):
+        if column in curves:
+            assert pd.to_numeric(curves[column], errors="coerce").dropna().ge(0).all()
+    count_case("bad input")

@@ -3,6 +3,7 @@ trainer beside a built-in family, with one-line errors for a factory that does n
 
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,15 +56,56 @@ def test_counts_come_from_the_built_module_by_the_stated_rules(models: str) -> N
     ("{models}:build:x", r"a plug-in is \"package.module:factory\""),
     ("{models}:build_broken", r"the factory failed for L1 d32: RuntimeError: no such width 32"),
     ("{models}:build_not_a_module", r"returned a str, not a torch.nn.Module"),
+    # issue #24 item 15: parameters or FLOPs that cannot be counted are refused at plan time, in one line
+    ("{models}:build_lazy", r"parameter 'extra.weight' is uninitialized \(a lazy module such as nn.LazyLinear\)"),
+    ("{models}:build_inf_flops", r"flops_per_token\(\) = inf: must be a finite number >= 1"),
+    ("{models}:build_nan_flops", r"flops_per_token\(\) = nan: must be a finite number >= 1"),
+    ("{models}:build_zero_flops", r"flops_per_token\(\) = 0: must be a finite number >= 1"),
 ])
 def test_a_bad_plug_in_is_one_config_error_naming_file_key_and_value(models: str, tmp_path: Path, text_corpus: Path,
-                                                                    arch: str, match: str) -> None:
+                                                                    arch: str, match: str,
+                                                                    count_case: Callable) -> None:
     arch = arch.format(models=models)
     path = write_sweep(tmp_path / "bad.toml", tiny_sweep("bad", text_corpus, model={"arch": ["gpt", arch]},
                                                        grid={"n_tokens": [2560]}))
     with pytest.raises(ConfigError, match=match) as err:
         plan_sweep(load_sweep(path))
     assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+    count_case("bad input")
+
+
+@pytest.mark.parametrize("factory, match", [
+    # counted on the meta device with mlp_ratio 1, trained with 4: the plan's N would be recorded for another model.
+    # L1 d32: LayerNorm 2*32 + Linear 32x(32r)+32r + Linear (32r)x32+32 = 8,416 (r=4) or 2,176 (r=1) non-embedding,
+    # + embeddings 256*32 + 32*32 = 9,216.
+    ("build_smaller_on_meta", r"the module built for training has 17,632 parameters \(8,416 non-embedding\) but "
+                              r"the plan counted 11,392 \(2,176 non-embedding\) on torch's meta device"),
+    # (T, B, V) logits have the size of (B, T, V): the loss would score each position against another's target
+    ("build_time_major", r"forward returned logits of shape \(32, 8, 256\); expected \(batch, seq_len, "
+                         r"vocab_size\) = \(8, 32, 256\)"),
+    ("build_with_loss", r"forward returned a tuple, not a logits tensor of shape \(batch, seq_len, vocab_size\) = "
+                        r"\(8, 32, 256\)"),
+])
+def test_a_plug_in_that_trains_unlike_its_plan_fails_its_run_in_one_line(models: str, tmp_path: Path,
+                                                                         text_corpus: Path, factory: str, match: str,
+                                                                         count_case: Callable) -> None:
+    from scaling.plugin import PluginError
+    from scaling.results import SPEC, read_json, write_json_atomic
+    from scaling.train import train_run
+
+    arch = f"{models}:{factory}"
+    cfg = tiny_sweep("mine", text_corpus, results_dir=tmp_path / "results", model={"arch": arch},
+                     grid={"n_tokens": [2560]})
+    (spec,) = plan_sweep(load_sweep(write_sweep(tmp_path / "mine.toml", cfg))).runs
+    run_dir = tmp_path / "results" / "mine" / spec.run_id
+    run_dir.mkdir(parents=True)
+    write_json_atomic(run_dir / SPEC, spec.to_dict())
+    with pytest.raises(PluginError, match=match) as err:
+        train_run(run_dir, num_threads=1)
+    assert str(err.value).startswith(f"[model].arch = {arch!r}: ") and "\n" not in str(err.value)
+    status = read_json(run_dir / "status.json")
+    assert status["state"] == "failed" and arch in status["error"] and read_result(run_dir) is None
+    count_case("bad input")
 
 
 @pytest.mark.slow

@@ -68,7 +68,7 @@ def test_a_source_with_two_architectures_is_refused(tmp_path: Path, capsys: pyte
                                          ("--max-tokens", "inf")])
 def test_bad_limits_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str) -> None:
     assert main(["suggest", str(_csv(tmp_path)), *ARGS, f"{flag}={value}"]) == 2
-    assert f"{flag} {float(value)}: must be a finite number > 0" in capsys.readouterr().err
+    assert f"{flag} {float(value)}: must be a finite number in (0, " in capsys.readouterr().err
 
 
 def test_limits_bind_every_proposed_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.config import LaunchConfig, SweepConfig, validate_launch
+from scaling.config_rules import check_unique_tokens_fit
 from scaling.errors import ConfigError
 from scaling.launch.backend import Backend, LaunchContext, LaunchOutcome
 from scaling.launch.jobs import THREAD_ENV_VARS, TrainJob, TrainWorker, WorkQueue, set_num_threads
@@ -192,13 +193,15 @@ def default_signal_delay_s(timeout_min: float) -> int:
 
 
 def _retire_stale_data(plan: Plan, sweep: SweepConfig, verbose: bool) -> None:
-    """Load the corpus (a missing, empty or too-short one fails here in one line, not in every job; jobs reuse
-    its cache), and set aside planned runs finished on an earlier version of it (edited in place) so they are
+    """Load the corpus (a missing, empty or too-short one, or one shorter than [grid].unique_tokens, fails here
+    in one line, not in every job; jobs reuse its cache), and set aside planned runs finished on an earlier version of it (edited in place) so they are
     retrained."""
     from scaling.data import load_corpus  # imports torch
     from scaling.provenance import retire_stale, stale_data_runs
 
-    fingerprint = load_corpus(sweep.data, seq_len=sweep.model.seq_len).fingerprint
+    corpus = load_corpus(sweep.data, seq_len=sweep.model.seq_len)
+    check_unique_tokens_fit(sweep, corpus.n_train_tokens)  # U_D > the training split: refused before any job
+    fingerprint = corpus.fingerprint
     stale = stale_data_runs(sweep.sweep_dir, plan.run_ids, fingerprint)
     for run_id, recorded in stale:
         retire_stale(Path(sweep.sweep_dir) / run_id, recorded)

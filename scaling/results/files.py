@@ -19,7 +19,8 @@ from typing import IO, Any
 import pandas as pd
 
 from scaling.errors import StorageError
-from scaling.safe import no_symlink
+from scaling.results.records import implausible, number
+from scaling.safe import no_symlink, printable
 
 log = logging.getLogger("scaling.results")
 
@@ -138,16 +139,27 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
         raise storage_error(path, exc) from None  # type: ignore[misc]
 
 
+LOSS_FIELDS = {"train_loss": "train_loss", "val_loss": "val_loss", "curve_loss": "loss"}
+"""metrics.jsonl's losses and the PLAUSIBLE range each is checked against (scaling.results.records)."""
+COUNT_FIELDS = ("tokens", "flops", "elapsed_s", "lr", "tokens_per_s")
+"""metrics.jsonl's other numbers: each a finite number >= 0 when present."""
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """Logged records: JSON objects with an integer `step`. A line torn by a kill (the last one, usually)
     and damaged lines (a bare number, a string step, random bytes) are skipped; a resumed run rewrites
-    the file without them (scaling.train._drop_metrics_after)."""
+    the file without them (scaling.train._drop_metrics_after). A bad optional field in a good line (a
+    negative, NaN or string loss; a negative or string token count, flops, elapsed_s, lr) is dropped from its
+    record with one warning naming the file, the field and the step: a curve is a side record (an external
+    trainer's result is its final.json), so one bad number loses that number, never the run or its fit."""
     records = []
+    path = Path(run_dir) / METRICS
     try:
-        lines = (Path(run_dir) / METRICS).read_bytes().decode("utf-8", errors="replace").splitlines()
+        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         return records
     bad = 0
+    dropped: list[str] = []
     for line in lines:
         try:
             record = json.loads(line)
@@ -157,9 +169,23 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
         if isinstance(step, bool) or not isinstance(step, int):
             bad += bool(line.strip())
             continue
+        for key in [k for k in record if k in LOSS_FIELDS or k in COUNT_FIELDS]:
+            value = record[key]
+            if key in LOSS_FIELDS:
+                why = implausible(LOSS_FIELDS[key], value)
+                why = why and why.replace(f"{LOSS_FIELDS[key]} = ", f"{key} = ", 1)
+            else:
+                x = number(value)
+                why = None if x is not None and x >= 0 else f"{key} = {value!r} is not a finite number >= 0"
+            if why is not None:
+                del record[key]
+                dropped.append(f"{why} at step {step}")
         records.append(record)
     if bad > 1:  # one is the usual torn last line
-        log.warning("%s: %d damaged line(s) skipped", Path(run_dir) / METRICS, bad)
+        log.warning("%s: %d damaged line(s) skipped", path, bad)
+    if dropped:
+        log.warning("%s: dropped %d bad field(s) from its records, e.g. %s", printable(path), len(dropped),
+                    printable(dropped[0][:200]))
     return records
 
 

@@ -95,6 +95,9 @@ class RunSpec:
     """[train].curve_tokens: held-out tokens of each curve point."""
     curve_horizon: int = 0
     """The steps the curve points are spread over (0 = n_steps); a WSD trunk's is its last fork step."""
+    unique_tokens: int = 0
+    """[grid].unique_tokens: train on a fixed subset of this many unique tokens of the training split, repeated for
+    n_tokens / unique_tokens epochs (scaling.data.unique_subset); 0 = the whole training split."""
     compile: bool = False
     """Train through torch.compile, falling back to eager if it fails ([train].compile); how the run executes,
     like its device, so not part of its id (NOT_COMPUTED)."""
@@ -108,8 +111,17 @@ class RunSpec:
     def tokens_per_step(self) -> int:
         return self.batch_size * self.shape.seq_len
 
+    @property
+    def epochs(self) -> float:
+        """How often the run sees its unique subset (n_tokens / unique_tokens); 0 without one."""
+        return self.n_tokens / self.unique_tokens if self.unique_tokens else 0.0
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        for key, default in OMITTED_AT_DEFAULT.items():  # spec.json of every earlier kind of run reads as before
+            if out[key] == default:
+                del out[key]
+        return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunSpec:
@@ -123,18 +135,21 @@ class RunSpec:
 
 # ------------------------------------------------------------------------------------------------ digest
 
+OMITTED_AT_DEFAULT: dict[str, Any] = {"unique_tokens": 0}
+"""Spec fields left out of spec.json (and of RunSpec.to_dict) at their default, so the records of runs that do not
+use them stay byte for byte what they were."""
 NOT_COMPUTED = frozenset({"eval_every_steps", "log_every_steps", "checkpoint_every_s", "wandb", "compile",
                           "curve_evals", "curve_tokens", "curve_horizon"})
 """Spec fields that do not change what a run computes: editing them keeps its folder and its checkpoint."""
 NAMES = frozenset({"run_id", "sweep", "trunk_id"})
 """Spec fields that name a run rather than describe it: left out of its own id."""
 ADDED_LATER: dict[str, Any] = {"schedule": "cosine", "cooldown_steps": 0, "cooldown_shape": "linear",
-                               "lr_mult": 1.0, "isoflop_centre": 0.0, "command": ""}
+                               "lr_mult": 1.0, "isoflop_centre": 0.0, "command": "", "unique_tokens": 0}
 """Spec fields added after run ids existed, with their defaults: a field at its default is left out of the
 digests, so runs planned before it existed keep their folders. A new RunSpec field goes here."""
 SHAPE_ADDED_LATER: dict[str, Any] = {"tie_embeddings": True, "parametrization": "sp", "base_width": 0}
 """The same for fields of the model shape (ModelShape): left out of every digest at their defaults."""
-ADDED_AFTER_CHECKPOINTS = frozenset({"isoflop_centre", "command"})
+ADDED_AFTER_CHECKPOINTS = frozenset({"isoflop_centre", "command", "unique_tokens"})
 """The ADDED_LATER fields that came after checkpoints stored a digest (the others were in it from the start):
 only these are left out of checkpoint_id at their default, so an interrupted run still resumes."""
 BRANCH_ONLY = frozenset({"n_tokens", "n_tokens_target", "flops", "flops_6nd", "flops_budget", "n_steps",
@@ -161,7 +176,8 @@ def run_id_for(spec: RunSpec) -> str:
     """Readable and content-addressed: `gpt-L2-d64-T1.05M-s0-1a2b3c4d`."""
     s = spec.shape
     digest = spec_digest(spec, NOT_COMPUTED | NAMES)
-    return f"{arch_label(s.arch)}-L{s.n_layer}-d{s.d_model}-T{si(spec.n_tokens)}-s{spec.seed}-{digest}"
+    unique = f"-U{si(spec.unique_tokens)}" if spec.unique_tokens else ""  # only runs on a unique subset say so
+    return f"{arch_label(s.arch)}-L{s.n_layer}-d{s.d_model}-T{si(spec.n_tokens)}{unique}-s{spec.seed}-{digest}"
 
 
 def trunk_id_for(spec: RunSpec) -> str:
@@ -249,6 +265,12 @@ class RunResult:
     """WSD: FLOPs of the shared trunk steps (counted once per trunk in a sweep's cost)."""
     flops_spent: float | None = None
     """WSD: FLOPs this branch cost on its own (its cooldown)."""
+    unique_tokens: int | None = None
+    """Runs on a unique subset ([grid].unique_tokens): its size U_D."""
+    epochs: float | None = None
+    """Runs on a unique subset: tokens trained / unique_tokens (how often each subset token was seen, on average)."""
+    subset_fingerprint: str | None = None
+    """Runs on a unique subset: sha256 (first 16 hex digits) of the subset's tokens."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

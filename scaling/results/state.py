@@ -285,6 +285,9 @@ def load_results(sweep_dir: str | Path) -> pd.DataFrame:
             "tokens_per_s": result.get("tokens_per_s"), "git_sha": result.get("git_sha"),
             "torch_version": result.get("torch_version"),
             "data_fingerprint": (result.get("corpus") or {}).get("fingerprint"),
+            # [grid].unique_tokens (0: the whole training split, whose size is n_train_tokens) and the epochs trained
+            "unique_tokens": spec.get("unique_tokens", 0), "epochs": result.get("epochs"),
+            "n_train_tokens": (result.get("corpus") or {}).get("n_train_tokens"),
             "reason": run.error, "log": run.status.get("log"), "run_dir": str(run_dir),
         })
     return pd.DataFrame(rows, columns=list(rows[0]) if rows else ["run_id", "status", "n_params",

@@ -47,3 +47,62 @@ def build_broken(shape):
 
 def build_not_a_module(shape):
     return "a string"
+
+
+# Hostile factories (issue #24 items 9 and 15): each must be refused in one line naming the plug-in.
+def build_smaller_on_meta(shape):
+    """Builds a narrower model when counted (meta device) than when trained (CPU): the planned N is a lie."""
+    on_meta = torch.empty(0).device.type == "meta"
+    return Tiny(shape) if not on_meta else Tiny(type(shape)(**{**vars(shape), "mlp_ratio": 1}))
+
+
+class TimeMajor(Tiny):
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return super().forward(idx).transpose(0, 1)  # (T, B, V): same numel, targets silently misaligned
+
+
+def build_time_major(shape):
+    return TimeMajor(shape)
+
+
+class WithLoss(Tiny):
+    def forward(self, idx: torch.Tensor):
+        logits = super().forward(idx)
+        return logits, logits.mean()  # a (logits, loss) pair, as some libraries return
+
+
+def build_with_loss(shape):
+    return WithLoss(shape)
+
+
+class Lazy(Tiny):
+    def __init__(self, shape):
+        super().__init__(shape)
+        self.extra = nn.LazyLinear(shape.d_model)  # parameters without a shape until the first forward
+
+
+def build_lazy(shape):
+    return Lazy(shape)
+
+
+class BadFlops(Tiny):
+    value = float("inf")
+
+    def flops_per_token(self):
+        return self.value
+
+
+def build_inf_flops(shape):
+    return BadFlops(shape)
+
+
+def build_nan_flops(shape):
+    model = BadFlops(shape)
+    model.value = float("nan")
+    return model
+
+
+def build_zero_flops(shape):
+    model = BadFlops(shape)
+    model.value = 0
+    return model
