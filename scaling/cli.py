@@ -24,7 +24,6 @@ from scaling import hparams
 from scaling.analysis.extrapolation import EXTRAPOLATION_FACTOR
 from scaling.calibrate import calibrate, lpt_makespan, save_measured_speed
 from scaling.config import MAX_PARAMS, MAX_TOKENS, SweepConfig, load_sweep
-from scaling.config_rules import check_unique_tokens_fit
 from scaling.errors import ConfigError, ScalingError
 from scaling.safe import printable
 from scaling.plan import Plan, equivalent_grid, plan_sweep
@@ -236,13 +235,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     plan = plan_sweep(cfg)
-    if cfg.launch.backend == "local" and not cfg.train.command:  # a command reads its own data
-        from scaling.data import load_corpus  # imports torch
-
-        # A missing, empty or too-short corpus fails here in one line, not in every job; jobs reuse the cache.
-        corpus = load_corpus(cfg.data, seq_len=cfg.model.seq_len)
-        check_unique_tokens_fit(cfg, corpus.n_train_tokens)  # U_D > the training split: refused before any job
-        _retire_stale_data(plan, corpus.fingerprint)
     print_plan(plan)
     if not cfg.train.command:  # a command resumes from its own checkpoints, which only it can read
         from scaling.wsd import TRUNKS
@@ -255,60 +247,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in resume_lines(unfinished, {r.run_id: r.n_steps for r in plan.runs}, checkpoint_step):
             print(line)
     start = time.time()
+    # launch() also loads the corpus, retires runs of an edited one and waits for runs another launcher trains
     report = launch(plan, wait=not args.no_wait)
     print(f"\nlaunch: {report}")
     if args.no_wait:
         print(f"submitted; follow with: scaling status {args.sweep}")
         return 0
-    unfinished = _wait_for_runs_elsewhere(plan, report.failed)
-    if unfinished:
-        print(f"sweep NOT finished after {time.time() - start:.0f} s: {len(unfinished)} of {len(plan.runs)} runs "
-              f"were being trained elsewhere and have no result: {describe_ids(unfinished)}; the fit below is partial "
-              f"(rerun `scaling run {args.sweep}` to train them)")
+    if report.unfinished:
+        print(f"sweep NOT finished after {time.time() - start:.0f} s: {len(report.unfinished)} of {len(plan.runs)} "
+              f"runs were being trained elsewhere and have no result: {describe_ids(report.unfinished)}; the fit "
+              f"below is partial (rerun `scaling run {args.sweep}` to train them)")
     else:
         print(f"sweep finished in {time.time() - start:.0f} s")
     if not args.no_fit:
         analyze(cfg.sweep_dir, n_boot=args.n_boot, plan=plan)
-    return 0 if not report.failed and not unfinished else 1
-
-
-def _wait_for_runs_elsewhere(plan: Plan, failed: list[str], poll_s: float = 1.0) -> list[str]:
-    """Wait while another launcher (or an orphaned job) holds a planned run's lock, so that "finished" and
-    the fit cover the whole sweep. Returns the planned runs that still have no final result and did not fail
-    in this launch: another process had them and stopped (died, was cancelled) before finishing."""
-    from scaling.results import read_result
-
-    elsewhere = _running_elsewhere(plan)
-    if elsewhere:
-        print(f"waiting for {len(elsewhere)} run(s) being trained elsewhere (their lock is held by another "
-              f"launch or job): {describe_ids(elsewhere)}", flush=True)
-    while _running_elsewhere(plan):
-        time.sleep(poll_s)
-    sweep_dir = Path(plan.sweep.sweep_dir)
-    return [r.run_id for r in plan.runs if r.run_id not in set(failed) and read_result(sweep_dir / r.run_id) is None]
-
-
-def _retire_stale_data(plan: Plan, fingerprint: str) -> None:
-    """Planned runs finished on an earlier version of the corpus (edited in place) are set aside and retrained."""
-    from scaling.provenance import retire_stale, stale_data_runs
-
-    stale = stale_data_runs(plan.sweep.sweep_dir, plan.run_ids, fingerprint)
-    for run_id, recorded in stale:
-        retire_stale(Path(plan.sweep.sweep_dir) / run_id, recorded)
-    if stale:
-        old = sorted({fp for _, fp in stale})
-        print(f"data changed: {len(stale)} finished run(s) were trained on corpus {printable(', '.join(old))}, the corpus "
-              f"is now {fingerprint}; retraining them (old results kept in each run's stale-data-*/): "
-              f"{describe_ids([r for r, _ in stale])}")
-
-
-def _running_elsewhere(plan: Plan) -> list[str]:
-    """Planned runs without a final result whose lock another process holds (another launch is training them)."""
-    from scaling.results import RunLock, read_result
-
-    sweep_dir = Path(plan.sweep.sweep_dir)
-    return [r.run_id for r in plan.runs if (sweep_dir / r.run_id).is_dir()
-            and read_result(sweep_dir / r.run_id) is None and RunLock(sweep_dir / r.run_id).is_held_elsewhere()]
+    return 0 if not report.failed and not report.unfinished else 1
 
 
 def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path | None = None,

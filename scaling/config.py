@@ -343,7 +343,7 @@ class SweepConfig:
 from scaling.config_rules import (ARCHS, ASPECT_RATIO_RANGE, BACKENDS, BATCH_RULES, BYTE_VOCAB,  # noqa: F401
                                   COOLDOWN_SHAPES, DESIGNS, LR_RULES, MAX_FLOPS, MAX_PARAMS, MAX_TOKENS, MUP_ARCHS,
                                   PARAMETRIZATIONS, SCHEDULES, WANDB_MODES, WARMUP_RULES, is_safe_component,
-                                  is_token_file, tasks_per_job, validate)
+                                  is_token_file, tasks_per_job, validate, validate_launch)
 
 
 def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:

@@ -52,7 +52,7 @@ def validate(cfg: SweepConfig) -> None:
       "must be one folder name: letters, digits, '-', '_', '.', not starting with '.'"
       + (f" (from the file name {Path(cfg.source).name})" if cfg.source and cfg.name == Path(cfg.source).stem
          else ""))
-    d, m, g, t, la, w = cfg.data, cfg.model, cfg.grid, cfg.train, cfg.launch, cfg.wandb
+    d, m, g, t, w = cfg.data, cfg.model, cfg.grid, cfg.train, cfg.wandb
     c(0 < d.val_fraction < 0.5, cfg, "[data].val_fraction", d.val_fraction, "must be in (0, 0.5)")
     c(d.val_tokens > 0, cfg, "[data].val_tokens", d.val_tokens, "must be > 0")
     c(2 <= d.vocab_size <= 65536, cfg, "[data].vocab_size", d.vocab_size, "must be in [2, 65536]")
@@ -177,11 +177,20 @@ def validate(cfg: SweepConfig) -> None:
         c(why is None, cfg, "[train].command", t.command, why or "")
         c(t.schedule != "wsd", cfg, "[train].schedule", t.schedule,
           "\"wsd\" shares one trunk between runs inside the built-in trainer; not with [train].command")
-        c(tasks_per_job(la) == 1, cfg, "[launch].tasks_per_job", tasks_per_job(la),
-          "[train].command runs one process per run (start your own ranks inside it)")
     for i, mult in enumerate(t.lr_sweep):
         c(mult > 0, cfg, f"[train].lr_sweep[{i}]", mult, "must be > 0")
     c(len(set(t.lr_sweep)) == len(t.lr_sweep), cfg, "[train].lr_sweep", list(t.lr_sweep), "must not repeat")
+    validate_launch(cfg)
+    c(w.mode in WANDB_MODES, cfg, "[wandb].mode", w.mode, f"must be one of {', '.join(WANDB_MODES)}")
+
+
+def validate_launch(cfg: SweepConfig) -> None:
+    """The `[launch]` checks (with the [train] keys they depend on): part of `validate`, and run alone by
+    scaling.launch.launch() on the [launch] keys given to it, the one other place launch values enter."""
+    c, t, la = _check, cfg.train, cfg.launch
+    if t.command:
+        c(tasks_per_job(la) == 1, cfg, "[launch].tasks_per_job", tasks_per_job(la),
+          "[train].command runs one process per run (start your own ranks inside it)")
     c(la.backend in BACKENDS, cfg, "[launch].backend", la.backend, f"must be one of {', '.join(BACKENDS)}")
     c(la.max_parallel > 0, cfg, "[launch].max_parallel", la.max_parallel, "must be > 0")
     c(la.threads_per_job > 0, cfg, "[launch].threads_per_job", la.threads_per_job, "must be > 0")
@@ -205,7 +214,6 @@ def validate(cfg: SweepConfig) -> None:
     c(la.mem_gb >= 0, cfg, "[launch].mem_gb", la.mem_gb, "must be >= 0")
     c(la.max_array_size > 1, cfg, "[launch].max_array_size", la.max_array_size, "must be > 1")
     c(la.est_flops_per_s > 0, cfg, "[launch].est_flops_per_s", la.est_flops_per_s, "must be > 0")
-    c(w.mode in WANDB_MODES, cfg, "[wandb].mode", w.mode, f"must be one of {', '.join(WANDB_MODES)}")
 
 
 def _validate_unique_tokens(cfg: SweepConfig) -> None:

@@ -14,7 +14,7 @@ from submitit.helpers import CommandFunction
 
 import scaling
 from conftest import tiny_sweep, write_sweep
-from scaling.config import load_sweep
+from scaling.config import LaunchConfig, load_sweep
 from scaling.errors import ConfigError
 from scaling.launch import LaunchReport, launch, parse_sbatch_extra, run_pool, sweep_status
 from scaling.plan import Plan, plan_sweep
@@ -44,7 +44,7 @@ def test_pool_never_runs_more_than_max_parallel(tmp_path: Path) -> None:
     items = [(str(i), CommandFunction(["sh", "-c", f"date +%s%N > {stamps}/{i}.start; sleep 0.3; "
                                                     f"date +%s%N > {stamps}/{i}.end"]))
              for i in range(20)]
-    finished = run_pool(items, tmp_path / "submitit", max_parallel=2, timeout_min=5, poll_s=0.05)
+    finished = run_pool(items, tmp_path / "submitit", LaunchConfig(max_parallel=2, timeout_min=5), poll_s=0.05)
     assert sorted(finished) == sorted(str(i) for i in range(20))
     intervals = [(int((stamps / f"{i}.start").read_text()), int((stamps / f"{i}.end").read_text()))
                  for i in range(20)]
@@ -56,17 +56,16 @@ def test_pool_never_runs_more_than_max_parallel(tmp_path: Path) -> None:
     assert peak == 2, f"{peak} jobs ran at once on 2 slots"
 
 
-def test_pool_rejects_missing_limits(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="timeout_min"):
-        run_pool([], tmp_path, max_parallel=2, timeout_min=0)
-    with pytest.raises(ConfigError, match="max_parallel"):
-        run_pool([], tmp_path, max_parallel=0, timeout_min=1)
-
-
 def test_launch_validates_options_before_anything_runs(tmp_path: Path, text_corpus: Path) -> None:
     plan = make_plan(tmp_path, text_corpus, n_tokens=[2560])
     with pytest.raises(ConfigError, match="timeout_min"):
         launch(plan, timeout_min=0)
+    with pytest.raises(ConfigError, match=r"\[launch\].max_parallel = 0: must be > 0"):
+        launch(plan, max_parallel=0)  # checked where it enters, once (the pool takes the checked config)
+    with pytest.raises(ConfigError, match=r"\[launch\].runs_per_gpu = 2: sharing a GPU needs gpus_per_job = 1"):
+        launch(plan, runs_per_gpu=2)
+    with pytest.raises(ConfigError, match="sbatch_extra"):
+        launch(plan, backend="slurm", sbatch_extra=["-c 4"])
     with pytest.raises(ConfigError, match="unknown option"):
         launch(plan, max_paralel=3)
     with pytest.raises(ConfigError, match="backend"):
@@ -181,11 +180,11 @@ def test_pool_gives_each_job_its_own_gpus(tmp_path: Path) -> None:
     """LocalExecutor alone gives every job GPU 0; the pool hands out distinct ids (checked via the env)."""
     code = "import os; print(os.environ.get('CUDA_VISIBLE_DEVICES'))"
     items = [(f"j{i}", CommandFunction([sys.executable, "-c", code])) for i in range(4)]
-    jobs = run_pool(items, tmp_path, max_parallel=2, timeout_min=5, gpus_per_job=1, visible_gpus=[3, 5])
+    jobs = run_pool(items, tmp_path, LaunchConfig(max_parallel=2, timeout_min=5, gpus_per_job=1), visible_gpus=[3, 5])
     seen = {key: job.result().strip() for key, job in jobs.items()}
     assert set(seen.values()) <= {"3", "5"} and len(set(seen.values())) == 2
     with pytest.raises(scaling.errors.LaunchError, match="needs 4 GPUs; this machine shows 2"):
-        run_pool(items, tmp_path, max_parallel=2, timeout_min=5, gpus_per_job=2, visible_gpus=[0, 1])
+        run_pool(items, tmp_path, LaunchConfig(max_parallel=2, timeout_min=5, gpus_per_job=2), visible_gpus=[0, 1])
 
 
 def test_a_requeue_signal_during_start_up_requeues_without_a_checkpoint(tmp_path: Path,
@@ -322,7 +321,7 @@ def test_live_progress_rewrites_one_line_on_a_terminal_and_prints_lines_in_a_log
 def test_status_prints_the_progress_line_from_disk(tmp_path: Path, text_corpus: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
     from scaling.cli import main
-    from scaling.launch import _duration
+    from scaling.launch.progress import _duration
 
     cfg = tiny_sweep("tiny", text_corpus, results_dir=tmp_path / "results", grid={"n_tokens": [2560, 5120]},
                      launch={"max_parallel": 2, "est_flops_per_s": 1e6})
@@ -349,8 +348,8 @@ def test_a_worker_that_cannot_start_fails_the_runs_one_by_one(tmp_path: Path,
 
     dirs = [tmp_path / f"run{i}" for i in range(3)]
     seen: list[str] = []
-    reported = run_workers(dirs, tmp_path / "launch", costs={d.name: 1.0 for d in dirs}, max_parallel=2,
-                           timeout_min=5, poll_s=0.05, job_cls=only_here.Job,
+    reported = run_workers(dirs, tmp_path / "launch", LaunchConfig(max_parallel=2, timeout_min=5),
+                           costs={d.name: 1.0 for d in dirs}, poll_s=0.05, job_cls=only_here.Job,
                            on_run=lambda d, job: seen.append(d.name))
     assert sorted(seen) == sorted(reported) == ["run0", "run1", "run2"]  # each once, then the pool ends
 
@@ -377,13 +376,13 @@ def test_pool_runs_two_jobs_per_gpu_with_runs_per_gpu(tmp_path: Path) -> None:
     # All four jobs run at once on two GPUs, two on each (read back from the env each job saw).
     code = "import os, time; time.sleep(0.5); print(os.environ.get('CUDA_VISIBLE_DEVICES'))"
     items = [(f"j{i}", CommandFunction([sys.executable, "-c", code])) for i in range(4)]
-    jobs = run_pool(items, tmp_path, max_parallel=4, timeout_min=5, gpus_per_job=1, visible_gpus=[3, 5],
-                    runs_per_gpu=2)
+    jobs = run_pool(items, tmp_path, LaunchConfig(max_parallel=4, timeout_min=5, gpus_per_job=1, runs_per_gpu=2),
+                    visible_gpus=[3, 5])
     seen = sorted(job.result().strip() for job in jobs.values())
     assert seen == ["3", "3", "5", "5"]
     with pytest.raises(scaling.errors.LaunchError, match=r"needs 5 GPU slots \(2 runs per GPU\)"):
-        run_pool(items, tmp_path, max_parallel=5, timeout_min=5, gpus_per_job=1, visible_gpus=[0, 1],
-                 runs_per_gpu=2)
+        run_pool(items, tmp_path, LaunchConfig(max_parallel=5, timeout_min=5, gpus_per_job=1, runs_per_gpu=2),
+                 visible_gpus=[0, 1])
 
 
 def test_runs_per_gpu_is_checked_in_the_config(tmp_path: Path, text_corpus: Path) -> None:

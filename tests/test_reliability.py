@@ -277,7 +277,7 @@ def test_diverged_runs_are_marked_kept_and_excluded_while_the_sweep_goes_on(
     monkeypatch.setenv("DIVERGE", f"{nan_id}=nan,{spike_id}=spike")
     import diverge_hook
 
-    monkeypatch.setattr("scaling.launch.TrainJob", diverge_hook.DivergingJob)
+    monkeypatch.setattr("scaling.launch.local.TrainJob", diverge_hook.DivergingJob)  # the local backend's job
     report = launch(plan, verbose=False)
     assert report.failed == [] and len(report.submitted) == 4
 

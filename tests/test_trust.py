@@ -154,11 +154,14 @@ def test_corpus_edited_in_place_is_refused_by_fit_and_retrained_by_run(tmp_path:
 
     edited = sorted(corpus.iterdir())[0]
     edited.write_bytes(edited.read_bytes() + b"\n# edited in place\n" * 200)
-    # the Python API relaunch with a second budget: the first run is "done" on the old data
+    # a second budget trained on the new data by `scaling train RUN` (no launcher, which would retire the first
+    # run: launch() does since issue 25): the first run is "done" on the old data
     both = sweep_file(tmp_path, corpus, grid={"n_tokens": BUDGETS})
-    report = launch(plan_sweep(load_sweep(both)), verbose=False)
-    assert report.skipped_done == [first.name]
-    second = tmp_path / "results" / "s" / report.submitted[0]
+    [spec] = [r for r in plan_sweep(load_sweep(both)).runs if r.run_id != first.name]
+    second = tmp_path / "results" / "s" / spec.run_id
+    second.mkdir()
+    write_json_atomic(second / "spec.json", spec.to_dict())
+    train_run(second, num_threads=1)
     new = fingerprint(second)
     assert new != old
 
