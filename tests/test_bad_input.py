@@ -580,5 +580,5 @@ def test_a_large_fit_says_what_it_costs_before_it_starts(monkeypatch: pytest.Mon
     frame = pd.DataFrame({"n_params": N.ravel(), "n_tokens": D.ravel(),
                           "loss": 2 + 400 / N.ravel()**0.3 + 400 / D.ravel()**0.3})
     report = fit_sweep(frame, n_boot=0)
-    assert "9 points to fit (more than 8)" in caplog.text and any("9 points to fit" in d for d in report.diagnostics)
+    assert "fitting 9 points" in caplog.text and any("9 points to fit (more than 8)" in d for d in report.diagnostics)
     count_case("scale")

@@ -162,8 +162,8 @@ def test_interrupted_ddp_run_resumes_from_rank_0s_checkpoint(tmp_path: Path, tex
     second = run_ranks(run_dir)
     for proc in second:
         rank_report(proc)
-    assert "resumed from ckpt.pt at step 30" in second[0].stderr
-    assert "resumed from ckpt.pt at step 30" in second[1].stderr  # every rank loaded the checkpoint
+    assert "resumed from step 30 (ckpt.pt)" in second[0].stderr
+    assert "resumed from step 30 (ckpt.pt)" in second[1].stderr  # every rank loaded the checkpoint
     assert_matches_single_process(run_dir, reference)
 
 
