@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.curves import (LAW_PARAMS, Curve, CurveFit, constant_lrs, cosine_lrs, curve_metrics,
-                                     fit_curves, predict_curve, two_stage_lrs, wsd_lrs)
+from scaling.analysis.curves import LAW_PARAMS, Curve, CurveFit, curve_metrics, fit_curves, predict_curve
+from scaling.analysis.lr_schedules import constant_lrs, cosine_lrs, two_stage_lrs, wsd_lrs
 
 DATA = Path(__file__).resolve().parent / "data" / "multi_power_law"
 SIZES = ("25M", "100M", "400M")

@@ -6,7 +6,7 @@ Long CSV format: columns `run,step,lr,loss`, one row per optimizer step of each 
 that step on every row, `loss` the loss measured after that step, blank where it was not measured.
 
 A results folder's runs give their LR of every step from spec.json (the schedule is deterministic,
-scaling.analysis.curves.run_lrs) and their measured points from metrics.jsonl: the records with `curve_loss`
+scaling.analysis.lr_schedules.run_lrs) and their measured points from metrics.jsonl: the records with `curve_loss`
 (held-out loss on a fixed small sample at [train].curve_evals points and at the end), or where a run has none,
 `val_loss` (the full held-out set, every eval_every_steps and at the end). A WSD branch's curve before its
 fork is its trunk's; branches sharing a trunk are one bootstrap unit. Nothing here imports torch.
@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.approach3 import ChinchillaLaw
-from scaling.analysis.curves import (LAW_PARAMS, Curve, CurveFit, bootstrap_curves, check_lrs, curve_metrics,
-                                     fit_curves, predict_curve, run_lrs)
+from scaling.analysis.curves import (LAW_PARAMS, Curve, CurveFit, bootstrap_curves, curve_metrics, fit_curves,
+                                     predict_curve)
+from scaling.analysis.lr_schedules import check_lrs, run_lrs
 from scaling.config import load_sweep
 from scaling.errors import ConfigError, FitError
 from scaling.results import METRICS, SPEC, read_json, read_metrics

@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis import ChinchillaLaw
-from scaling.analysis.curves import Curve, cosine_lrs, predict_curve, wsd_lrs
+from scaling.analysis.curves import Curve, predict_curve
 from scaling.analysis.curves_joint import fit_curves_joint
+from scaling.analysis.lr_schedules import cosine_lrs, wsd_lrs
 from scaling.analysis.suggest import Candidate, fit_ensemble, suggest
 from scaling.errors import FitError
 from scaling.simulate import SUGGEST_LAWS, isoflop_design, log_grid_design

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaling.analysis.curves import (Curve, bootstrap_curves, constant_lrs, cosine_lrs, curve_metrics,
-                                     fit_curves, predict_curve, run_lrs, two_stage_lrs, wsd_lrs)
+from scaling.analysis.curves import Curve, bootstrap_curves, curve_metrics, fit_curves, predict_curve
+from scaling.analysis.lr_schedules import constant_lrs, cosine_lrs, run_lrs, two_stage_lrs, wsd_lrs
 from scaling.errors import ConfigError, FitError
 
 ROOT = Path(__file__).resolve().parents[1]

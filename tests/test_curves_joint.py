@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scaling.analysis.curves import Curve, cosine_lrs, fit_curves, predict_curve, wsd_lrs
+from scaling.analysis.curves import Curve, fit_curves, predict_curve
+from scaling.analysis.lr_schedules import cosine_lrs, wsd_lrs
 from scaling.analysis.curves_joint import bootstrap_curves_joint, fit_curves_joint, trim_warmup
 from scaling.errors import FitError
 

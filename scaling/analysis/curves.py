@@ -39,8 +39,7 @@ from scipy.optimize import least_squares
 from scipy.signal import lfilter
 
 from scaling.analysis._blas import _blas_single_thread
-from scaling.analysis.lr_schedules import (check_lrs, constant_lrs, cosine_lrs, run_lrs,  # noqa: F401 (API)
-                                            two_stage_lrs, wsd_lrs)
+from scaling.analysis.lr_schedules import check_lrs
 from scaling.errors import ConfigError, FitError
 
 log = logging.getLogger("scaling.fit")
@@ -51,12 +50,6 @@ __all__ = [
     "MIN_CURVE_POINTS",
     "Curve",
     "CurveFit",
-    "constant_lrs",
-    "cosine_lrs",
-    "two_stage_lrs",
-    "wsd_lrs",
-    "run_lrs",
-    "check_lrs",
     "fit_curves",
     "bootstrap_curves",
     "curve_metrics",
