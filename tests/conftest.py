@@ -81,6 +81,26 @@ def tiny_sweep(name: str, corpus: Path, *, results_dir: Path | None = None,
     return cfg
 
 
+def small_grid_sweep(tmp_path: Path, train: str = "", model: str = "") -> Path:
+    """`tmp_path/s.toml`: a 2 x 2 grid of small GPTs (seq_len 32) with extra `[train]` and `[model]` lines."""
+    toml = tmp_path / "s.toml"
+    toml.write_text(f"""
+name = "s"
+results_dir = "{tmp_path / 'results'}"
+[model]
+seq_len = 32
+head_dim = 16
+{model}
+[grid]
+n_params = [2.0e4, 8.0e4]
+n_tokens = [1.0e5, 4.0e5]
+[train]
+batch_size = 8
+{train}
+""")
+    return toml
+
+
 _CASES: dict[str, int] = {}
 """Fault and bad-input cases that passed their assertions, by kind (printed in the terminal summary)."""
 

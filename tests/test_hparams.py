@@ -15,26 +15,9 @@ from scaling.errors import ConfigError
 from scaling.analysis import ChinchillaLaw, fit_points, fit_sweep, keep_best_lr
 from scaling.plan import plan_sweep
 
+from conftest import small_grid_sweep
+
 REPO = Path(scaling.__file__).resolve().parent.parent
-
-
-def sweep(tmp_path: Path, train: str = "", model: str = "") -> Path:
-    toml = tmp_path / "s.toml"
-    toml.write_text(f"""
-name = "s"
-results_dir = "{tmp_path / 'results'}"
-[model]
-seq_len = 32
-head_dim = 16
-{model}
-[grid]
-n_params = [2.0e4, 8.0e4]
-n_tokens = [1.0e5, 4.0e5]
-[train]
-batch_size = 8
-{train}
-""")
-    return toml
 
 
 def test_published_rules_give_their_values() -> None:
@@ -53,7 +36,7 @@ def test_warmup_rules(tmp_path: Path) -> None:
     assert hparams.warmup_steps("params", 0.05, 200, 3e4, 2048) == 15  # N tokens: 30K / 2048 per step
     assert hparams.warmup_steps("kaplan", 0.05, 200, 3e4, 2048) == 3000
     # "params": one warmup per size, whatever the budget, longer for larger models (Porian et al. 2024)
-    plan = plan_sweep(load_sweep(sweep(tmp_path, 'warmup_rule = "params"')))
+    plan = plan_sweep(load_sweep(small_grid_sweep(tmp_path, 'warmup_rule = "params"')))
     for r in plan.runs:
         assert r.warmup_steps == max(1, round(r.n_params / r.tokens_per_step))
     small, large = sorted({r.warmup_steps for r in plan.runs})
@@ -61,20 +44,20 @@ def test_warmup_rules(tmp_path: Path) -> None:
     # a warmup longer than the run would never reach the peak LR: refused before anything runs
     with pytest.raises(ConfigError, match=r"s\.toml: \[train\]\.warmup_rule = 'kaplan': gives 3000 warmup steps "
                                           r"for L\d+ d\d+ at \[grid\]\.n_tokens\[0\] = 100000, .* 391 steps"):
-        plan_sweep(load_sweep(sweep(tmp_path, 'warmup_rule = "kaplan"')))
+        plan_sweep(load_sweep(small_grid_sweep(tmp_path, 'warmup_rule = "kaplan"')))
 
 
 def test_lr_rules_and_lr_sweep_in_the_plan(tmp_path: Path) -> None:
-    plan = plan_sweep(load_sweep(sweep(tmp_path, 'lr_rule = "kaplan"\nbatch_rule = "deepseek"')))
+    plan = plan_sweep(load_sweep(small_grid_sweep(tmp_path, 'lr_rule = "kaplan"\nbatch_rule = "deepseek"')))
     for r in plan.runs:
         assert r.lr == pytest.approx(hparams.kaplan_lr(r.n_params_non_embedding))
         assert r.batch_size == max(1, round(hparams.deepseek_batch_tokens(r.flops_per_token
                                                                          * r.n_tokens_target) / 32))
     assert len({r.lr for r in plan.runs}) == 2  # one LR per size
-    swept = plan_sweep(load_sweep(sweep(tmp_path, "lr = 2e-3\nlr_sweep = [0.5, 1, 2]")))
+    swept = plan_sweep(load_sweep(small_grid_sweep(tmp_path, "lr = 2e-3\nlr_sweep = [0.5, 1, 2]")))
     assert len(swept.runs) == 12 and len({r.run_id for r in swept.runs}) == 12
     assert sorted({r.lr for r in swept.runs}) == pytest.approx([1e-3, 2e-3, 4e-3])
-    plain = plan_sweep(load_sweep(sweep(tmp_path, "lr = 2e-3")))
+    plain = plan_sweep(load_sweep(small_grid_sweep(tmp_path, "lr = 2e-3")))
     assert {r.lr for r in plain.runs} == {2e-3} and {r.batch_size for r in plain.runs} == {8}
 
 
@@ -117,7 +100,7 @@ def test_fits_use_the_seed_mean_and_report_the_spread() -> None:
 
 
 def test_plan_prints_cost_and_wsd_savings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    toml = sweep(tmp_path, 'schedule = "wsd"')
+    toml = small_grid_sweep(tmp_path, 'schedule = "wsd"')
     assert main(["plan", str(toml), "--flops-per-s", "1e9"]) == 0
     out = capsys.readouterr().out
     plan = plan_sweep(load_sweep(toml))
@@ -128,4 +111,4 @@ def test_plan_prints_cost_and_wsd_savings(tmp_path: Path, capsys: pytest.Capture
 def test_measured_throughput_is_positive(tmp_path: Path) -> None:
     from scaling.throughput import measure_flops_per_s
 
-    assert measure_flops_per_s(plan_sweep(load_sweep(sweep(tmp_path))), seconds=0.2) > 1e6
+    assert measure_flops_per_s(plan_sweep(load_sweep(small_grid_sweep(tmp_path))), seconds=0.2) > 1e6

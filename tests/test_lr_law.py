@@ -9,6 +9,8 @@ import pytest
 
 from scaling.analysis import lr_law
 
+from conftest import small_grid_sweep
+
 A, B, C = 2.0, -0.5, 0.2
 
 
@@ -139,29 +141,12 @@ def test_lr_rule_fitted_plans_each_run_from_the_law(tmp_path):
     from scaling.errors import ConfigError
     from scaling.plan import plan_sweep
 
-    def toml(train: str):
-        p = tmp_path / "s.toml"
-        p.write_text(f"""
-name = "s"
-results_dir = "{tmp_path / 'results'}"
-[model]
-seq_len = 32
-head_dim = 16
-[grid]
-n_params = [2.0e4, 8.0e4]
-n_tokens = [1.0e5, 4.0e5]
-[train]
-batch_size = 8
-{train}
-""")
-        return p
-
-    plan = plan_sweep(load_sweep(toml('lr_rule = "fitted"\n[train.lr_law]\na = 2.0\nb = -0.5\nc = 0.2')))
+    plan = plan_sweep(load_sweep(small_grid_sweep(tmp_path, 'lr_rule = "fitted"\n[train.lr_law]\na = 2.0\nb = -0.5\nc = 0.2')))
     for r in plan.runs:
         assert r.lr == pytest.approx(hparams.fitted_lr(2.0, -0.5, 0.2, r.n_params_non_embedding, r.n_tokens_target))
     assert len({round(r.lr, 12) for r in plan.runs}) == 4  # the LR moves with N and with D
     with pytest.raises(ConfigError, match=r"s.toml: \[train.lr_law\].a = 0.0: must be > 0"):
-        load_sweep(toml('lr_rule = "fitted"'))
+        load_sweep(small_grid_sweep(tmp_path, 'lr_rule = "fitted"'))
 
 
 def test_scaling_plan_says_where_each_lr_came_from(tmp_path, capsys):
@@ -169,25 +154,7 @@ def test_scaling_plan_says_where_each_lr_came_from(tmp_path, capsys):
     from scaling.config import load_sweep
     from scaling.plan import plan_sweep
 
-    p = tmp_path / "s.toml"
-    p.write_text(f"""
-name = "s"
-results_dir = "{tmp_path / 'results'}"
-[model]
-seq_len = 32
-head_dim = 16
-[grid]
-n_params = [2.0e4]
-n_tokens = [1.0e5]
-[train]
-batch_size = 8
-lr_rule = "fitted"
-lr_sweep = [0.5, 1, 2]
-[train.lr_law]
-a = 2.0
-b = -0.5
-c = 0.2
-""")
+    p = small_grid_sweep(tmp_path, 'lr_rule = "fitted"\nlr_sweep = [0.5, 1, 2]\n[train.lr_law]\na = 2.0\nb = -0.5\nc = 0.2')
     print_plan(plan_sweep(load_sweep(p)))
     out = capsys.readouterr().out
     assert "LR per run: the fitted law [train.lr_law], lr = 2 * N^-0.500 * D^0.200" in out
