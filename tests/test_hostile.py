@@ -289,6 +289,23 @@ open(os.path.join(run, target), "w").write(what.removeprefix("RESULT "))
 """
 
 
+def planned_command_run(tmp_path: Path, corpus: Path, script: str, code: str) -> Path:
+    """The folder of a planned 2,560-token run of sweep "ext" whose [train].command is `{python} SCRIPT`
+    (SCRIPT written to tmp_path with `code`), its spec.json written as `scaling run` would."""
+    from conftest import tiny_sweep, write_sweep
+    from scaling.config import load_sweep
+    from scaling.plan import plan_sweep
+    from scaling.results import SPEC, write_json_atomic
+    (tmp_path / script).write_text(code)
+    cfg = tiny_sweep("ext", corpus, results_dir=tmp_path / "results", grid={"n_tokens": [2560]},
+                     train={"command": f"{{python}} {script}"})
+    spec = plan_sweep(load_sweep(write_sweep(tmp_path / "ext.toml", cfg))).runs[0]
+    run_dir = tmp_path / "results" / "ext" / spec.run_id
+    run_dir.mkdir(parents=True)
+    write_json_atomic(run_dir / SPEC, spec.to_dict())
+    return run_dir
+
+
 @pytest.mark.parametrize("written, why", [
     ('{"status": "failed", "val_loss": 2.0}', "status = 'failed'"),
     ('{"val_loss": 2.0, "train_loss": NaN}', "train_loss = nan"),
@@ -299,20 +316,11 @@ open(os.path.join(run, target), "w").write(what.removeprefix("RESULT "))
 def test_an_external_result_is_read_as_written_never_reinterpreted(tmp_path: Path, text_corpus: Path,
                                                                    monkeypatch: pytest.MonkeyPatch, written: str,
                                                                    why: str, count_case: Callable) -> None:
-    from conftest import tiny_sweep, write_sweep
-    from scaling.config import load_sweep
     from scaling.errors import LaunchError
     from scaling.external import run_command
-    from scaling.plan import plan_sweep
-    from scaling.results import SPEC, read_result, write_json_atomic
+    from scaling.results import read_result
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "writer.py").write_text(WRITER)
-    cfg = tiny_sweep("ext", text_corpus, results_dir=tmp_path / "results", grid={"n_tokens": [2560]},
-                     train={"command": "{python} writer.py"})
-    spec = plan_sweep(load_sweep(write_sweep(tmp_path / "ext.toml", cfg))).runs[0]
-    run_dir = tmp_path / "results" / "ext" / spec.run_id
-    run_dir.mkdir(parents=True)
-    write_json_atomic(run_dir / SPEC, spec.to_dict())
+    run_dir = planned_command_run(tmp_path, text_corpus, "writer.py", WRITER)
     (run_dir.parent / "what").write_text(written)
     with pytest.raises(LaunchError, match=re.escape(why)):
         run_command(run_dir)
@@ -371,17 +379,7 @@ open(os.path.join(run, "final.json"), "w").write(what["final"])
 
 def external_run(tmp_path: Path, corpus: Path, final: str, metrics: list[str]) -> Path:
     """A planned external run whose command appends `metrics` lines to metrics.jsonl and writes `final`."""
-    from conftest import tiny_sweep, write_sweep
-    from scaling.config import load_sweep
-    from scaling.plan import plan_sweep
-    from scaling.results import SPEC, write_json_atomic
-    (tmp_path / "curve_writer.py").write_text(CURVE_WRITER)
-    cfg = tiny_sweep("ext", corpus, results_dir=tmp_path / "results", grid={"n_tokens": [2560]},
-                     train={"command": "{python} curve_writer.py"})
-    spec = plan_sweep(load_sweep(write_sweep(tmp_path / "ext.toml", cfg))).runs[0]
-    run_dir = tmp_path / "results" / "ext" / spec.run_id
-    run_dir.mkdir(parents=True)
-    write_json_atomic(run_dir / SPEC, spec.to_dict())
+    run_dir = planned_command_run(tmp_path, corpus, "curve_writer.py", CURVE_WRITER)
     (run_dir.parent / "what.json").write_text(json.dumps({"final": final, "metrics": metrics}))
     return run_dir
 
