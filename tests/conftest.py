@@ -101,6 +101,18 @@ batch_size = 8
     return toml
 
 
+def write_specs(plan: Any) -> list[Path]:
+    """Each planned run's folder with its spec.json, as `scaling run` leaves them before any job starts."""
+    from scaling.results import write_spec
+    dirs = []
+    for spec in plan.runs:
+        run_dir = plan.sweep.sweep_dir / spec.run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_spec(run_dir, spec)
+        dirs.append(run_dir)
+    return dirs
+
+
 _CASES: dict[str, int] = {}
 """Fault and bad-input cases that passed their assertions, by kind (printed in the terminal summary)."""
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import tiny_sweep, write_sweep
+from conftest import tiny_sweep, write_specs, write_sweep
 from scaling.config import load_sweep
 from scaling.errors import ConfigError
 from scaling.plan import plan_sweep
-from scaling.results import SPEC, read_metrics, read_result, write_json_atomic
+from scaling.results import read_metrics, read_result
 from scaling.schedule import curve_eval_steps, curve_windows, lr_at, lr_at_steps, run_curve_steps
 from scaling.train import train_run
 from scaling.wsd import TRUNKS, train_trunk
@@ -26,16 +26,6 @@ def plan(tmp_path: Path, corpus: Path, *, n_tokens: list[int], train: dict | Non
     cfg = tiny_sweep("c", corpus, results_dir=tmp_path / "results", grid={"n_tokens": n_tokens},
                      train={"log_every_steps": 5, **(train or {})}, data={"val_tokens": 2048, **(data or {})})
     return plan_sweep(load_sweep(write_sweep(tmp_path / "c.toml", cfg)))
-
-
-def write_specs(p) -> list[Path]:
-    dirs = []
-    for spec in p.runs:
-        run_dir = p.sweep.sweep_dir / spec.run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run_dir / SPEC, spec.to_dict())
-        dirs.append(run_dir)
-    return dirs
 
 
 def curve(run_dir: Path) -> list[dict]:

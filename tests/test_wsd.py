@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_sweep, write_sweep
+from conftest import tiny_sweep, write_specs, write_sweep
 from scaling.config import load_sweep
 from scaling.errors import ConfigError
 from scaling.launch import launch
@@ -25,16 +25,6 @@ def wsd_plan(tmp_path: Path, corpus: Path, *, n_tokens: list[int], schedule: str
                      train={"log_every_steps": 5, "schedule": schedule, **(train or {})},
                      launch={"max_parallel": 2, "timeout_min": 10})
     return plan_sweep(load_sweep(write_sweep(tmp_path / f"{schedule}.toml", cfg)))
-
-
-def write_specs(plan: Plan) -> list[Path]:
-    dirs = []
-    for spec in plan.runs:
-        run_dir = plan.sweep.sweep_dir / spec.run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run_dir / SPEC, spec.to_dict())
-        dirs.append(run_dir)
-    return dirs
 
 
 def test_wsd_lr_is_constant_until_the_fork_then_decays_to_min(tmp_path: Path, text_corpus: Path) -> None:
