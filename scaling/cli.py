@@ -25,9 +25,10 @@ from scaling.analysis.extrapolation import EXTRAPOLATION_FACTOR
 from scaling.calibrate import calibrate, lpt_makespan, save_measured_speed
 from scaling.config import MAX_PARAMS, MAX_TOKENS, SweepConfig, load_sweep
 from scaling.errors import ConfigError, ScalingError
+from scaling.launch.progress import resumable_folders, resume_lines
 from scaling.safe import printable
 from scaling.plan import Plan, equivalent_grid, plan_sweep
-from scaling.results import CKPT, RESULT, describe_ids
+from scaling.results import describe_ids
 
 log = logging.getLogger("scaling")
 
@@ -183,35 +184,6 @@ def print_table(table: pd.DataFrame, **options: Any) -> None:
         print(note)
 
 
-def checkpoint_step(run_dir: Path) -> int | None:
-    """The step run_dir/ckpt.pt would resume from, or None (no checkpoint, or one that does not load).
-
-    Memory-mapped, so reading it costs little even for a large model; the job (scaling.train) still checks the checkpoint
-    against the spec and corpus before using it."""
-    import torch  # only here: the other verbs stay torch-free
-
-    path = Path(run_dir) / CKPT
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return int(state["step"])
-    except Exception:  # unreadable: the job moves it aside and trains from scratch
-        return None
-
-
-def resume_lines(run_dirs: list[Path], n_steps: dict[str, int], step_of: Any, shown: int = 10) -> list[str]:
-    """One "resuming RUN from step S of N" line per run folder that holds a checkpoint (at most `shown`, then a
-    count), for the launcher to print before its jobs start: a resumed run is not a fresh one. `step_of(run_dir)`:
-    the step its checkpoint resumes from, or None (checkpoint_step)."""
-    found = [(d.name, s) for d in run_dirs if (s := step_of(d)) is not None]
-    lines = [f"resuming {name} from step {s:,}" + (f" of {n_steps[name]:,}" if name in n_steps else "") + " (ckpt.pt)"
-             for name, s in found[:shown]]
-    if len(found) > shown:
-        lines.append(f"... and {len(found) - shown} more run(s) resuming from their checkpoints")
-    return lines
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
     plan = plan_sweep(_load(args))
     rate = args.flops_per_s
@@ -237,14 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = plan_sweep(cfg)
     print_plan(plan)
     if not cfg.train.command:  # a command resumes from its own checkpoints, which only it can read
-        from scaling.wsd import TRUNKS
-
-        unfinished = [Path(cfg.sweep_dir) / r.run_id for r in plan.runs
-                      if not (Path(cfg.sweep_dir) / r.run_id / RESULT).exists()]
-        # a WSD trunk (scaling.wsd: <sweep>/.trunks/<trunk_id>/) resumes too, before its branches fork
-        unfinished += sorted({Path(cfg.sweep_dir) / TRUNKS / r.trunk_id for r in plan.runs
-                              if r.schedule == "wsd" and r.trunk_id and (Path(cfg.sweep_dir) / r.run_id) in unfinished})
-        for line in resume_lines(unfinished, {r.run_id: r.n_steps for r in plan.runs}, checkpoint_step):
+        for line in resume_lines(resumable_folders(plan), {r.run_id: r.n_steps for r in plan.runs}):
             print(line)
     start = time.time()
     # launch() also loads the corpus, retires runs of an edited one and waits for runs another launcher trains

@@ -113,7 +113,7 @@ def test_status_prints_no_none_or_nan_cells(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_a_resumed_run_says_from_which_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from scaling.cli import checkpoint_step, resume_lines
+    from scaling.launch.progress import checkpoint_step, resume_lines
 
     corpus = tmp_path / "argparse.py"  # ~100 KB of real text
     corpus.write_bytes((Path(sysconfig.get_paths()["stdlib"]) / "argparse.py").read_bytes())

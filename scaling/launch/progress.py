@@ -175,3 +175,45 @@ def printer(verbose: bool) -> Callable[[str], None]:
         if verbose:
             print(printable(msg), file=sys.stderr, flush=True)  # run files' strings, escaped
     return say
+
+
+def resumable_folders(plan: Plan) -> list[Path]:
+    """The folders a launch of `plan` may resume: every run without a result, and the WSD trunk
+    (scaling.wsd: <sweep>/.trunks/<trunk_id>/) of such a run, which resumes before its branches fork."""
+    from scaling.wsd import TRUNKS  # scaling.wsd imports torch; this module stays torch-free
+
+    sweep_dir = Path(plan.sweep.sweep_dir)
+    unfinished = [sweep_dir / r.run_id for r in plan.runs if not (sweep_dir / r.run_id / results.RESULT).exists()]
+    return unfinished + sorted({sweep_dir / TRUNKS / r.trunk_id for r in plan.runs
+                                if r.schedule == "wsd" and r.trunk_id and (sweep_dir / r.run_id) in unfinished})
+
+
+def checkpoint_step(run_dir: Path) -> int | None:
+    """The step run_dir/ckpt.pt would resume from, or None (no checkpoint, or one that does not load).
+
+    Memory-mapped, so reading it costs little even for a large model; the job (scaling.train) still checks the checkpoint
+    against the spec and corpus before using it."""
+    import torch  # only here: the other verbs stay torch-free
+
+    path = Path(run_dir) / results.CKPT
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["step"])
+    except Exception:  # unreadable: the job moves it aside and trains from scratch
+        return None
+
+
+def resume_lines(run_dirs: list[Path], n_steps: dict[str, int], step_of: Callable[[Path], int | None] | None = None,
+                 shown: int = 10) -> list[str]:
+    """One "resuming RUN from step S of N" line per run folder that holds a checkpoint (at most `shown`, then a
+    count), for the launcher to print before its jobs start: a resumed run is not a fresh one. `step_of(run_dir)`:
+    the step its checkpoint resumes from, or None (default: checkpoint_step)."""
+    step_of = step_of or checkpoint_step
+    found = [(d.name, s) for d in run_dirs if (s := step_of(d)) is not None]
+    lines = [f"resuming {name} from step {s:,}" + (f" of {n_steps[name]:,}" if name in n_steps else "") + " (ckpt.pt)"
+             for name, s in found[:shown]]
+    if len(found) > shown:
+        lines.append(f"... and {len(found) - shown} more run(s) resuming from their checkpoints")
+    return lines
