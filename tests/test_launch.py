@@ -209,7 +209,7 @@ def test_a_requeue_signal_during_start_up_requeues_without_a_checkpoint(tmp_path
     for run_dir, delayed in ((job_run, TrainJob(str(job_run), 1).checkpoint()), (worker_run, worker.checkpoint())):
         assert isinstance(delayed, DelayedSubmission)
         status = json.loads((run_dir / "status.json").read_text())
-        assert status["state"] == "requeued" and status["checkpoint_saved"] is False
+        assert status["state"] == "requeued" and status["checkpoint_saved"] is False and status["requeues"] == 1
 
 # ---------------------------------------------------------------------------------------------- throughput
 

@@ -171,7 +171,9 @@ def test_real_timeout_requeues_and_resumes_with_the_same_loss(slurm: str, tmp_pa
     report = launch(plan, signal_delay_s=35, poll_s=0.5)
     assert report.failed == []
     status = read_json(run_dir / STATUS)
-    assert status.get("checkpoint_saved") is True, f"the job was never requeued: {status}"
+    # Whether the last signal itself saved (False when it came inside an optimizer update, and the periodic
+    # checkpoint was the resume point) is chance; that the job was requeued and ended bitwise the same is not.
+    assert status.get("requeues", 0) >= 1, f"the job was never requeued: {status}"
     assert_same_final_loss(run_dir, long_reference)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
-from scaling.results import RunLock, read_json, read_result, read_run, read_spec, write_json_atomic, write_status
+from scaling.results import STATUS, RunLock, read_json, read_result, read_run, read_spec, write_json_atomic, write_status
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -68,12 +68,19 @@ class TrainJob(Checkpointable):
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
         """Called by submitit on timeout or preemption (USR2): save, mark requeued, resubmit the same args."""
-        saved = _checkpoint_active_run()
-        write_status(Path(self.run_dir), "requeued", checkpoint_saved=bool(saved), **job_info())
+        _mark_requeued(Path(self.run_dir), _checkpoint_active_run())
         return DelayedSubmission(TrainJob(self.run_dir, self.num_threads))
 
     def __repr__(self) -> str:
         return f"TrainJob({self.run_dir!r}, num_threads={self.num_threads})"
+
+
+def _mark_requeued(run_dir: Path, saved: bool) -> None:
+    """status.json after a timeout or preemption: requeued, whether this signal saved a checkpoint (False when
+    it came during start-up or inside an optimizer update: the checkpoint on disk is then the resume point),
+    and how many times this submission has been requeued."""
+    requeues = int((read_json(run_dir / STATUS) or {}).get("requeues", 0)) + 1
+    write_status(run_dir, "requeued", checkpoint_saved=bool(saved), requeues=requeues, **job_info())
 
 
 def _checkpoint_active_run() -> bool:
@@ -147,7 +154,7 @@ class TrainWorker(Checkpointable):
         trains its claimed, unended run first (from the checkpoint), then goes on with the queue."""
         saved = _checkpoint_active_run()
         if self.current is not None:
-            write_status(Path(self.current), "requeued", checkpoint_saved=bool(saved), **job_info())
+            _mark_requeued(Path(self.current), saved)
         return DelayedSubmission(TrainWorker(self.folder, self.worker_id, self.num_threads,
                                              pool_pid=self.pool_pid, time_limit_s=self.time_limit_s,
                                              job_cls=self.job_cls))
