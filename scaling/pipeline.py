@@ -28,11 +28,12 @@ from scaling.analysis.report import fit_sweep
 from scaling.compare import compare_table, published_laws, source_labels
 from scaling.config import is_safe_component, load_sweep
 from scaling.errors import ConfigError, FitError
-from scaling.page import Section, render_page
+from scaling.page import Section, TextSection, render_page
 from scaling.plan import Plan, plan_sweep
 from scaling.plot import loss_label, plot_compute_optimal, plot_frontiers, save_figures
 from scaling.provenance import check_one_corpus, planned_rows
-from scaling.repetition import allocation_table, fit_frame, fit_repetition, repeated_mask
+from scaling.repetition import (allocation_table, draw_repetition, fit_frame, fit_repetition, repeated_mask,
+                                repetition_report)
 from scaling.results import arch_label, describe_ids, export_csv, load_results, read_json, read_metrics, write_json_atomic
 from scaling.safe import printable
 
@@ -326,6 +327,19 @@ def report_source(source: str, out: str | Path | None = None, n_boot: int = 1000
     if target.is_dir():
         raise ConfigError(f"--out {target}: is a folder; give the page's file name, e.g. {target / 'report.html'}")
     budgets = budgets_for(frame)
+    repeated = say_repeated(frame)
+    more = []
+    if repeated.any():  # the data-constrained law fits every run; Approach 3 below the single-epoch ones
+        try:
+            rep = repetition_report(frame, budgets, n_boot)
+        except FitError as exc:
+            more.append(TextSection("Data-constrained law (Muennighoff et al. 2023)", [f"not fitted ({exc})"]))
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                figure = draw_repetition(rep, budgets, Path(tmp) / "allocation.png")
+                more.append(TextSection("Data-constrained law (Muennighoff et al. 2023)", rep.lines,
+                                        figures={figure.name: figure.read_bytes()}))
+        frame = frame[~repeated]
     families = split_by_arch(frame)
     sections = []
     for arch, part in families.items():
@@ -336,7 +350,7 @@ def report_source(source: str, out: str | Path | None = None, n_boot: int = 1000
             figures = {p.name: p.read_bytes() for p in paths}
         sections.append(Section(title=f"architecture: {arch}", report=report, figures=figures, runs=part))
     page = render_page(f"Scaling-law report: {Path(source).name}", sections, source=str(source),
-                       methods_url="docs/methods.md in the scaling repository")
+                       methods_url="docs/methods.md in the scaling repository", more=more)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = target.with_name(f".{target.name}.tmp")
     tmp_path.write_text(page, encoding="utf-8")
