@@ -1,6 +1,7 @@
 """Schedule-aware loss-curve laws: the loss at every step of a run as a function of its LR schedule.
 
-Two laws, fitted with SciPy (Huber on log residuals, multi-start) to the measured points of whole curves:
+Two laws, fitted with SciPy (Huber on log residuals, multi-start) to the measured points of whole curves
+(`method="luo2025"` instead runs Luo et al.'s released procedure, scaling.analysis.curves_adamw):
 
 - the multi-power law (Luo et al. 2025, "A Multi-Power Law for Loss Curve Prediction Across Learning Rate
   Schedules", arXiv:2503.12811, eq. 4):
@@ -247,7 +248,7 @@ class CurveFit:
     law: str
     params_: dict[str, float]
     loss_: float
-    """The summed Huber objective at the optimum."""
+    """The summed Huber objective at the fitted parameters (luo2025: at the lowest point evaluated)."""
     n_points_: int
     runs_: tuple[str, ...]
     """The curves it was fitted to."""
