@@ -22,7 +22,8 @@ STEP_LAW_BATCH_K, STEP_LAW_BATCH_D_EXP = 0.58, 0.571
 # Porian et al. 2024 ("Resolving Discrepancies in Compute-Optimal Scaling of Language Models", arXiv:2406.19146),
 # the rounded fits of their hyperparameter sweep, verbatim from the authors' code (github.com/formll/
 # resolving-scaling-law-discrepancies, plotting.py, plot_sweep_key, commit 0dc60d9): "Rounded fit: LR = 0.0047
-# (N / 108e6)^-1/3" and "Rounded fit: BS = 160 (N / 108e6)^2/3", BS in sequences of 2048 tokens.
+# (N / 108e6)^-1/3" and "Rounded fit: BS = 160 (N / 108e6)^2/3", BS in sequences of 2048 tokens (the same function
+# divides DeepSeek's batch in tokens by 2048 "to get BS in sequences instead of in tokens").
 PORIAN_N_REF = 108e6
 PORIAN_LR_K, PORIAN_LR_EXP = 0.0047, -1 / 3
 PORIAN_BATCH_SEQS, PORIAN_BATCH_EXP, PORIAN_SEQ_LEN = 160.0, 2 / 3, 2048
