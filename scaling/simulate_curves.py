@@ -231,10 +231,12 @@ def ladder(truth: CurveTruth, designs=DESIGNS, fractions=(1 / 64, 1 / 16, 1 / 4,
     for design in designs:
         method = interval if interval != "auto" else ("levels" if design.startswith("curves") else "units")
         how = level_interval if method == "levels" else unit_interval
-        for frac in fractions:
+        for level, frac in enumerate(fractions):
             flops = frac * truth.target_flops
             widths, covered, spent = [], [], []
-            for seed in range(n_datasets):
+            # distinct seeds per FLOPs level: the same seed draws the same noise pattern at every scale, so
+            # reusing seeds 0..n-1 would make the levels' datasets copies of n patterns, not independent
+            for seed in range(level * n_datasets, (level + 1) * n_datasets):
                 try:
                     pts = dataset(truth, design, flops, seed, n_starts, curve_sizes)
                     _, lo, hi = how(pts, truth.target_flops, n_boot, seed, n_starts)
