@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import os
 import socket
 import time
 from collections.abc import Iterable
@@ -34,7 +35,8 @@ import pandas as pd
 from scaling.plan import Plan
 from scaling.results import RESULT, SPEC, read_json, write_json_atomic
 
-__all__ = ["Calibration", "calibrate", "measured_runs", "lpt_makespan", "SPEED_CACHE", "save_measured_speed"]
+__all__ = ["Calibration", "calibrate", "measured_runs", "lpt_makespan", "RUN_SPEED_INDEX", "SPEED_CACHE",
+           "save_measured_speed"]
 
 SPEED_CACHE = ".plan_speed.json"
 """In the results folder: what `scaling plan --measure` timed on each host (FLOP/s per job by model size), the
@@ -48,25 +50,81 @@ def _job_device(plan: Plan) -> str:
     return "cuda" if plan.sweep.launch.gpus_per_job > 0 else "cpu"
 
 
+RUN_SPEED_INDEX = ".run_speed_index.json"
+"""In the results folder: each finished run's speed row, keyed by its folder and stamped with its result.json's
+and spec.json's mtime and size, so a plan re-reads only the runs that finished or changed since the last one
+(3000 finished runs: each later `scaling plan` stats them instead of parsing 6000 JSON files)."""
+
+_COLUMNS = [*SHAPE_KEYS, "run_dir", "n_params", "flops", "wall_s", "flops_per_s"]
+
+
+def _stamp(run_dir: str) -> list[int] | None:
+    try:
+        r, s = os.stat(os.path.join(run_dir, RESULT)), os.stat(os.path.join(run_dir, SPEC))
+    except OSError:  # unfinished, removed, or no spec.json: not a run to time
+        return None
+    return [r.st_mtime_ns, r.st_size, s.st_mtime_ns, s.st_size]
+
+
+def _run_folders(root: Path) -> list[tuple[str, str]]:
+    """(sweep/run, path) of every folder two levels under root (os.scandir: pathlib's glob cost most of a plan's
+    calibration on a results folder of thousands of runs)."""
+    found = []
+    for sweep in _subfolders(str(root)):
+        found += [(f"{sweep.name}/{run.name}", run.path) for run in _subfolders(sweep.path)]
+    return sorted(found)
+
+
+def _subfolders(path: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(path) as entries:
+            return [e for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _speed_row(result_path: Path) -> dict | None:
+    """A finished run's speed row (where and how it ran, its shape, FLOPs, wall time), or None."""
+    result = read_json(result_path)
+    spec = read_json(result_path.parent / SPEC)
+    if not result or not spec or result.get("status") != "done":
+        return None
+    flops, wall = result.get("flops"), result.get("wall_s")
+    if not (isinstance(flops, (int, float)) and isinstance(wall, (int, float)) and flops > 0 and wall > 0):
+        return None
+    shape = spec.get("shape") or {}
+    return {"host": result.get("hostname"), "device": result.get("device"), "threads": result.get("num_threads"),
+            **{k: shape.get(k, spec.get(k)) for k in SHAPE_KEYS}, "n_params": float(spec.get("n_params") or 0),
+            "flops": float(flops), "wall_s": float(wall), "flops_per_s": float(flops) / float(wall)}
+
+
 def measured_runs(results_root: str | Path, *, host: str, device: str, threads: int) -> pd.DataFrame:
     """One row per finished run under results_root/<sweep>/<run>/ that ran on `host` and `device` with
-    `threads` torch threads: its shape keys, n_params, flops, wall_s and flops_per_s (flops / wall_s)."""
-    rows = []
-    for result_path in sorted(Path(results_root).glob(f"*/*/{RESULT}")):
-        result = read_json(result_path)
-        spec = read_json(result_path.parent / SPEC)
-        if not result or not spec or result.get("status") != "done":
+    `threads` torch threads: its shape keys, n_params, flops, wall_s and flops_per_s (flops / wall_s).
+    Reads only the runs new or changed since RUN_SPEED_INDEX was written, and updates it where it can."""
+    root = Path(results_root)
+    index_path = root / RUN_SPEED_INDEX
+    saved = read_json(index_path) or {}
+    known = saved.get("runs") if saved.get("version") == 1 and isinstance(saved.get("runs"), dict) else {}
+    runs, changed = {}, False
+    for name, run_dir in _run_folders(root):
+        stamp = _stamp(run_dir)
+        if stamp is None:
             continue
-        if (result.get("hostname"), result.get("device"), result.get("num_threads")) != (host, device, threads):
-            continue
-        flops, wall = result.get("flops"), result.get("wall_s")
-        if not (isinstance(flops, (int, float)) and isinstance(wall, (int, float)) and flops > 0 and wall > 0):
-            continue
-        shape = spec.get("shape") or {}
-        key = {k: shape.get(k, spec.get(k)) for k in SHAPE_KEYS}
-        rows.append({**key, "run_dir": str(result_path.parent), "n_params": float(spec.get("n_params") or 0),
-                     "flops": float(flops), "wall_s": float(wall), "flops_per_s": float(flops) / float(wall)})
-    return pd.DataFrame(rows, columns=[*SHAPE_KEYS, "run_dir", "n_params", "flops", "wall_s", "flops_per_s"])
+        entry = known.get(name)
+        if not (isinstance(entry, dict) and entry.get("stamp") == stamp and "row" in entry):
+            entry, changed = {"stamp": stamp, "row": _speed_row(Path(run_dir) / RESULT)}, True
+        runs[name] = entry
+    if changed or len(runs) != len(known):
+        try:
+            write_json_atomic(index_path, {"version": 1, "runs": runs})
+        except OSError:  # a read-only or shared results folder: the plan still gets its estimate
+            pass
+    rows = [{**{k: v for k, v in e["row"].items() if k not in ("host", "device", "threads")},
+             "run_dir": os.path.join(root, name)} for name, e in runs.items()
+            if isinstance(e.get("row"), dict) and (e["row"].get("host"), e["row"].get("device"),
+                                                   e["row"].get("threads")) == (host, device, threads)]
+    return pd.DataFrame(rows, columns=_COLUMNS)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from scaling import hparams
 from scaling.analysis.extrapolation import EXTRAPOLATION_FACTOR
 from scaling.calibrate import calibrate, lpt_makespan, save_measured_speed
 from scaling.config import MAX_PARAMS, MAX_TOKENS, SweepConfig, load_sweep
-from scaling.errors import ConfigError, ScalingError
+from scaling.errors import ConfigError, FitError, ScalingError
 from scaling.launch.progress import resumable_folders, resume_lines
 from scaling.safe import printable
 from scaling.plan import Plan, equivalent_grid, plan_sweep
@@ -225,7 +225,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(f"sweep finished in {time.time() - start:.0f} s")
     if not args.no_fit:
-        analyze(cfg.sweep_dir, n_boot=args.n_boot, plan=plan)
+        try:
+            analyze(cfg.sweep_dir, n_boot=args.n_boot, plan=plan)
+        except FitError as exc:  # too few finished runs: the launch's own outcome decides the exit code
+            print(f"fit: {exc}")
     return 0 if not report.failed and not report.unfinished else 1
 
 

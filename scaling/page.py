@@ -15,7 +15,7 @@ import base64
 import html
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -39,6 +39,8 @@ FIGURE_CAPTIONS = {
     "predicted_vs_observed.png": "Observed against predicted loss; crosses: runs held out of the fit.",
     "frontiers.png": "This sweep's frontier beside published laws.",
     "loss_curves.png": "Every run's training loss curve, held-out evaluations as dots.",
+    "allocation.png": "The data-constrained law: iso-loss contours under the smallest repeated unique-token budget, "
+                      "the compute-optimal frontier with and without that limit, and the runs.",
 }
 
 STYLE = """
@@ -60,6 +62,17 @@ class Section:
     report: FitReport
     figures: Mapping[str, bytes]
     runs: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class TextSection:
+    """A further fit of the sweep (e.g. the data-constrained law) as `scaling fit` prints it: its report lines,
+    a table and figures (file name -> PNG bytes)."""
+
+    title: str
+    lines: Sequence[str]
+    table: pd.DataFrame | None = None
+    figures: Mapping[str, bytes] = field(default_factory=dict)
 
 
 def _num(x: object) -> str:
@@ -161,7 +174,18 @@ def diagnostics_section(report: FitReport) -> str:
     return "<ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in report.diagnostics) + "</ul>"
 
 
-def render_page(title: str, sections: Sequence[Section], source: str, methods_url: str | None = None) -> str:
+def text_section(section: TextSection) -> str:
+    lines = "\n".join(line for line in section.lines if line.strip())
+    parts = [f"<h2>{html.escape(section.title)}</h2>", f"<pre>{html.escape(lines)}</pre>"]
+    if section.table is not None:
+        parts.append(_table(section.table))
+    if section.figures:
+        parts.append(figures_section(section.figures))
+    return "\n".join(parts)
+
+
+def render_page(title: str, sections: Sequence[Section], source: str, methods_url: str | None = None,
+                more: Sequence[TextSection] = ()) -> str:
     """The whole page as one HTML string (UTF-8, no external resource)."""
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
              f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
@@ -178,5 +202,6 @@ def render_page(title: str, sections: Sequence[Section], source: str, methods_ur
                   "<h2>Figures</h2>", figures_section(s.figures),
                   "<h2>Diagnostics</h2>", diagnostics_section(r),
                   "<h2>Runs</h2>", runs_section(s.runs)]
+    parts += [text_section(t) for t in more]
     parts.append("</body></html>\n")
     return "\n".join(parts)

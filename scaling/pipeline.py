@@ -28,11 +28,12 @@ from scaling.analysis.report import fit_sweep
 from scaling.compare import compare_table, published_laws, source_labels
 from scaling.config import is_safe_component, load_sweep
 from scaling.errors import ConfigError, FitError
-from scaling.page import Section, render_page
+from scaling.page import Section, TextSection, render_page
 from scaling.plan import Plan, plan_sweep
 from scaling.plot import loss_label, plot_compute_optimal, plot_frontiers, save_figures
 from scaling.provenance import check_one_corpus, planned_rows
-from scaling.repetition import allocation_table, fit_frame, fit_repetition, repeated_mask
+from scaling.repetition import (allocation_table, draw_repetition, fit_frame, fit_repetition, repeated_mask,
+                                repetition_report)
 from scaling.results import arch_label, describe_ids, export_csv, load_results, read_json, read_metrics, write_json_atomic
 from scaling.safe import printable
 
@@ -45,19 +46,13 @@ def family_folder(arch: str) -> str:
 
 def analyze(sweep_dir: Path, n_boot: int = 1000, holdout: int = 0, out_dir: Path | None = None,
             plan: Plan | None = None) -> None:
-    """Table + fits + figures for a finished (or partly finished) sweep folder; with `plan`, of its runs only."""
+    """The fit at the end of `scaling run`: the same report as `scaling fit` on the sweep (report_frame), of the
+    plan's runs when given (the plan `run` launched, --set overrides included)."""
     frame = load_results(sweep_dir)
+    source = str(plan.sweep.source or sweep_dir) if plan is not None else str(sweep_dir)
     if plan is not None:
-        frame = only_planned(frame, plan, str(plan.sweep.source or sweep_dir))
-    for note in check_one_corpus(frame, sweep_dir):
-        print(note)
-    csv = export_csv(frame, Path(sweep_dir) / "runs.csv")
-    print(f"\nresults table: {csv} ({len(frame)} runs)")
-    repeated = say_repeated(frame)
-    fit_and_plot(frame[~repeated], out_dir or Path(sweep_dir), n_boot=n_boot, holdout=holdout)
-    if repeated.any():  # Approach 3 above fitted the single-epoch runs; the data-constrained law fits all
-        for line in fit_repetition(frame, out_dir or Path(sweep_dir), budgets_for(frame), n_boot):
-            print(line)
+        frame = only_planned(frame, plan, source)
+    report_frame(frame, out_dir or Path(sweep_dir), source, n_boot=n_boot, holdout=holdout, run_folders=True)
 
 
 def say_repeated(frame: pd.DataFrame) -> pd.Series:
@@ -94,21 +89,31 @@ def fit_source(source: str, out: str | Path | None = None, n_boot: int | None = 
     `reuse` (`scaling plot`): draw from the saved fit.json when it was fitted on the same points with the same
     resamples (`n_boot` None: whatever it has), else say why it refits."""
     frame, where = frame_for(source, all_runs=all_runs)
+    report_frame(frame, Path(out) if out else where, source, n_boot=n_boot, holdout=holdout, all_seeds=all_seeds,
+                 allow_mixed_data=allow_mixed_data, reuse=reuse, at=at,
+                 run_folders=Path(source).suffix.lower() == ".toml" or Path(source).is_dir())
+
+
+def report_frame(frame: pd.DataFrame, where: Path, source: str, *, n_boot: int | None = DEFAULT_N_BOOT,
+                 holdout: int = 0, all_seeds: bool = False, allow_mixed_data: bool = False, reuse: bool = False,
+                 at: list[float] | None = None, run_folders: bool = False) -> None:
+    """The one body of `scaling fit` and of the fit after `scaling run`: corpus check, runs.csv (for run
+    folders), the LR/batch laws, Approach 1-3 per family with figures, the data-constrained law when runs
+    repeat their data, and the --at rows. FitError when fewer than 2 runs are usable."""
     for note in check_one_corpus(frame, source, allow_mixed=allow_mixed_data):
         print(note)
     done, excluded = select_done(frame)
     if len(done) < 2:  # no law can be fitted; fail in one line instead of writing an empty report
         raise FitError(f"{source}: {len(done)} usable run(s) of {len(frame)}; a fit needs at least 2"
                        + (f" ({excluded[0]}{', ...' if len(excluded) > 1 else ''})" if excluded else ""))
-    where = Path(out) if out else where
-    if Path(source).suffix.lower() == ".toml" or Path(source).is_dir():
-        print(f"results table: {export_csv(frame, where / 'runs.csv')}")
-    law_lines = hparam_law_lines(frame, source, n_boot=n_boot)  # a bad lr column fails before the fit
-    repeated = say_repeated(frame)
+    if run_folders:
+        print(f"results table: {export_csv(frame, where / 'runs.csv')} ({len(frame)} runs)")
+    law_lines = hparam_law_lines(frame, source, n_boot=DEFAULT_N_BOOT if n_boot is None else n_boot)
+    repeated = say_repeated(frame)  # a bad lr column failed above, before the fit
     laws = fit_and_plot(frame[~repeated], where, n_boot=n_boot, holdout=holdout, all_seeds=all_seeds, reuse=reuse)
     for line in law_lines:
         print(line)
-    if repeated.any():
+    if repeated.any():  # Approach 3 above fitted the single-epoch runs; the data-constrained law fits all
         for line in fit_repetition(frame, where, budgets_for(frame), DEFAULT_N_BOOT if n_boot is None else n_boot):
             print(line)
     if at:
@@ -322,6 +327,19 @@ def report_source(source: str, out: str | Path | None = None, n_boot: int = 1000
     if target.is_dir():
         raise ConfigError(f"--out {target}: is a folder; give the page's file name, e.g. {target / 'report.html'}")
     budgets = budgets_for(frame)
+    repeated = say_repeated(frame)
+    more = []
+    if repeated.any():  # the data-constrained law fits every run; Approach 3 below the single-epoch ones
+        try:
+            rep = repetition_report(frame, budgets, n_boot)
+        except FitError as exc:
+            more.append(TextSection("Data-constrained law (Muennighoff et al. 2023)", [f"not fitted ({exc})"]))
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                figure = draw_repetition(rep, budgets, Path(tmp) / "allocation.png")
+                more.append(TextSection("Data-constrained law (Muennighoff et al. 2023)", rep.lines,
+                                        figures={figure.name: figure.read_bytes()}))
+        frame = frame[~repeated]
     families = split_by_arch(frame)
     sections = []
     for arch, part in families.items():
@@ -332,7 +350,7 @@ def report_source(source: str, out: str | Path | None = None, n_boot: int = 1000
             figures = {p.name: p.read_bytes() for p in paths}
         sections.append(Section(title=f"architecture: {arch}", report=report, figures=figures, runs=part))
     page = render_page(f"Scaling-law report: {Path(source).name}", sections, source=str(source),
-                       methods_url="docs/methods.md in the scaling repository")
+                       methods_url="docs/methods.md in the scaling repository", more=more)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = target.with_name(f".{target.name}.tmp")
     tmp_path.write_text(page, encoding="utf-8")

@@ -12,6 +12,7 @@ A results table or CSV with a `unique_tokens` column (0 = fresh) is read the sam
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -98,22 +99,43 @@ def report_lines(fit: DataConstrainedFit, points: pd.DataFrame, table: pd.DataFr
     return lines
 
 
+@dataclass(frozen=True)
+class RepetitionReport:
+    """The data-constrained fit of a sweep, its points, the allocation table and the report lines."""
+
+    fit: DataConstrainedFit
+    points: pd.DataFrame
+    uniques: list[float]
+    table: pd.DataFrame
+    lines: list[str]
+
+
+def repetition_report(frame: pd.DataFrame, budgets: list[float], n_boot: int) -> RepetitionReport:
+    """Fit the data-constrained law on a sweep's runs (FitError when it cannot) and say what it gives."""
+    fit, points = fit_frame(frame, n_boot)
+    uniques = sorted(float(u) for u in points.loc[points["epochs"] > MAX_SINGLE_EPOCH, "unique"].unique())
+    table = allocation_table(fit.law, budgets, uniques)
+    return RepetitionReport(fit, points, uniques, table, report_lines(fit, points, table))
+
+
+def draw_repetition(report: RepetitionReport, budgets: list[float], path: Path) -> Path:
+    """The allocation figure (plot_repetition) for the smallest repeated unique-token budget, saved at path."""
+    plot_repetition(report.fit.law, report.uniques[0], np.asarray(budgets), runs=report.points, path=path)
+    return path
+
+
 def fit_repetition(frame: pd.DataFrame, out_dir: Path, budgets: list[float], n_boot: int) -> list[str]:
     """Fit, write data_constrained.json, allocation.csv and plots/allocation.png under out_dir; the report lines.
     A sweep that cannot be fitted gets one line saying why (the Approach 3 report above it still stands)."""
     try:
-        fit, points = fit_frame(frame, n_boot)
+        report = repetition_report(frame, budgets, n_boot)
     except FitError as exc:
         return [f"\ndata-constrained law: not fitted ({exc})"]
-    uniques = sorted(float(u) for u in points.loc[points["epochs"] > MAX_SINGLE_EPOCH, "unique"].unique())
-    table = allocation_table(fit.law, budgets, uniques)
-    lines = report_lines(fit, points, table)
+    lines = list(report.lines)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "data_constrained.json",
-                      {**fit.to_dict(), "allocation": table.to_dict(orient="records")})
+                      {**report.fit.to_dict(), "allocation": report.table.to_dict(orient="records")})
     lines.append(f"fit: {out_dir / 'data_constrained.json'}")
-    lines.append(f"table: {export_csv(table, out_dir / 'allocation.csv')}")
-    figure = out_dir / "plots" / "allocation.png"
-    plot_repetition(fit.law, uniques[0], np.asarray(budgets), runs=points, path=figure)
-    lines.append(f"plot: {figure}")
+    lines.append(f"table: {export_csv(report.table, out_dir / 'allocation.csv')}")
+    lines.append(f"plot: {draw_repetition(report, budgets, out_dir / 'plots' / 'allocation.png')}")
     return lines

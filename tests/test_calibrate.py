@@ -115,3 +115,33 @@ def test_a_plan_measure_is_kept_and_used_until_runs_finish(tmp_path: Path) -> No
     assert "assumed" in calibrate(plan, host="another-host").source
     _finished(tmp_path / "results", "older", "a1", 1, 32, 24672, 1e11, 10.0)
     assert calibrate(plan).source.startswith("calibrated from 1 finished run(s)")  # finished runs win
+
+
+def test_a_later_plan_rereads_only_the_runs_that_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from scaling import calibrate as calibration
+    root = tmp_path / "results"
+    for i in range(5):
+        _finished(root, "older", f"r{i}", 1, 32, 24672, 1e11 * (i + 1), 10.0)
+    here = socket.gethostname()
+    first = measured_runs(root, host=here, device="cpu", threads=1)
+    assert (root / calibration.RUN_SPEED_INDEX).is_file()
+    read: list[str] = []
+    real_read = calibration.read_json
+    monkeypatch.setattr(calibration, "read_json", lambda p: (read.append(Path(p).parent.name), real_read(p))[1])
+    again = measured_runs(root, host=here, device="cpu", threads=1)
+    assert again.equals(first) and read == [root.name]  # the index alone: no run's JSON was parsed
+    # A run that finished again (new result.json) and a new run are read; the others come from the index.
+    (root / "older" / "r2" / "result.json").write_text(json.dumps({
+        "status": "done", "flops": 9e11, "wall_s": 10.0, "device": "cpu", "num_threads": 1, "hostname": here}))
+    os.utime(root / "older" / "r2" / "result.json", ns=(1, 1))  # a different stamp even on a coarse clock
+    _finished(root, "newer", "n0", 1, 32, 24672, 4e11, 10.0)
+    read.clear()
+    third = measured_runs(root, host=here, device="cpu", threads=1)
+    assert sorted(read) == sorted([root.name, "r2", "r2", "n0", "n0"])  # result.json + spec.json of each
+    assert len(third) == 6 and third.set_index("run_dir").loc[str(root / "older" / "r2"), "flops"] == 9e11
+    # A results folder the planner cannot write still gets its estimate.
+    (root / calibration.RUN_SPEED_INDEX).unlink()
+    monkeypatch.setattr(calibration, "write_json_atomic", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "no")))
+    assert len(measured_runs(root, host=here, device="cpu", threads=1)) == 6

@@ -120,3 +120,22 @@ def test_scaling_train_runs_a_command_run_in_this_process(workdir: Path, text_co
     assert main(["train", str(run_dir)]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["val_loss"] == law(spec.n_params, spec.n_tokens)
     assert read_json(run_dir / STATUS)["command_attempt"] == 1 and (run_dir / RESULT).exists()
+
+
+def test_scaling_run_ends_with_the_same_report_as_scaling_fit_lr_law_included(workdir: Path, text_corpus: Path,
+                                                                               capsys: pytest.CaptureFixture) -> None:
+    # An lr_sweep of the toy script (its loss has a known LR optimum): the fit after `scaling run` and a later
+    # `scaling fit` are one body (pipeline.report_frame), so both print the LR law, the same line.
+    from scaling.cli import main
+    cfg = tiny_sweep("lr", text_corpus, results_dir=workdir / "results",
+                     grid={"n_tokens": [2560, 10240], "shapes": [{"n_layer": 1, "d_model": 32},
+                                                                  {"n_layer": 2, "d_model": 64}]},
+                     train={"command": COMMAND + " --lr={lr}", "lr": 0.01, "lr_sweep": [0.5, 1, 2, 4]},
+                     launch={"max_parallel": 2, "timeout_min": 10})
+    toml = write_sweep(workdir / "lr.toml", cfg)
+    assert main(["run", str(toml), "--n-boot", "40"]) == 0
+    after_run = [line for line in capsys.readouterr().out.splitlines() if line.startswith("LR law:")]
+    assert main(["fit", str(toml), "--n-boot", "40"]) == 0
+    after_fit = [line for line in capsys.readouterr().out.splitlines() if line.startswith("LR law:")]
+    assert len(after_run) == 1 and after_run == after_fit, (after_run, after_fit)
+    assert "b = -0.500" in after_run[0] and "c = -0.000" in after_run[0]  # the script's lr_opt ~ N^-0.5, no D

@@ -133,3 +133,10 @@ def test_repeated_runs_record_their_epochs_and_are_fitted(tmp_path: Path, text_c
     assert main(["compare", str(sweep_dir / "runs.csv"), "--n-boot", "5", "--min-flops", "10", "--max-flops", "12"]) == 0
     out = capsys.readouterr().out
     assert "runs: data-constrained law, R*_D = " in out and "unlimited_epochs" in out
+
+    # scaling report: the page carries the data-constrained law and its figure; Approach 3 the 10 fresh runs
+    page_path = tmp_path / "page.html"
+    assert main(["report", str(sweep_dir / "runs.csv"), "--n-boot", "5", "--out", str(page_path)]) == 0
+    page = page_path.read_text()
+    assert "<h2>Data-constrained law (Muennighoff et al. 2023)</h2>" in page and "R*_D = " in page
+    assert 'alt="allocation.png"' in page and "<p>10 runs, 10 done" in page

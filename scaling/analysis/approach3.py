@@ -430,7 +430,8 @@ class ChinchillaLaw:
     def compute_optimal(self, C: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N_opt, D_opt) minimising L subject to C = 6 N D (Hoffmann et al. 2022, eq. 4)."""
         self._check_fitted()
-        return _compute_optimal(self.params_, np.asarray(C, dtype=float))
+        p = self.params_
+        return compute_optimal_sizes(p.A, p.B, p.alpha, p.beta, C)
 
     def interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
         """Percentile bootstrap interval of a parameter (E, A, B, alpha, beta, a, b)."""
@@ -448,15 +449,12 @@ class ChinchillaLaw:
         """
         samples = self._bootstrap_table()
         C = np.asarray(C, dtype=float)
-        n_all, d_all = [], []
-        for row in samples[list(PARAM_NAMES)].itertuples(index=False):
-            n_opt, d_opt = _compute_optimal(LawParams(*row), C)
-            n_all.append(n_opt)
-            d_all.append(d_opt)
+        A, B, alpha, beta = (samples[name].to_numpy(float)[:, None] for name in ("A", "B", "alpha", "beta"))
+        n_all, d_all = compute_optimal_sizes(A, B, alpha, beta, C.reshape(1, -1))  # (resamples, budgets)
         q = [(1 - level) / 2, (1 + level) / 2]
         with np.errstate(invalid="ignore"):  # resamples of an unidentified law may give 0 / inf sizes
-            n_lo, n_hi = np.quantile(np.array(n_all), q, axis=0)
-            d_lo, d_hi = np.quantile(np.array(d_all), q, axis=0)
+            n_lo, n_hi = (x.reshape(C.shape) for x in np.quantile(n_all, q, axis=0))
+            d_lo, d_hi = (x.reshape(C.shape) for x in np.quantile(d_all, q, axis=0))
         return {"n_opt_lo": n_lo, "n_opt_hi": n_hi, "d_opt_lo": d_lo, "d_opt_hi": d_hi}
 
     def _bootstrap_table(self) -> pd.DataFrame:
@@ -542,17 +540,19 @@ def _params_table(params: dict[int, LawParams]) -> pd.DataFrame:
                         index=pd.Index(list(params), name="resample"))
 
 
-def _compute_optimal(p: LawParams, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # Hoffmann et al. 2022, eq. 4: N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b,
-    # G = (alpha A / (beta B))^(1 / (alpha + beta)), a = beta/(alpha+beta), b = alpha/(alpha+beta).
-    # An unidentified fit (A or B underflowed to 0, flagged by `identification`) gives G = 0 or inf
-    # and so N_opt, D_opt of 0 or inf: honest values, without numpy's divide-by-zero warnings on stderr.
-    # numpy scalars, so a degenerate law (which `fit` and `bootstrap` keep out) gives 0, inf or NaN, never a
-    # ZeroDivisionError.
-    alpha, beta, A, B = (np.float64(v) for v in (p.alpha, p.beta, p.A, p.B))
+def compute_optimal_sizes(A: Any, B: Any, alpha: Any, beta: Any, C: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(N_opt, D_opt) minimising E + A/N^alpha + B/D^beta subject to C = 6ND (Hoffmann et al. 2022, eq. 4),
+    broadcast over parameter arrays (bootstrap members) and budgets alike.
+
+    N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b, G = (alpha A / (beta B))^(1 / (alpha + beta)), a = beta/(alpha+beta),
+    b = alpha/(alpha+beta). An unidentified fit (A or B underflowed to 0, flagged by `identification`) gives
+    G = 0 or inf and so N_opt, D_opt of 0 or inf: honest values, without numpy's divide-by-zero warnings on
+    stderr. As numpy values, a degenerate law (which `fit` and `bootstrap` keep out) gives 0, inf or NaN, never
+    a ZeroDivisionError."""
+    A, B, alpha, beta, C = (np.asarray(v, dtype=np.float64) for v in (A, B, alpha, beta, C))
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
-        return G * (C / 6.0) ** p.a, (C / 6.0) ** p.b / G
+        return G * (C / 6.0) ** (beta / (alpha + beta)), (C / 6.0) ** (alpha / (alpha + beta)) / G
 
 
 BOOT_E_FRACTIONS = (0.25, 0.75)

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scaling.analysis.approach3 import PARAM_NAMES, ChinchillaLaw
-from scaling.analysis.extrapolation import EXTRAPOLATION_FACTOR, data_flops
+from scaling.analysis.approach3 import PARAM_NAMES, ChinchillaLaw, compute_optimal_sizes
+from scaling.analysis.extrapolation import EXTRAPOLATION_FACTOR, beyond, data_flops
 from scaling.errors import FitError
 
 __all__ = ["AtCompute", "at_compute"]
@@ -53,9 +53,8 @@ class AtCompute:
     @property
     def extrapolated(self) -> bool | None:
         """True past `factor` times the data's range (either side); None when the range is unknown."""
-        if self.data_flops is None:
-            return None
-        return bool(self.flops > self.data_flops[1] * self.factor or self.flops < self.data_flops[0] / self.factor)
+        marks = beyond(self.data_flops, self.flops, self.factor)
+        return None if marks is None else bool(marks[0])
 
     def describe(self) -> str:
         """One line: the budget, N_opt, D_opt and the loss with their intervals, and the extrapolation mark."""
@@ -83,12 +82,10 @@ class AtCompute:
 
 def _optimum(E: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: np.ndarray, beta: np.ndarray, C: float
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # Hoffmann et al. 2022, eq. 4: N_opt = G (C/6)^(beta/(alpha+beta)), D_opt = (C/6) / N_opt,
-    # G = (alpha A / (beta B))^(1/(alpha+beta)); an unidentified member gives 0 or inf, kept out of the quantiles
+    """N_opt, D_opt (approach3.compute_optimal_sizes) and the law's loss there; an unidentified member gives 0
+    or inf, kept out of the quantiles."""
+    N, D = compute_optimal_sizes(A, B, alpha, beta, C)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
-        N = G * (C / 6.0) ** (beta / (alpha + beta))
-        D = (C / 6.0) / N
         return N, D, E + A / N ** alpha + B / D ** beta
 
 

@@ -1,6 +1,7 @@
 """Schedule-aware loss-curve laws: the loss at every step of a run as a function of its LR schedule.
 
-Two laws, fitted with SciPy (Huber on log residuals, multi-start) to the measured points of whole curves:
+Two laws, fitted with SciPy (Huber on log residuals, multi-start) to the measured points of whole curves
+(`method="luo2025"` instead runs Luo et al.'s released procedure, scaling.analysis.curves_adamw):
 
 - the multi-power law (Luo et al. 2025, "A Multi-Power Law for Loss Curve Prediction Across Learning Rate
   Schedules", arXiv:2503.12811, eq. 4):
@@ -39,6 +40,7 @@ from scipy.optimize import least_squares
 from scipy.signal import lfilter
 
 from scaling.analysis._blas import _blas_single_thread
+from scaling.analysis.curves_adamw import ANNEALING_START, adamw, warm_start
 from scaling.analysis.lr_schedules import check_lrs
 from scaling.errors import ConfigError, FitError
 
@@ -47,6 +49,7 @@ log = logging.getLogger("scaling.fit")
 __all__ = [
     "LAWS",
     "LAW_PARAMS",
+    "METHODS",
     "MIN_CURVE_POINTS",
     "Curve",
     "CurveFit",
@@ -57,6 +60,10 @@ __all__ = [
 ]
 
 LAWS = ("mpl", "tissue")
+METHODS = ("converged", "luo2025")
+"""fit_curves' procedures: "converged" (default) runs multi-start least squares to the objective's minimum;
+"luo2025" (mpl only) is Luo et al.'s released procedure, a warm start then at most 200 AdamW steps with
+weight decay (scaling.analysis.curves_adamw), which stops short of the minimum and reproduces their table."""
 LAW_PARAMS: dict[str, tuple[str, ...]] = {
     "mpl": ("L0", "A", "alpha", "B", "C", "beta", "gamma"),
     "tissue": ("L0", "A", "alpha", "C"),
@@ -241,12 +248,14 @@ class CurveFit:
     law: str
     params_: dict[str, float]
     loss_: float
-    """The summed Huber objective at the optimum."""
+    """The summed Huber objective at the fitted parameters (luo2025: at the lowest point evaluated)."""
     n_points_: int
     runs_: tuple[str, ...]
     """The curves it was fitted to."""
     warmup_changes: bool = False
     delta: float = HUBER_DELTA
+    method: str = "converged"
+    """The fitting procedure (METHODS); bootstrap refits use the same."""
     bootstrap_: pd.DataFrame | None = field(default=None, repr=False)
     """One row of parameters per usable bootstrap refit (bootstrap_curves), else None."""
     n_degenerate_: int = 0
@@ -332,6 +341,8 @@ class _Problem:
     designs: tuple[_Design, ...]
     log_loss: tuple[np.ndarray, ...]
     min_loss: float
+    eta_at: tuple[np.ndarray, ...]
+    """The LR of each measured step (for the "luo2025" warm start)."""
 
     def residuals(self, theta: np.ndarray, weights: np.ndarray) -> np.ndarray:
         p = _to_params(self.law, theta)
@@ -355,14 +366,16 @@ class _Problem:
 
 
 def _problem(curves: Sequence[Curve], law: str, warmup_changes: bool) -> _Problem:
-    designs, logs, lows = [], [], []
+    designs, logs, lows, etas = [], [], [], []
     for curve in curves:
         lrs, steps, loss = _check_curve(curve)
         steps, loss = _thin(steps, loss)
         designs.append(_design(lrs, steps, law, warmup_changes))
         logs.append(np.log(loss))
         lows.append(loss.min() if loss.size else np.inf)
-    return _Problem(law=law, designs=tuple(designs), log_loss=tuple(logs), min_loss=float(min(lows)))
+        etas.append(lrs[steps - 1])
+    return _Problem(law=law, designs=tuple(designs), log_loss=tuple(logs), min_loss=float(min(lows)),
+                    eta_at=tuple(etas))
 
 
 def _linear_start(problem: _Problem, weights: np.ndarray, nonlinear: dict[str, float]
@@ -442,13 +455,48 @@ def _fit_theta(problem: _Problem, weights: np.ndarray, delta: float, n_starts: i
     return best
 
 
+def _fit_luo(problem: _Problem, weights: np.ndarray, delta: float, peak: float
+             ) -> tuple[np.ndarray, float] | None:
+    """method="luo2025": Luo et al.'s warm start and AdamW stage (scaling.analysis.curves_adamw); returns
+    (theta, objective) like _fit_theta."""
+    used = [i for i, w in enumerate(weights) if w > 0]
+    designs = [problem.designs[i] for i in used]
+    logs = [problem.log_loss[i] for i in used]
+    point_w = np.concatenate([np.full(len(problem.log_loss[i]), weights[i]) for i in used])
+    log_cols = list(_LOG_PARAMS["mpl"])
+
+    def residuals(p: np.ndarray) -> np.ndarray:
+        return np.concatenate([y - np.log(np.maximum(_predict("mpl", p, d), 1e-10))
+                               for d, y in zip(designs, logs)])
+
+    def jacobian(p: np.ndarray) -> np.ndarray:  # d residual / d p (raw parameters)
+        J = np.concatenate([-_jacobian("mpl", p, d) / np.maximum(_predict("mpl", p, d), 1e-10)[:, None]
+                            for d in designs])
+        J[:, log_cols] /= p[log_cols]           # _jacobian differentiates A, B, C on a log scale
+        return J
+
+    try:
+        with np.errstate(all="ignore"):
+            start = warm_start([problem.designs[i].s1 for i in used], [problem.eta_at[i] for i in used],
+                               [np.exp(y) for y in logs], [weights[i] for i in used], peak, delta)
+            p, f = adamw(residuals, jacobian, np.concatenate([start, ANNEALING_START]), point_w, delta)
+    except (FloatingPointError, ValueError, np.linalg.LinAlgError):
+        return None
+    if not (np.all(np.isfinite(p)) and np.all(p[log_cols] > 0) and p[0] > 0):
+        return None
+    return _to_theta("mpl", p), f
+
+
 def fit_curves(curves: Sequence[Curve], law: str = "mpl", *, warmup_changes: bool = False,
-               delta: float = HUBER_DELTA, n_starts: int = 6) -> CurveFit:
-    """Fit `law` to every measured point of `curves` (Huber(delta) on log residuals, summed over points;
-    `n_starts` least-squares runs from the best points of a grid over the nonlinear parameters, each with
-    its linear parameters solved exactly)."""
+               delta: float = HUBER_DELTA, n_starts: int = 6, method: str = "converged") -> CurveFit:
+    """Fit `law` to every measured point of `curves` (Huber(delta) on log residuals, summed over points).
+    method="converged": `n_starts` least-squares runs from the best points of a grid over the nonlinear
+    parameters, each with its linear parameters solved exactly. method="luo2025" (mpl only): Luo et al.'s
+    released procedure, see METHODS."""
     if law not in LAWS:
         raise ConfigError(f"law {law!r}: must be one of {', '.join(LAWS)}")
+    if method not in METHODS or (method == "luo2025" and law != "mpl"):
+        raise ConfigError(f"method {method!r}: must be one of {', '.join(METHODS)} (luo2025 fits mpl only)")
     if not curves:
         raise FitError("no curves to fit")
     problem = _problem(curves, law, warmup_changes)
@@ -458,13 +506,18 @@ def fit_curves(curves: Sequence[Curve], law: str = "mpl", *, warmup_changes: boo
                        f"{law} law needs at least {MIN_CURVE_POINTS[law]} to fit")
     weights = np.ones(len(curves))
     with _blas_single_thread():
-        best = _fit_theta(problem, weights, delta, n_starts)
+        best = (_fit_luo(problem, weights, delta, _peak(curves)) if method == "luo2025" else
+                _fit_theta(problem, weights, delta, n_starts))
     if best is None:
         raise FitError(f"the {law} law could not be fitted to run(s) {', '.join(c.name for c in curves)}")
     params = _to_params(law, best[0])
     return CurveFit(law=law, params_=dict(zip(LAW_PARAMS[law], map(float, params))), loss_=best[1],
                     n_points_=n_points, runs_=tuple(c.name for c in curves), warmup_changes=warmup_changes,
-                    delta=delta)
+                    delta=delta, method=method)
+
+
+def _peak(curves: Sequence[Curve]) -> float:
+    return float(max(np.max(np.asarray(c.lrs, dtype=float)) for c in curves))
 
 
 def _decays(curve: Curve, warmup_changes: bool) -> bool:
@@ -499,7 +552,8 @@ def bootstrap_curves(fit: CurveFit, curves: Sequence[Curve], n_boot: int = 200, 
                                                   for i in np.flatnonzero(weights)))):
                 degenerate += 1
                 continue
-            found = _fit_theta(problem, weights, fit.delta, n_starts, extra_start=start)
+            found = (_fit_luo(problem, weights, fit.delta, _peak(curves)) if fit.method == "luo2025" else
+                     _fit_theta(problem, weights, fit.delta, n_starts, extra_start=start))
             if found is None:
                 degenerate += 1
                 continue

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["EXTRAPOLATION_FACTOR", "data_flops", "extrapolated", "in_data_range", "describe_range"]
+__all__ = ["EXTRAPOLATION_FACTOR", "beyond", "data_flops", "extrapolated", "in_data_range", "describe_range"]
 
 EXTRAPOLATION_FACTOR = 10.0
 """A budget more than this factor above the largest (or below the smallest) compute C = 6ND of the runs a law
@@ -37,7 +37,13 @@ def data_flops(law: object) -> tuple[float, float] | None:
 def extrapolated(law: object, budgets: Iterable[float] | float,
                  factor: float = EXTRAPOLATION_FACTOR) -> np.ndarray | None:
     """Per budget: True past `factor` times the data's range (either side); None when the range is unknown."""
-    span = data_flops(law)
+    return beyond(data_flops(law), budgets, factor)
+
+
+def beyond(span: tuple[float, float] | None, budgets: Iterable[float] | float,
+           factor: float = EXTRAPOLATION_FACTOR) -> np.ndarray | None:
+    """Per budget: True past `factor` times the compute range `span` = (smallest, largest), either side; None
+    when the range is unknown."""
     if span is None:
         return None
     c = np.asarray(budgets if np.ndim(budgets) else [budgets], dtype=float)
