@@ -292,6 +292,9 @@ def test_fit_with_curves_prints_predicted_beside_trained(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("predicted from curves") == 9 and "trained" in out
     assert "Approach 3 on predicted points" in out and len(points.frame) == 9
+    assert "one mpl law over 3 sizes" in out  # the joint curve law
+    # three sizes, and the law fits three size levels (E, A, alpha): no scatter left to estimate, said so
+    assert "sizes' levels not redrawn: 3 independent unit(s) leave no degree of freedom" in out
 
 
 def test_curve_points_fit_one_law_jointly_over_sizes_and_resample_inside_sizes(tmp_path):
