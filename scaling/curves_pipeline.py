@@ -243,7 +243,7 @@ def _template(spec: dict, n_steps: int) -> np.ndarray:
                    cooldown_steps=max(1, cooldown) if wsd else 0, cooldown_shape=spec.get("cooldown_shape", "linear"))
 
 
-def _fit_sizes(folder: Path, by_size: dict[int, list[str]], curves: dict[str, Curve], specs: dict, law: str,
+def _fit_sizes(by_size: dict[int, list[str]], curves: dict[str, Curve], specs: dict, law: str,
                n_boot: int, seed: int) -> tuple[dict[int, CurveFit], list[dict[int, dict]], str]:
     """Each size's curve law and its bootstrap refits' parameters ({size: params} per refit), and how fitted.
 
@@ -295,7 +295,7 @@ def curve_points(folder: str | Path, budgets: list[float], law: str = "mpl", n_b
             by_size.setdefault(int(spec["n_params"]), []).append(name)
     if not by_size:
         raise ConfigError(f"{folder}: no run has measured held-out loss points (val_loss in metrics.jsonl)")
-    fits, refits, how = _fit_sizes(folder, by_size, curves, specs, law, n_boot, seed)
+    fits, refits, how = _fit_sizes(by_size, curves, specs, law, n_boot, seed)
     rows, replicate_cols = [], []
     for n_params, names in sorted(by_size.items()):
         fit = fits[n_params]
@@ -303,8 +303,12 @@ def curve_points(folder: str | Path, budgets: list[float], law: str = "mpl", n_b
         spec = specs[longest]
         tokens_per_step = float(spec["n_tokens"]) / int(spec["n_steps"])
         trained = {int(specs[n]["n_tokens"]): curves[n] for n in names}
+        done: set[int] = set()
         for budget in budgets:
             n_steps = max(1, int(round(budget / tokens_per_step)))
+            if n_steps in done:  # two budgets that round to the same run (1e6 and a run's 999,424 tokens)
+                continue
+            done.add(n_steps)
             lrs = _template(spec, n_steps)
             loss = float(fit.predict(lrs, [n_steps])[0])
             column = np.array([predict_curve(law, [r[n_params][k] for k in LAW_PARAMS[law]], lrs, [n_steps])[0]
@@ -336,18 +340,22 @@ def predicted_beside_trained(points: CurvePoints) -> list[str]:
 
 def curves_fit(source: str, law: str = "mpl", n_boot: int = 100, seed: int = 0) -> CurvePoints:
     """`scaling fit SOURCE --curves`: the points predicted from the sizes' curves at the sweep's token budgets
-    (each distinct D of its runs), printed beside the trained end points, and Approach 3 fitted to them with
+    (each distinct D of its runs, and for a sweep .toml each of its [grid].n_tokens), printed beside the trained end points, and Approach 3 fitted to them with
     intervals from refits on replicates that carry both the curve law's error (its bootstrap refits, whole
     runs resampled inside each size) and the scatter of whole sizes around the law (each size's level
     redrawn, scaling.analysis.size_levels; left out, and said so, where the sizes are too few to estimate it)."""
     path = Path(source)
-    folder = load_sweep(path).sweep_dir if path.suffix.lower() == ".toml" else path
+    cfg = load_sweep(path) if path.suffix.lower() == ".toml" else None
+    folder = cfg.sweep_dir if cfg is not None else path
     if not folder.is_dir():
         raise ConfigError(f"{source}: --curves needs a sweep .toml or results folder with run folders")
-    budgets = sorted({float(s["n_tokens"]) for s in (read_json(d / SPEC) for d in folder.iterdir() if d.is_dir())
-                      if s is not None})
+    budgets = {float(s["n_tokens"]) for s in (read_json(d / SPEC) for d in folder.iterdir() if d.is_dir())
+               if s is not None}
+    if cfg is not None:  # a curves design trains branches at some budgets only: predict every budget it names
+        budgets |= {float(d) for d in cfg.grid.n_tokens}
+    budgets = sorted(budgets)
     points = curve_points(folder, budgets, law=law, n_boot=n_boot, seed=seed)
-    print(f"curves: {points.how}, end points predicted at {len(budgets)} token budget(s)")
+    print(f"curves: {points.how}, end points predicted at {len(points.frame) // len(points.fits)} token budget(s)")
     for line in predicted_beside_trained(points):
         print("  " + line)
     frame = points.frame
