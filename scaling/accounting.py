@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from scaling import plugin
+from scaling.config_rules import MUP_TIED_EMBEDDING_LR_MULT
 from scaling.plugin import is_plugin
 
 
@@ -37,6 +38,8 @@ class ModelShape:
     """"sp" (standard) or "mup" (scaling.mup): moves no parameter count, only init, LRs and multipliers."""
     base_width: int = 0
     """muP: d_model of the base model whose hyperparameters transfer (0 under "sp")."""
+    mup_tied_embedding_lr_mult: float = MUP_TIED_EMBEDDING_LR_MULT
+    """muP: the tied token embedding/readout weight's Adam LR over [train].lr (scaling.mup; unused under "sp")."""
 
 
 RECURRENT = ("lstm", "gru")

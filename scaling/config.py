@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaling.config_rules import MUP_TIED_EMBEDDING_LR_MULT  # the other names: re-exported at the end
 from scaling.errors import ConfigError
 
 
@@ -91,11 +92,15 @@ class ModelConfig:
     base_width: int = 0
     """muP: the d_model of the base model, the width at which [train].lr is the LR of every layer (required
     with parametrization = "mup"; 0 otherwise)."""
+    mup_tied_embedding_lr_mult: float = MUP_TIED_EMBEDDING_LR_MULT
+    """muP: the tied token embedding/readout weight's Adam LR as a multiple of [train].lr, at every width (a
+    per-layer constant tuned on the base model: 8 measured best at base_width 32, benchmarks/README.md; 1 gives
+    microsoft/mup's LRs). Only with parametrization = "mup"; left at 8, run ids are as before the key existed."""
 
     def shape_options(self) -> dict[str, Any]:
         """The scaling.accounting.ModelShape fields this section sets besides the depth/width rule."""
         return {"tie_embeddings": self.tie_embeddings, "parametrization": self.parametrization,
-                "base_width": self.base_width}
+                "base_width": self.base_width, "mup_tied_embedding_lr_mult": self.mup_tied_embedding_lr_mult}
 
 
 @dataclass(frozen=True)
@@ -342,6 +347,7 @@ class SweepConfig:
 
 from scaling.config_rules import (ARCHS, ASPECT_RATIO_RANGE, BACKENDS, BATCH_RULES, BYTE_VOCAB,  # noqa: F401
                                   COOLDOWN_SHAPES, DESIGNS, LR_RULES, MAX_FLOPS, MAX_PARAMS, MAX_TOKENS, MUP_ARCHS,
+                                  MUP_TIED_EMBEDDING_LR_MULT,
                                   PARAMETRIZATIONS, SCHEDULES, WANDB_MODES, WARMUP_RULES, is_safe_component,
                                   is_token_file, tasks_per_job, validate, validate_launch)
 

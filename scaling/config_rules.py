@@ -26,6 +26,10 @@ BYTE_VOCAB = 256
 ARCHS = ("gpt", "llama", "lstm", "gru")
 PARAMETRIZATIONS = ("sp", "mup")
 MUP_ARCHS = ("gpt", "llama")
+MUP_TIED_EMBEDDING_LR_MULT = 8.0
+"""Default of [model].mup_tied_embedding_lr_mult: under muP, the tied embedding/readout's Adam LR over [train].lr
+(scaling.mup.param_groups; tuned at base_width 32, benchmarks/README.md bench_mup). Run ids leave it out at this
+value (scaling.results.records.SHAPE_ADDED_LATER), so they are as before the key existed."""
 """Families scaling.mup is defined for: every width of theirs scales with d_model (the recurrent families'
 gates would need rules of their own)."""
 DESIGNS = ("grid", "isoflop", "grid+isoflop", "curves")
@@ -86,6 +90,8 @@ def validate(cfg: SweepConfig) -> None:
     c(m.mlp_ratio > 0, cfg, "[model].mlp_ratio", m.mlp_ratio, "must be > 0")
     c(m.parametrization in PARAMETRIZATIONS, cfg, "[model].parametrization", m.parametrization,
       f"must be one of {', '.join(PARAMETRIZATIONS)}")
+    c(m.mup_tied_embedding_lr_mult > 0, cfg, "[model].mup_tied_embedding_lr_mult", m.mup_tied_embedding_lr_mult,
+      "must be > 0 (the tied embedding's LR over [train].lr)")
     if m.parametrization == "mup":
         c(m.base_width > 0, cfg, "[model].base_width", m.base_width,
           "must be > 0 with parametrization = \"mup\" (the d_model at which [train].lr was tuned)")
@@ -96,6 +102,8 @@ def validate(cfg: SweepConfig) -> None:
     else:
         c(m.base_width == 0, cfg, "[model].base_width", m.base_width,
           "only used with parametrization = \"mup\"")
+        c(m.mup_tied_embedding_lr_mult == MUP_TIED_EMBEDDING_LR_MULT, cfg, "[model].mup_tied_embedding_lr_mult",
+          m.mup_tied_embedding_lr_mult, "only used with parametrization = \"mup\"")
     c(g.design in DESIGNS, cfg, "[grid].design", g.design, f"must be one of {', '.join(DESIGNS)}")
     # explicit shapes and explicit (shape, tokens) points obey the same shape rules
     shaped = [(f"[grid].shapes[{i}]", s) for i, s in enumerate(g.shapes)]

@@ -19,6 +19,14 @@ DEEPSEEK_BATCH_K, DEEPSEEK_BATCH_EXP = 0.2920, 0.3271
 #   eta_opt(N, D) = 1.79 * N^-0.713 * D^0.307 (N non-embedding parameters, D tokens), B_opt(D) = 0.58 * D^0.571 tokens.
 STEP_LAW_LR_K, STEP_LAW_LR_N_EXP, STEP_LAW_LR_D_EXP = 1.79, -0.713, 0.307
 STEP_LAW_BATCH_K, STEP_LAW_BATCH_D_EXP = 0.58, 0.571
+# Porian et al. 2024 ("Resolving Discrepancies in Compute-Optimal Scaling of Language Models", arXiv:2406.19146),
+# the rounded fits of their hyperparameter sweep, verbatim from the authors' code (github.com/formll/
+# resolving-scaling-law-discrepancies, plotting.py, plot_sweep_key, commit 0dc60d9): "Rounded fit: LR = 0.0047
+# (N / 108e6)^-1/3" and "Rounded fit: BS = 160 (N / 108e6)^2/3", BS in sequences of 2048 tokens (the same function
+# divides DeepSeek's batch in tokens by 2048 "to get BS in sequences instead of in tokens").
+PORIAN_N_REF = 108e6
+PORIAN_LR_K, PORIAN_LR_EXP = 0.0047, -1 / 3
+PORIAN_BATCH_SEQS, PORIAN_BATCH_EXP, PORIAN_SEQ_LEN = 160.0, 2 / 3, 2048
 # Kaplan et al. 2020, sec. 2.2 / 3: every run used "a 3000 step linear warmup" (at 2^19 tokens per step).
 KAPLAN_WARMUP_STEPS = 3000
 KAPLAN_MIN_LR = 1e-5
@@ -48,6 +56,35 @@ def step_law_lr(n_params_non_embedding: float, tokens: float) -> float:
 def step_law_batch_tokens(tokens: float) -> float:
     """Step Law (Li et al. 2025): the optimal batch size in tokens for a run of D tokens."""
     return STEP_LAW_BATCH_K * tokens ** STEP_LAW_BATCH_D_EXP
+
+
+def porian_lr(n_params: float) -> float:
+    """Porian et al. 2024 (arXiv:2406.19146): the optimal AdamW peak LR for a model of N parameters,
+
+        eta*(N) = 0.0047 * (N / 108e6)^(-1/3)
+
+    their rounded fit (summaries of Li et al. 2025's comparison table quote the unrounded one, 3.7 * N^-0.36,
+    within 5% of this over 25M..1B) of the LR at the interpolated loss optimum of a grid over LR, batch size and
+    AdamW beta2 in {0.95, 0.99, 0.999} (at each LR and batch size the best beta2), fitted over 25M < N < 110M
+    (their get_interpolated_hparams_dfs). N counts the parameters that cost FLOPs per token: the non-embedding
+    ones plus the output head, not the input embedding (their params = flops_per_token / 6). Sequence length
+    2048. Depends on N alone, so a token budget far from theirs is not accounted for."""
+    return PORIAN_LR_K * (n_params / PORIAN_N_REF) ** PORIAN_LR_EXP
+
+
+def porian_batch_sequences(n_params: float) -> float:
+    """Porian et al. 2024 (arXiv:2406.19146): the optimal batch size in sequences of PORIAN_SEQ_LEN = 2048 tokens,
+
+        B*(N) = 160 * (N / 108e6)^(2/3)   (sequences of 2048 tokens)
+
+    their rounded fit of the same sweep as porian_lr (the unrounded 0.00037 * N^0.703, quoted in tokens as
+    0.7576 * N^0.703, is within 3% of this over 25M..110M). N as in porian_lr."""
+    return PORIAN_BATCH_SEQS * (n_params / PORIAN_N_REF) ** PORIAN_BATCH_EXP
+
+
+def porian_batch_tokens(n_params: float) -> float:
+    """porian_batch_sequences in tokens: sequences x 2048, the sequence length it was fitted at."""
+    return porian_batch_sequences(n_params) * PORIAN_SEQ_LEN
 
 
 def fitted_lr(a: float, b: float, c: float, n_params_non_embedding: float, tokens: float) -> float:

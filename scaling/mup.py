@@ -11,7 +11,7 @@ MuReadout implement the same rules):
 | parameters | init | Adam LR | AdamW weight decay |
 |---|---|---|---|
 | embeddings (token, position: one infinite dimension) | as SP | lr | as SP |
-| tied token embedding (also the readout) | as SP | lr * TIED_EMBEDDING_LR_MULT (8) | as SP |
+| tied token embedding (also the readout) | as SP | lr * mup_tied_embedding_lr_mult (default 8) | as SP |
 | hidden matrices (both dimensions grow with d) | std / sqrt(m), var ~ 1/fan_in | lr / m | wd * m |
 | untied output head | zero | lr | as SP |
 | norm weights (vectors) | as SP | lr | none |
@@ -37,19 +37,23 @@ optimizer gets the same two groups in the same order, and the model no multiplie
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from scaling.accounting import ModelShape, swiglu_hidden
-from scaling.config import MUP_ARCHS, PARAMETRIZATIONS  # MUP_ARCHS: every width of theirs scales with d_model
+from scaling.errors import ConfigError
+# MUP_ARCHS: every width of theirs scales with d_model
+from scaling.config import MUP_ARCHS, MUP_TIED_EMBEDDING_LR_MULT, PARAMETRIZATIONS
 
 ATTENTION_NUMERATOR = 8.0
 """muP attention scale = ATTENTION_NUMERATOR / d_head (equal to SP's 1 / sqrt(d_head) at d_head = 64)."""
 
 
-TIED_EMBEDDING_LR_MULT = 8.0
-"""Under muP, the tied token embedding/readout weight's Adam LR over [train].lr (every width alike).
+TIED_EMBEDDING_LR_MULT = MUP_TIED_EMBEDDING_LR_MULT
+"""Under muP, the tied token embedding/readout weight's Adam LR over [train].lr (every width alike): the default of
+[model].mup_tied_embedding_lr_mult (ModelShape.mup_tied_embedding_lr_mult), which param_groups reads.
 
 microsoft/mup gives that weight (MuSharedReadout) the base LR. We give it 8x: the constant of a per-layer LR that
 Yang et al. tune on the base model, measured at base_width 32 (benchmarks/README.md, bench_mup.py: held-out loss
@@ -123,6 +127,33 @@ def init_(model: nn.Module, shape: ModelShape) -> None:
                 module.c_attn.weight[: shape.d_model].zero_()
 
 
+def predates_tied_group(saved: list[dict], groups: list[dict]) -> bool:
+    """Whether an optimizer state's param groups (`saved`, as torch's state_dict holds them) are the ones
+    param_groups built before the tied embedding had a group of its own (its LR multiplier): one group fewer, the
+    same lr_scales in the same order, the same number of parameters (the tied weight was in the embedding group)."""
+    return (len(saved) == len(groups) - 1
+            and sum(len(g["params"]) for g in saved) == sum(len(g["params"]) for g in groups)
+            and [g.get("lr_scale") for g in saved] == [g["lr_scale"] for g in groups[:-1]])
+
+
+def refuse_before_tied_group(path: Path, state: dict, groups: list[dict], shape: ModelShape) -> None:
+    """ConfigError when checkpoint `state` (at `path`) is a muP run's from before the tied embedding's LR multiplier.
+
+    Its optimizer is one group short and its steps trained the tied weight at 1x [train].lr, while the run's id
+    (the multiplier at its default is left out of it) still names this folder. Mapping its groups onto the new
+    ones would load, but train that weight at 1x and then at the multiplier, a run of neither; retraining silently
+    would mix 1x and 8x runs in one sweep. So the user decides, and the checkpoint stays where it is."""
+    saved = state.get("optimizer", {}).get("param_groups", [])
+    if shape.parametrization != "mup" or not predates_tied_group(saved, groups):
+        return
+    raise ConfigError(
+        f"{path.parent}: {path.name} predates [model].mup_tied_embedding_lr_mult (its optimizer has {len(saved)} "
+        f"parameter groups, this run {len(groups)}): its {int(state.get('step', 0))} steps trained the tied embedding "
+        f"at 1x [train].lr, this run trains it at {shape.mup_tied_embedding_lr_mult:g}x; delete {path} to restart "
+        f"the run, or set mup_tied_embedding_lr_mult = 1 to train the sweep as before (new run ids: every run "
+        f"retrains)")
+
+
 def param_groups(model: nn.Module, shape: ModelShape, weight_decay: float) -> list[dict]:
     """AdamW parameter groups: matrices decayed, vectors not; under muP hidden matrices also get LR x 1/m and
     weight decay x m. Each group's "lr_scale" multiplies the schedule's LR (scaling.train sets
@@ -143,4 +174,4 @@ def param_groups(model: nn.Module, shape: ModelShape, weight_decay: float) -> li
     return [{"params": ps, "weight_decay": weight_decay * fm, "lr_scale": 1.0 / fm} for fm, ps in hidden.items()] + [
             {"params": other_matrices, "weight_decay": weight_decay, "lr_scale": 1.0},
             {"params": vectors, "weight_decay": 0.0, "lr_scale": 1.0}] + (
-            [{"params": shared, "weight_decay": weight_decay, "lr_scale": TIED_EMBEDDING_LR_MULT}] if shared else [])
+            [{"params": shared, "weight_decay": weight_decay, "lr_scale": shape.mup_tied_embedding_lr_mult}] if shared else [])

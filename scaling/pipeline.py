@@ -276,6 +276,9 @@ def compare_sources(sources: list[str], budgets: np.ndarray, n_boot: int = 1000,
             print(note)
     # A/runs.csv and B/runs.csv are both "runs": distinct labels, or one law would replace the other.
     labels = source_labels([where for _, where in frames], taken=published)
+    # LR / batch laws of sources with several values per (N, D) point, beside the published ones (lr_law);
+    # computed first, so a bad lr column fails before any fit
+    law_lines = [(label, hparam_law_lines(frame, label, n_boot=n_boot)) for (frame, _), label in zip(frames, labels)]
     for (frame, where), label in zip(frames, labels):
         repeated = repeated_mask(frame)
         if repeated.any():  # the compute-optimal split under the source's unique-token budgets (issue 27)
@@ -302,6 +305,10 @@ def compare_sources(sources: list[str], budgets: np.ndarray, n_boot: int = 1000,
     print(long_compare(table, list(laws)).to_string(index=False))
     for line in describe_ranges(laws):
         print(line)
+    for label, lines in law_lines:
+        if lines:
+            print(f"\n{label}: hyperparameter laws beside the published ones")
+            print("\n".join(lines))
     if out:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from scaling import ddp, mup
 from scaling.data import Corpus, data_warnings, get_batch, load_corpus, unique_subset
-from scaling.errors import LaunchError
+from scaling.errors import ConfigError, LaunchError
 from scaling.evaluate import held_out, held_out_losses, window_losses
 from scaling.model import build_model, check_built, check_logits
 from scaling.results import (CKPT, METRICS, RunResult, RunSpec, append_metrics, atomic_path, checkpoint_id, claim,
@@ -418,12 +418,15 @@ def _resume(run: _ActiveRun, spec: RunSpec, device: str) -> None:
             # The corpus was edited in place (same path, same spec): its weights saw other data.
             raise ValueError(f"it was trained on corpus {state['data_fingerprint']}, the corpus is now "
                              f"{run.data_fingerprint}")
+        mup.refuse_before_tied_group(path, state, run.optimizer.param_groups, spec.shape)
         run.model.load_state_dict(state["model"])
         run.optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
         losses = [float(v) for v in state["losses"]]
         if len(losses) != step:
             raise ValueError(f"it holds {len(losses)} losses for {step} steps")
+    except ConfigError:
+        raise  # the user decides (mup.refuse_before_tied_group): the checkpoint stays where it is
     except Exception as exc:  # any unreadable checkpoint: retraining beats failing the sweep
         aside = path.with_name(f"{CKPT}.bad-{int(time.time())}")
         os.replace(path, aside)

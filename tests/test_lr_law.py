@@ -134,6 +134,44 @@ def test_published_laws_beside_the_fit():
     assert f"Step Law (Li et al. 2025) {expect:.3g}" in line
 
 
+def test_porian_published_laws_equal_the_paper_by_hand():
+    """Porian et al. 2024's rounded fits, LR = 0.0047 (N / 108e6)^-1/3 and BS = 160 (N / 108e6)^2/3 sequences of
+    2048 tokens: at N = 8 x 108e6 the ratio's cube root is 2, so LR = 0.0047 / 2 and BS = 160 x 4 = 640 sequences."""
+    from scaling import hparams
+
+    assert hparams.porian_lr(864e6) == pytest.approx(0.00235, rel=1e-12)
+    assert hparams.porian_lr(108e6) == pytest.approx(0.0047, rel=1e-12)
+    assert hparams.porian_batch_sequences(864e6) == pytest.approx(640.0, rel=1e-12)
+    assert hparams.porian_batch_tokens(864e6) == pytest.approx(640 * 2048, rel=1e-12)
+    line = lr_law.report(lr_law.optima(sweep_rows()), n_boot=20)[-1]
+    assert f"Porian et al. 2024 {hparams.porian_lr(3e6):.3g}" in line  # at the largest point, N = 3e6
+    rows = [(n, d, b, loss) for n, d, b, loss in sweep_rows(lr_of=lambda n, d: 8.0 * d ** 0.1)]
+    batch_line = lr_law.report(lr_law.optima(rows, "batch_size"), "batch_size", n_boot=20)[-1]
+    assert f"Porian et al. 2024 (tokens) {hparams.porian_batch_tokens(3e6):.3g}" in batch_line
+
+
+def test_scaling_compare_prints_the_lr_law_beside_the_published_ones(tmp_path, capsys):
+    """`scaling compare` on a CSV with several LRs per (N, D) point: the fitted LR law, then one line with the
+    fitted value beside Step Law's, DeepSeek's and Porian et al.'s at the largest point."""
+    import numpy as np
+
+    from scaling import hparams
+    from scaling.pipeline import compare_sources
+
+    p = tmp_path / "lrs.csv"
+    rows = [(n, d, lr, loss + 0.3 * (1e6 / n) ** 0.3 + 0.2 * (1e8 / d) ** 0.3) for n, d, lr, loss in sweep_rows()]
+    p.write_text("params,tokens,lr,loss\n" + "".join(f"{n},{d},{lr},{loss}\n" for n, d, lr, loss in rows))
+    compare_sources([str(p)], np.logspace(15, 17, 3), n_boot=10)
+    out = capsys.readouterr().out
+    assert "lrs: hyperparameter laws beside the published ones" in out
+    assert any(x.startswith("LR law: lr* = ") for x in out.splitlines())
+    line = next(x for x in out.splitlines() if x.startswith("  at N = "))
+    for name, value in (("Step Law (Li et al. 2025)", hparams.step_law_lr(3e6, 1e8)),
+                        ("DeepSeek 2024", hparams.deepseek_lr(6 * 3e6 * 1e8)),
+                        ("Porian et al. 2024", hparams.porian_lr(3e6))):
+        assert f"{name} {value:.3g}" in line
+
+
 def test_lr_rule_fitted_plans_each_run_from_the_law(tmp_path):
     """[train] lr_rule = "fitted" with [train.lr_law] constants: lr = a * N^b * D^c per run (x its lr_sweep)."""
     from scaling import hparams

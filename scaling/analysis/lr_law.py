@@ -224,18 +224,20 @@ def report(points: list[Optimum], key: str = "lr", compute: bool = False, n_boot
 
 
 def published_lines(law: Law) -> list[str]:
-    """The fitted law beside Step Law's (Li et al. 2025) and DeepSeek 2024's at the largest (N, D) point fitted.
-    N here is the source's params column; the published laws were fitted on non-embedding N (Step Law) and on
-    compute C (DeepSeek), at sizes 1e3 to 1e6 times ours, so a gap is expected and says which one a sweep
-    of ours resembles, not which is right."""
+    """The fitted law beside Step Law's (Li et al. 2025), DeepSeek 2024's and Porian et al. 2024's at the largest
+    (N, D) point fitted. N here is the source's params column; the published laws were fitted on non-embedding N
+    (Step Law), on compute C (DeepSeek) and on N with the output head (Porian, in N alone, at D ~ 20N), at sizes
+    1e2 to 1e6 times ours, so a gap is expected and says which one a sweep of ours resembles, not which is right.
+    Batch sizes: the fitted law's in the source's unit (sequences), the published ones in tokens."""
     p = max(law.points, key=lambda q: (q.n * q.d, q.n))
     n, d = p.n, p.d
     if law.key == "lr":
         cells = [("fitted", law.predict(n, d)), ("Step Law (Li et al. 2025)", hparams.step_law_lr(n, d)),
-                 ("DeepSeek 2024", hparams.deepseek_lr(6 * n * d))]
+                 ("DeepSeek 2024", hparams.deepseek_lr(6 * n * d)), ("Porian et al. 2024", hparams.porian_lr(n))]
     else:
         cells = [("fitted", law.predict(n, d)), ("Step Law (tokens)", hparams.step_law_batch_tokens(d)),
-                 ("DeepSeek 2024 (tokens)", hparams.deepseek_batch_tokens(6 * n * d))]
+                 ("DeepSeek 2024 (tokens)", hparams.deepseek_batch_tokens(6 * n * d)),
+                 ("Porian et al. 2024 (tokens)", hparams.porian_batch_tokens(n))]
     return [f"  at N = {n:.3g}, D = {d:.3g}: " + "; ".join(f"{name} {v:.3g}" for name, v in cells)]
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scaling.accounting import ModelShape
-from scaling.config import MAX_FLOPS, MAX_PARAMS, MAX_TOKENS, DataConfig, WandbConfig
+from scaling.config import MAX_FLOPS, MAX_PARAMS, MAX_TOKENS, MUP_TIED_EMBEDDING_LR_MULT, DataConfig, WandbConfig
 
 FINAL_STATES = ("done", "diverged")
 STATES = ("done", "diverged", "failed", "damaged", "interrupted", "running", "pending")
@@ -121,6 +121,9 @@ class RunSpec:
         for key, default in OMITTED_AT_DEFAULT.items():  # spec.json of every earlier kind of run reads as before
             if out[key] == default:
                 del out[key]
+        for key, default in SHAPE_OMITTED_AT_DEFAULT.items():
+            if out["shape"][key] == default:
+                del out["shape"][key]
         return out
 
     @classmethod
@@ -147,8 +150,12 @@ ADDED_LATER: dict[str, Any] = {"schedule": "cosine", "cooldown_steps": 0, "coold
                                "lr_mult": 1.0, "isoflop_centre": 0.0, "command": "", "unique_tokens": 0}
 """Spec fields added after run ids existed, with their defaults: a field at its default is left out of the
 digests, so runs planned before it existed keep their folders. A new RunSpec field goes here."""
-SHAPE_ADDED_LATER: dict[str, Any] = {"tie_embeddings": True, "parametrization": "sp", "base_width": 0}
+SHAPE_ADDED_LATER: dict[str, Any] = {"tie_embeddings": True, "parametrization": "sp", "base_width": 0,
+                                     "mup_tied_embedding_lr_mult": MUP_TIED_EMBEDDING_LR_MULT}
 """The same for fields of the model shape (ModelShape): left out of every digest at their defaults."""
+SHAPE_OMITTED_AT_DEFAULT: dict[str, Any] = {"mup_tied_embedding_lr_mult": MUP_TIED_EMBEDDING_LR_MULT}
+"""ModelShape fields also left out of spec.json at their default (as OMITTED_AT_DEFAULT), so the spec.json of
+every run that does not set them stays byte for byte what it was."""
 ADDED_AFTER_CHECKPOINTS = frozenset({"isoflop_centre", "command", "unique_tokens"})
 """The ADDED_LATER fields that came after checkpoints stored a digest (the others were in it from the start):
 only these are left out of checkpoint_id at their default, so an interrupted run still resumes."""
