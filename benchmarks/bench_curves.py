@@ -14,7 +14,8 @@ sizes with alpha, C, beta, gamma shared (scaling.analysis.curves_joint), and the
 curve's points before one warmup; errors are given on val_loss (rescaled as above) and on the curve sample.
 Then N_opt at tiny's largest compute: tiny's Approach 3 (bootstrap over runs) beside Approach 3 on the
 shared, trimmed law's predicted cosine end points at tiny's grid budgets (bootstrap over whole sizes, the
-curve law refitted on each resample).
+curve law refitted on each resample), and beside it the interval `scaling fit --curves` gives (the joint law
+refitted on resamples inside each size, each size's level redrawn around Approach 3: size_levels).
 
 Usage: python benchmarks/bench_curves.py [--run] [--n-boot 100] [--n-boot-tiny 200] [--curves-sweep TOML]   (--run trains both sweeps first: tiny takes 6-16 min on 2 cores)
 """
@@ -30,7 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from scaling.analysis.curves import fit_curves
-from scaling.analysis.curves_joint import bootstrap_curves_joint, fit_curves_joint, trim_warmup
+from scaling.analysis.curves_joint import (bootstrap_curves_joint, bootstrap_curves_joint_runs, fit_curves_joint,
+                                          trim_warmup)
+from scaling.analysis.size_levels import level_shifts
 from scaling.analysis.approach3 import ChinchillaLaw
 from scaling.curves_pipeline import curves_from_folder
 from scaling.errors import FitError
@@ -187,6 +190,29 @@ def _n_opt_table(args, cfg_c, plan_t, dir_t, sizes, size_of, trimmed, joint, sca
     print(f"| tiny_curves (joint curve law, trimmed; {len(n_opts)} of {args.n_boot} size resamples usable) | "
           f"{len(L)} predicted (cosine, {', '.join(f'{b:.3g}' for b in budgets)} tokens) | {_n_opt(p, c_max):.3g} | {cell} | "
           f"{p.alpha:.3g} {_fmt(np.quantile(alphas, [.025, .975]) if alphas else None)} | "
+          f"{p.beta:.3g} {_fmt(np.quantile(betas, [.025, .975]) if betas else None)} |")
+    # The interval `scaling fit --curves` gives: the joint law refitted on resamples inside every size (a
+    # size of one trunk: its curves' residuals in blocks) and each size's level redrawn around Approach 3
+    # (size_levels; 4 sizes leave 4 - 3 = 1 degree of freedom for their scatter)
+    ones = {s: 1 for s in sizes}
+    reps = bootstrap_curves_joint_runs(trimmed, joint, n_boot=args.n_boot, seed=0)
+    shifts = level_shifts(fit.params_, N, D, L, N, n_boot=len(reps), seed=0)
+    n_opts, alphas, betas = [], [], []
+    for rep, shift in zip(reps, shifts):
+        try:
+            q = ChinchillaLaw(n_starts=10).fit(N, D, points(rep, ones)[2] * np.exp(shift)).params_
+        except FitError:
+            continue
+        if q.degenerate:  # the split goes to N_opt = 0 (no fall with N) or infinity (no fall with D)
+            n_opts.append(0.0 if q.degenerate.split()[0] in ("alpha", "A") else np.inf)
+            continue
+        n_opts.append(_n_opt(q, c_max))
+        alphas.append(q.alpha)
+        betas.append(q.beta)
+    lo, hi = np.quantile(n_opts, [0.025, 0.975]) if len(n_opts) >= 2 else (np.nan, np.nan)
+    print(f"| tiny_curves (as `scaling fit --curves`: runs resampled inside sizes, sizes' levels redrawn; "
+          f"{len(n_opts)} of {args.n_boot} refits) | {len(L)} predicted | {_n_opt(p, c_max):.3g} | "
+          f"[{lo:.3g}, {hi:.3g}] | {hi / lo:.2f}x | {p.alpha:.3g} {_fmt(np.quantile(alphas, [.025, .975]) if alphas else None)} | "
           f"{p.beta:.3g} {_fmt(np.quantile(betas, [.025, .975]) if betas else None)} |")
 
 

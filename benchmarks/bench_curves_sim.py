@@ -7,8 +7,9 @@ a known multi-power law per size for the whole curve, 1% run noise plus 0.2% per
 designs: a centred IsoFLOP design, a 4 x 4 grid, the curves design (one WSD trunk per size, three cooldown
 branches, the joint curve law predicting cosine end points) and the curves design at half the FLOPs plus
 `suggest` spending the other half. For each design and each total FLOPs (a fraction of C* = 1e21) the
-script simulates --datasets sweeps, fits Approach 3 and its 95% interval of N_opt(C*) (a bootstrap over
-whole units: a trained run, or one size's curve-predicted points), and prints the median interval width,
+script simulates --datasets sweeps, fits Approach 3 and its 95% interval of N_opt(C*) (--interval: a
+bootstrap over whole units, a trained run or one size's curve-predicted points; or each unit's level redrawn
+around the fitted law, scaling.analysis.size_levels; by default the latter for the curves designs), and prints the median interval width,
 the share of intervals at most 1.5x wide and the coverage of the true N_opt(C*); then, per design, the least
 FLOPs whose median interval is at most 1.5x wide, and the coverage pooled over every FLOPs level with its
 Clopper-Pearson 95% interval (target: >= 90%).
@@ -22,7 +23,7 @@ import time
 import numpy as np
 from scipy.stats import binomtest
 
-from scaling.simulate_curves import DESIGNS, default_truth, flops_needed, ladder
+from scaling.simulate_curves import DESIGNS, INTERVALS, default_truth, flops_needed, ladder
 
 
 def main() -> None:
@@ -34,16 +35,21 @@ def main() -> None:
     ap.add_argument("--n-starts", type=int, default=3, help="Approach 3 starts per (re)fit")
     ap.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=DESIGNS)
     ap.add_argument("--curve-sizes", type=int, default=5, help="model sizes (trunks) of the curves designs")
+    ap.add_argument("--interval", default="auto", choices=(*INTERVALS, "auto"),
+                    help="units: resample whole units; levels: redraw each unit's level (size_levels); auto: "
+                         "levels for the curves designs, units for the others")
     args = ap.parse_args()
     truth = default_truth()
     t0 = time.perf_counter()
     table = ladder(truth, designs=args.designs, fractions=tuple(args.fractions), n_datasets=args.datasets,
-                   n_boot=args.n_boot, n_starts=args.n_starts, curve_sizes=args.curve_sizes)
+                   n_boot=args.n_boot, n_starts=args.n_starts, curve_sizes=args.curve_sizes,
+                   interval=args.interval)
     print(f"true N_opt(C* = {truth.target_flops:.3g}) of the cosine end loss: {truth.n_opt(truth.target_flops):.4g} "
           f"(Chinchilla's constant-LR law alone: {float(np.asarray(truth.law.compute_optimal(truth.target_flops)[0])):.4g})\n")
-    print("| design | FLOPs | / C* | datasets | median width | <= 1.5x | coverage |\n|---|---|---|---|---|---|---|")
+    print("| design | interval | FLOPs | / C* | datasets | median width | <= 1.5x | coverage |\n"
+          "|---|---|---|---|---|---|---|---|")
     for r in table.itertuples():
-        print(f"| {r.design} | {r.flops:.3g} | {r.fraction:.3g} | {r.datasets} | {r.median_width:.2f}x | "
+        print(f"| {r.design} | {r.interval} | {r.flops:.3g} | {r.fraction:.3g} | {r.datasets} | {r.median_width:.2f}x | "
               f"{r.pinned:.0%} | {r.coverage:.0%} |")
     need = flops_needed(table)
     print("\n| design | least FLOPs with median width <= 1.5x | its median width | its coverage | coverage, all levels "

@@ -17,9 +17,13 @@ Designs, each at a total of F FLOPs (6ND summed over the tokens trained; a WSD b
   law fitted jointly over sizes (curves_joint) predicts each size's cosine end loss at four budgets from
   D_max/8 to D_max, and Approach 3 is fitted to those;
 - "curves+suggest": the curves design at F/2, then `suggest` spends the other F/2 on cosine runs.
-N_opt's 95% interval: a bootstrap over whole units, where a unit is one size's predicted points (one trunk)
-or one trained cosine run, Approach 3 refitted on each resample. The curve law is fitted once per dataset
-(not per resample): the size resampling carries its spread between sizes, not its within-size error.
+N_opt's 95% interval, two ways (`INTERVALS`), Approach 3 refitted on each replicate; a unit is one size's
+predicted points (one trunk) or one trained cosine run:
+- "units": resample whole units with replacement (resamples with < 3 distinct units skipped);
+- "levels": redraw each unit's level around the fitted law (scaling.analysis.size_levels: the units' scatter
+  estimated with the degrees of freedom the law leaves, a t-like draw); the curves designs' default, since
+  five trunks are too few units for the first (simulated coverage 9/20, benchmarks/README.md).
+The curve law is fitted once per dataset (not per replicate): its error shows as the units' scatter.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from scaling.analysis import ChinchillaLaw
 from scaling.analysis.curves import Curve, predict_curve
 from scaling.analysis.curves_joint import fit_curves_joint
 from scaling.analysis.lr_schedules import cosine_lrs, wsd_lrs
+from scaling.analysis.size_levels import level_shifts
 from scaling.analysis.suggest import Candidate, fit_ensemble, suggest
 from scaling.errors import FitError
 from scaling.simulate import SUGGEST_LAWS, isoflop_design, log_grid_design
@@ -45,6 +50,7 @@ STEPS = 2000
 """Every simulated run has STEPS optimizer steps at its own batch (tokens per step = D / STEPS), so a curve
 costs the same to compute at any scale; the multi-power law sees the LR schedule, not the batch."""
 DESIGNS = ("isoflop", "grid", "curves", "curves+suggest")
+INTERVALS = ("units", "levels")
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,31 @@ def unit_interval(points: pd.DataFrame, target: float, n_boot: int, seed: int, n
     return n_opt, float(lo), float(hi)
 
 
+def level_interval(points: pd.DataFrame, target: float, n_boot: int, seed: int, n_starts: int = 10
+                   ) -> tuple[float, float, float]:
+    """(N_opt, lo, hi): Approach 3 on `points`, 95% interval from refits on replicates whose units' levels are
+    redrawn (scaling.analysis.size_levels). A replicate whose law does not fall with N counts as N_opt = 0,
+    one that does not fall with D as N_opt = inf (where the compute-optimal split goes), not left out."""
+    fit = ChinchillaLaw(n_starts=n_starts).fit(points.n_params, points.n_tokens, points.loss)
+    shifts = level_shifts(fit.params_, points.n_params, points.n_tokens, points.loss, points.unit, n_boot, seed)
+    n_opts = []
+    for shift in shifts:
+        try:
+            p = ChinchillaLaw(n_starts=n_starts).fit(points.n_params, points.n_tokens,
+                                                     points.loss * np.exp(shift)).params_
+        except FitError:
+            continue
+        if p.degenerate:
+            n_opts.append(0.0 if p.degenerate.split()[0] in ("alpha", "A") else math.inf)
+        else:
+            n_opts.append(float(np.asarray(ChinchillaLaw.from_params(*_five(p)).compute_optimal(target)[0])))
+    n_opt = float(np.asarray(fit.compute_optimal(target)[0]))
+    if len(n_opts) < 2:
+        return n_opt, math.nan, math.nan
+    lo, hi = np.quantile(n_opts, [0.025, 0.975])
+    return n_opt, float(lo), float(hi)
+
+
 def _five(p) -> tuple[float, float, float, float, float]:
     return p.E, p.A, p.B, p.alpha, p.beta
 
@@ -188,27 +219,35 @@ def design_flops(points: pd.DataFrame, design: str, flops: float) -> float:
 
 
 def ladder(truth: CurveTruth, designs=DESIGNS, fractions=(1 / 64, 1 / 16, 1 / 4, 1.0), n_datasets: int = 8,
-           n_boot: int = 40, n_starts: int = 10, width: float = 1.5, curve_sizes: int = 5) -> pd.DataFrame:
+           n_boot: int = 40, n_starts: int = 10, width: float = 1.5, curve_sizes: int = 5,
+           interval: str = "auto") -> pd.DataFrame:
     """Per design and total FLOPs (fractions of C*): datasets, median interval width hi/lo, coverage of the
-    true N_opt(C*), and the share of datasets whose interval is at most `width` wide."""
+    true N_opt(C*), and the share of datasets whose interval is at most `width` wide. `interval`: "units",
+    "levels", or "auto" (levels for the curves designs, units for the others)."""
+    if interval not in (*INTERVALS, "auto"):
+        raise ValueError(f"interval {interval!r}: one of {', '.join(INTERVALS)}, auto")
     true_n = truth.n_opt(truth.target_flops)
     rows = []
     for design in designs:
-        for frac in fractions:
+        method = interval if interval != "auto" else ("levels" if design.startswith("curves") else "units")
+        how = level_interval if method == "levels" else unit_interval
+        for level, frac in enumerate(fractions):
             flops = frac * truth.target_flops
             widths, covered, spent = [], [], []
-            for seed in range(n_datasets):
+            # distinct seeds per FLOPs level: the same seed draws the same noise pattern at every scale, so
+            # reusing seeds 0..n-1 would make the levels' datasets copies of n patterns, not independent
+            for seed in range(level * n_datasets, (level + 1) * n_datasets):
                 try:
                     pts = dataset(truth, design, flops, seed, n_starts, curve_sizes)
-                    _, lo, hi = unit_interval(pts, truth.target_flops, n_boot, seed, n_starts)
+                    _, lo, hi = how(pts, truth.target_flops, n_boot, seed, n_starts)
                 except FitError:
                     lo = hi = math.nan
                     pts = None
                 ok = math.isfinite(lo) and lo > 0
                 widths.append(hi / lo if ok else math.inf)
-                covered.append(bool(ok and lo <= true_n <= hi))
+                covered.append(bool(lo <= true_n <= hi))  # NaN (no interval) covers nothing; [0, hi] may
                 spent.append(design_flops(pts, design, flops) if pts is not None else flops)
-            rows.append({"design": design, "flops": float(np.median(spent)), "fraction": frac,
+            rows.append({"design": design, "interval": method, "flops": float(np.median(spent)), "fraction": frac,
                          "datasets": n_datasets, "median_width": float(np.median(widths)),
                          "pinned": float(np.mean(np.array(widths) <= width)), "coverage": float(np.mean(covered))})
     return pd.DataFrame(rows)

@@ -244,10 +244,11 @@ def test_results_folder_curves_come_from_spec_and_metrics(tmp_path):
     np.testing.assert_allclose(curve.lrs, run_lrs(n_steps=300, lr=3e-3, warmup_steps=30, min_lr_ratio=0.1))
 
 
-def _curve_folder(tmp_path, sizes, lengths, tokens_per_step=1000, lr=3e-3):
+def _curve_folder(tmp_path, sizes, lengths, tokens_per_step=1000, lr=3e-3, noise=0.0):
     """Run folders as train.py leaves them (spec.json fields, val_loss records every 100 steps), each
     size's losses from a known multi-power law whose L0 falls with size."""
     import json
+    rng = np.random.default_rng(0)
     for n_params, L0 in sizes:
         params = np.array([L0, 0.55, 0.5, 40.0, 2.0, 0.6, 0.6])
         for n_steps in lengths:
@@ -258,7 +259,7 @@ def _curve_folder(tmp_path, sizes, lengths, tokens_per_step=1000, lr=3e-3):
             (run / "spec.json").write_text(json.dumps(spec))
             lrs = run_lrs(n_steps=n_steps, lr=lr, warmup_steps=50, min_lr_ratio=0.1)
             steps = np.arange(100, n_steps + 1, 100)
-            loss = predict_curve("mpl", params, lrs, steps)
+            loss = predict_curve("mpl", params, lrs, steps) * np.exp(noise * rng.standard_normal(len(steps)))
             (run / "metrics.jsonl").write_text("".join(json.dumps({"step": int(s), "val_loss": float(v)}) + "\n"
                                                        for s, v in zip(steps, loss)))
     return tmp_path
@@ -291,3 +292,33 @@ def test_fit_with_curves_prints_predicted_beside_trained(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("predicted from curves") == 9 and "trained" in out
     assert "Approach 3 on predicted points" in out and len(points.frame) == 9
+    assert "one mpl law over 3 sizes" in out  # the joint curve law
+    # three sizes, and the law fits three size levels (E, A, alpha): no scatter left to estimate, said so
+    assert "sizes' levels not redrawn: 3 independent unit(s) leave no degree of freedom" in out
+
+
+def test_curve_points_fit_one_law_jointly_over_sizes_and_resample_inside_sizes(tmp_path):
+    """Two or more sizes: one multi-power law with its shape shared across sizes (curves_joint), its bootstrap
+    refits resampling whole runs inside every size (each size keeps its place in every replicate); one size
+    alone, or Tissue et al.'s law: each size's own fit."""
+    from scaling.curves_pipeline import curve_points
+    folder = _curve_folder(_mk(tmp_path / "two"), [(10_000, 3.0), (40_000, 2.6)], [1000, 2000, 4000],
+                           noise=0.003)
+    points = curve_points(folder, budgets=[1e6, 1e6 + 100, 8e6], n_boot=5)  # 1e6 + 100: the same run as 1e6
+    assert points.how.startswith("one mpl law over 2 sizes")
+    alphas = {round(f.params_["alpha"], 12) for f in points.fits.values()}
+    gammas = {round(f.params_["gamma"], 12) for f in points.fits.values()}
+    assert len(alphas) == 1 and len(gammas) == 1  # the shape is one set for both sizes
+    reps = points.replicates
+    assert reps.shape == (5, 4) and np.isfinite(reps).all()
+    assert np.ptp(reps[:, 0]) > 0  # the refits differ: runs were resampled
+    frame = points.frame
+    assert (frame.loss_lo <= frame.loss).all() and (frame.loss <= frame.loss_hi + 1e-12).all()
+    one = curve_points(_curve_folder(_mk(tmp_path / "one"), [(10_000, 3.0)], [1000, 2000, 4000]), budgets=[1e6],
+                       n_boot=3)
+    assert one.how.startswith("mpl law per model size")
+
+
+def _mk(path):
+    path.mkdir()
+    return path

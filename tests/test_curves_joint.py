@@ -7,7 +7,8 @@ import pytest
 
 from scaling.analysis.curves import Curve, fit_curves, predict_curve
 from scaling.analysis.lr_schedules import cosine_lrs, wsd_lrs
-from scaling.analysis.curves_joint import bootstrap_curves_joint, fit_curves_joint, trim_warmup
+from scaling.analysis.curves_joint import (bootstrap_curves_joint, bootstrap_curves_joint_runs, fit_curves_joint,
+                                          trim_warmup)
 from scaling.errors import FitError
 
 SHAPE = {"alpha": 0.45, "C": 2.0, "beta": 0.6, "gamma": 0.5}
@@ -64,3 +65,25 @@ def test_one_size_is_refused():
     rng = np.random.default_rng(2)
     with pytest.raises(FitError, match="at least two sizes"):
         fit_curves_joint({1: _design(1, rng)})
+
+
+def test_run_bootstrap_keeps_every_size_and_resamples_inside_it():
+    """bootstrap_curves_joint_runs: every replicate holds every size; a size of one unit (one trunk with its
+    branches) has its residuals resampled in blocks, a size of several units has whole units drawn."""
+    rng = np.random.default_rng(3)
+    groups = {s: _design(s, rng, noise=0.005) for s in (1, 2, 3)}
+    seeds = []  # size 3: two independent trunks (units), each a trunk with its branches
+    for seed_name in ("a", "b"):
+        for c in _design(3, rng, noise=0.005):
+            seeds.append(Curve(name=c.name + seed_name, lrs=c.lrs, steps=c.steps, loss=c.loss,
+                               group=f"trunk3{seed_name}"))
+    groups[3] = seeds
+    fits = fit_curves_joint(groups, n_starts=2)
+    reps = bootstrap_curves_joint_runs(groups, fits, n_boot=6, seed=0)
+    assert len(reps) >= 4
+    assert all(set(rep) == {1, 2, 3} for rep in reps)
+    cos = cosine_lrs(1000, 3e-3, 3e-4, 50)
+    for size in (1, 3):  # both kinds of size move between replicates
+        preds = [rep[size].predict(cos, [1000])[0] for rep in reps]
+        assert np.ptp(preds) > 0, size
+        assert max(abs(p / fits[size].predict(cos, [1000])[0] - 1) for p in preds) < 0.02

@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, set[str]]] = [
               "scaling.analysis.approaches", "scaling.analysis.identify", "scaling.analysis.report",
               "scaling.analysis.suggest", "scaling.analysis.extrapolation", "scaling.analysis.at_compute",
               "scaling.analysis.curves", "scaling.analysis.curves_joint", "scaling.analysis.curves_adamw",
+              "scaling.analysis.size_levels",
               "scaling.analysis.lr_schedules", "scaling.analysis.data_constrained",
               "scaling.analysis.lr_law"}),
     ("plans, figures, comparisons", {"scaling.plan", "scaling.isoflop", "scaling.compare", "scaling.plot",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scaling.simulate_curves import (_curve_points, curves_design, dataset, default_truth, flops_needed, ladder,
-                                     unit_interval)
+                                     level_interval, unit_interval)
 
 
 def test_truth_and_curves_design_are_consistent():
@@ -46,3 +46,17 @@ def test_curves_plus_suggest_adds_trained_units():
     assert points.unit.nunique() > 5  # five sizes' curve points plus suggest's runs
     n_opt, lo, hi = unit_interval(points, truth.target_flops, n_boot=6, seed=0, n_starts=2)
     assert lo <= hi and n_opt > 0
+
+
+def test_curves_intervals_redraw_size_levels_and_are_wider_than_size_resampling():
+    """The curves design's five trunks are five units: resampling them gave intervals that covered the truth
+    9 of 20 times; redrawing each size's level around the law (size_levels) gives a t-like, wider interval,
+    and the ladder uses it for the curves designs by default."""
+    truth = default_truth()
+    points = dataset(truth, "curves", 0.25 * truth.target_flops, seed=3, n_starts=2)
+    n_units, lo_u, hi_u = unit_interval(points, truth.target_flops, n_boot=12, seed=3, n_starts=2)
+    n_levels, lo_l, hi_l = level_interval(points, truth.target_flops, n_boot=12, seed=3, n_starts=2)
+    assert n_units == n_levels and lo_l <= n_levels <= hi_l
+    assert hi_l / lo_l > 1.5 * (hi_u / lo_u)
+    table = ladder(truth, designs=("curves",), fractions=(0.25,), n_datasets=1, n_boot=4, n_starts=2)
+    assert table.interval.tolist() == ["levels"]
