@@ -102,12 +102,12 @@ def report_frame(frame: pd.DataFrame, where: Path, source: str, *, n_boot: int |
     repeat their data, and the --at rows. FitError when fewer than 2 runs are usable."""
     for note in check_one_corpus(frame, source, allow_mixed=allow_mixed_data):
         print(note)
+    if run_folders:  # the table of the runs, even of too few to fit
+        print(f"results table: {export_csv(frame, where / 'runs.csv')} ({len(frame)} runs)")
     done, excluded = select_done(frame)
     if len(done) < 2:  # no law can be fitted; fail in one line instead of writing an empty report
         raise FitError(f"{source}: {len(done)} usable run(s) of {len(frame)}; a fit needs at least 2"
                        + (f" ({excluded[0]}{', ...' if len(excluded) > 1 else ''})" if excluded else ""))
-    if run_folders:
-        print(f"results table: {export_csv(frame, where / 'runs.csv')} ({len(frame)} runs)")
     law_lines = hparam_law_lines(frame, source, n_boot=DEFAULT_N_BOOT if n_boot is None else n_boot)
     repeated = say_repeated(frame)  # a bad lr column failed above, before the fit
     laws = fit_and_plot(frame[~repeated], where, n_boot=n_boot, holdout=holdout, all_seeds=all_seeds, reuse=reuse)
