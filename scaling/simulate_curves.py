@@ -150,11 +150,7 @@ def unit_interval(points: pd.DataFrame, target: float, n_boot: int, seed: int, n
             continue
         if not p.degenerate:
             n_opts.append(float(np.asarray(ChinchillaLaw.from_params(*_five(p)).compute_optimal(target)[0])))
-    n_opt = float(np.asarray(fit.compute_optimal(target)[0]))
-    if len(n_opts) < 2:
-        return n_opt, math.nan, math.nan
-    lo, hi = np.quantile(n_opts, [0.025, 0.975])
-    return n_opt, float(lo), float(hi)
+    return _estimate_and_interval(fit, target, n_opts)
 
 
 def level_interval(points: pd.DataFrame, target: float, n_boot: int, seed: int, n_starts: int = 10
@@ -175,6 +171,11 @@ def level_interval(points: pd.DataFrame, target: float, n_boot: int, seed: int, 
             n_opts.append(0.0 if p.degenerate.split()[0] in ("alpha", "A") else math.inf)
         else:
             n_opts.append(float(np.asarray(ChinchillaLaw.from_params(*_five(p)).compute_optimal(target)[0])))
+    return _estimate_and_interval(fit, target, n_opts)
+
+
+def _estimate_and_interval(fit: ChinchillaLaw, target: float, n_opts: list[float]) -> tuple[float, float, float]:
+    """(the fit's N_opt at target, the 95% percentile interval of the replicates' N_opt; NaN from < 2)."""
     n_opt = float(np.asarray(fit.compute_optimal(target)[0]))
     if len(n_opts) < 2:
         return n_opt, math.nan, math.nan
