@@ -26,12 +26,12 @@ BYTE_VOCAB = 256
 ARCHS = ("gpt", "llama", "lstm", "gru")
 PARAMETRIZATIONS = ("sp", "mup")
 MUP_ARCHS = ("gpt", "llama")
+"""Families scaling.mup is defined for: every width of theirs scales with d_model (the recurrent families'
+gates would need rules of their own)."""
 MUP_TIED_EMBEDDING_LR_MULT = 8.0
 """Default of [model].mup_tied_embedding_lr_mult: under muP, the tied embedding/readout's Adam LR over [train].lr
 (scaling.mup.param_groups; tuned at base_width 32, benchmarks/README.md bench_mup). Run ids leave it out at this
 value (scaling.results.records.SHAPE_ADDED_LATER), so they are as before the key existed."""
-"""Families scaling.mup is defined for: every width of theirs scales with d_model (the recurrent families'
-gates would need rules of their own)."""
 DESIGNS = ("grid", "isoflop", "grid+isoflop", "curves")
 BACKENDS = ("local", "slurm")
 WANDB_MODES = ("offline", "online", "disabled")

@@ -272,7 +272,7 @@ def _fit_sizes(by_size: dict[int, list[str]], curves: dict[str, Curve], specs: d
         if n_boot > 0:
             fit = bootstrap_curves(fit, runs, n_boot=n_boot, seed=seed)
         fits[n_params] = fit
-        table = fit.bootstrap_ if fit.bootstrap_ is not None else None
+        table = fit.bootstrap_
         columns[n_params] = [] if table is None else [dict(zip(LAW_PARAMS[law], row))
                                                        for row in table[list(LAW_PARAMS[law])].to_numpy()]
     depth = min(len(c) for c in columns.values())

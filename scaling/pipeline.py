@@ -108,13 +108,14 @@ def report_frame(frame: pd.DataFrame, where: Path, source: str, *, n_boot: int |
     if len(done) < 2:  # no law can be fitted; fail in one line instead of writing an empty report
         raise FitError(f"{source}: {len(done)} usable run(s) of {len(frame)}; a fit needs at least 2"
                        + (f" ({excluded[0]}{', ...' if len(excluded) > 1 else ''})" if excluded else ""))
-    law_lines = hparam_law_lines(frame, source, n_boot=DEFAULT_N_BOOT if n_boot is None else n_boot)
+    boots = DEFAULT_N_BOOT if n_boot is None else n_boot  # `scaling plot` (None): the laws below fit with the default
+    law_lines = hparam_law_lines(frame, source, n_boot=boots)
     repeated = say_repeated(frame)  # a bad lr column failed above, before the fit
     laws = fit_and_plot(frame[~repeated], where, n_boot=n_boot, holdout=holdout, all_seeds=all_seeds, reuse=reuse)
     for line in law_lines:
         print(line)
     if repeated.any():  # Approach 3 above fitted the single-epoch runs; the data-constrained law fits all
-        for line in fit_repetition(frame, where, budgets_for(frame), DEFAULT_N_BOOT if n_boot is None else n_boot):
+        for line in fit_repetition(frame, where, budgets_for(frame), boots):
             print(line)
     if at:
         print("\nat the budgets asked for (--at), Approach 3:")
@@ -318,6 +319,10 @@ def compare_sources(sources: list[str], budgets: np.ndarray, n_boot: int = 1000,
         print(f"plot: {fig_path}")
 
 
+DATA_CONSTRAINED_TITLE = "Data-constrained law (Muennighoff et al. 2023)"
+"""The heading of the data-constrained law's section on the `scaling report` page."""
+
+
 def report_source(source: str, out: str | Path | None = None, n_boot: int = 1000, holdout: int = 0,
                   all_runs: bool = False, allow_mixed_data: bool = False) -> Path:
     """`scaling report SOURCE`: fit a sweep .toml, results folder or CSV as `scaling fit` does (one section per
@@ -340,11 +345,11 @@ def report_source(source: str, out: str | Path | None = None, n_boot: int = 1000
         try:
             rep = repetition_report(frame, budgets, n_boot)
         except FitError as exc:
-            more.append(TextSection("Data-constrained law (Muennighoff et al. 2023)", [f"not fitted ({exc})"]))
+            more.append(TextSection(DATA_CONSTRAINED_TITLE, [f"not fitted ({exc})"]))
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 figure = draw_repetition(rep, budgets, Path(tmp) / "allocation.png")
-                more.append(TextSection("Data-constrained law (Muennighoff et al. 2023)", rep.lines,
+                more.append(TextSection(DATA_CONSTRAINED_TITLE, rep.lines,
                                         figures={figure.name: figure.read_bytes()}))
         frame = frame[~repeated]
     families = split_by_arch(frame)

@@ -118,7 +118,7 @@ def hoffmann_grid() -> np.ndarray:
     return np.array(grid, dtype=float)
 
 
-def _huber(r: np.ndarray, delta: float) -> np.ndarray:
+def huber(r: np.ndarray, delta: float) -> np.ndarray:
     """Huber loss: r^2/2 inside [-delta, delta], delta (|r| - delta/2) outside."""
     absr = np.abs(r)
     return np.where(absr <= delta, 0.5 * r * r, delta * (absr - 0.5 * delta))
@@ -142,7 +142,7 @@ def _objective_grid(thetas: np.ndarray, log_n: np.ndarray, log_d: np.ndarray,
     out = np.empty(len(thetas))
     for start in range(0, len(thetas), chunk):
         pred = _log_predict(thetas[start:start + chunk], log_n, log_d)
-        out[start:start + chunk] = _huber(log_l - pred, delta).sum(axis=1)
+        out[start:start + chunk] = huber(log_l - pred, delta).sum(axis=1)
     return out
 
 

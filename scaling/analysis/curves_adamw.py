@@ -33,6 +33,8 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.stats import linregress
 
+from scaling.analysis.approach3 import huber  # Huber(delta), the objective of every fit here
+
 __all__ = ["warm_start", "adamw", "ADAMW_LR", "ADAMW_STEPS", "ADAMW_PATIENCE", "ADAMW_WEIGHT_DECAY"]
 
 ADAMW_LR = (5e-2, 5e-2, 5e-3, 5e-2, 5e-2, 5e-3, 5e-3)
@@ -43,11 +45,6 @@ ADAMW_WEIGHT_DECAY = 0.01   # torch.optim.AdamW's default, which their code leav
 ADAMW_GRAD_NORM = 1e-5
 ANNEALING_START = (1.0, 0.5, 0.5)
 """C, beta, gamma at the start of the AdamW stage."""
-
-
-def _huber(r: np.ndarray, delta: float) -> np.ndarray:
-    a = np.abs(r)
-    return np.where(a < delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
 def warm_start(s1: Sequence[np.ndarray], eta: Sequence[np.ndarray], loss: Sequence[np.ndarray],
@@ -68,7 +65,7 @@ def warm_start(s1: Sequence[np.ndarray], eta: Sequence[np.ndarray], loss: Sequen
         psi = w_all * np.clip(r, -delta, delta) / pred   # d objective / d pred, up to the sign
         grad = -np.array([psi.sum(), (psi * power).sum(), -(psi * A * power * log_s1).sum(),
                           -(psi * gap).sum()])
-        return float((w_all * _huber(r, delta)).sum()), grad
+        return float((w_all * huber(r, delta)).sum()), grad
 
     grid = product(np.linspace(low - 0.2, low + 0.2, 5), np.linspace(np.exp(intercept) - 0.1,
                                                                      np.exp(intercept) + 0.1, 3),
@@ -96,7 +93,7 @@ def adamw(residuals: Callable[[np.ndarray], np.ndarray], jacobian: Callable[[np.
     best_f, best_p, lowest, stale = np.inf, None, np.inf, 0
     for step in range(ADAMW_STEPS):
         r = residuals(p)
-        f = float((point_weights * _huber(r, delta)).sum())
+        f = float((point_weights * huber(r, delta)).sum())
         g = (point_weights * np.clip(r, -delta, delta)) @ jacobian(p)
         if not (np.isfinite(f) and np.all(np.isfinite(g))):
             break

@@ -195,7 +195,6 @@ def bootstrap_curves_joint(groups: Mapping[object, Sequence[Curve]], fits: Mappi
     than `min_sizes` distinct sizes is skipped (Approach 3 on fewer sizes cannot separate N from D).
     Returns one {key: (CurveFit, multiplicity)} per refit that converged."""
     keys = list(groups)
-    p0 = fits[keys[0]].params_
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n_boot):
@@ -206,10 +205,7 @@ def bootstrap_curves_joint(groups: Mapping[object, Sequence[Curve]], fits: Mappi
         sub = [k for k in keys if k in counts]
         problem = _Joint([groups[k] for k in sub])
         problem.weights = [np.full(len(d), float(counts[k])) for k, d in zip(sub, problem.designs)]
-        start = np.concatenate([np.array([p0["alpha"], math.log(p0["C"]), p0["beta"], p0["gamma"]])] +
-                               [np.array([fits[k].params_["L0"], math.log(fits[k].params_["A"]),
-                                          math.log(fits[k].params_["B"])]) for k in sub])
-        theta = _fit(problem, n_starts, fits[keys[0]].delta, extra=start)
+        theta = _fit(problem, n_starts, fits[keys[0]].delta, extra=_theta(sub, fits))
         if theta is not None:
             refit = _fits(problem, sub, groups, theta, fits[keys[0]].delta)
             out.append({k: (refit[k], counts[k]) for k in sub})
@@ -221,6 +217,17 @@ def _theta(keys: Sequence, fits: Mapping[object, CurveFit]) -> np.ndarray:
     return np.concatenate([np.array([p0["alpha"], math.log(p0["C"]), p0["beta"], p0["gamma"]])] +
                           [np.array([fits[k].params_["L0"], math.log(fits[k].params_["A"]),
                                      math.log(fits[k].params_["B"])]) for k in keys])
+
+
+def _fitted(curve: Curve, fit: CurveFit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the curve's measured steps, the fitted law there, the log residuals), over its finite, positive points."""
+    steps = np.asarray(curve.steps, dtype=np.int64)
+    loss = np.asarray(curve.loss, dtype=float)
+    ok = np.isfinite(loss) & (loss > 0)
+    if not ok.any():
+        return steps[ok], loss[ok], loss[ok]
+    predicted = fit.predict(curve.lrs, steps[ok])
+    return steps[ok], predicted, np.log(loss[ok]) - np.log(predicted)
 
 
 def _block_resample(resid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -245,29 +252,23 @@ def bootstrap_curves_joint_runs(groups: Mapping[object, Sequence[Curve]], fits: 
     keys = list(groups)
     delta = fits[keys[0]].delta
     start = _theta(keys, fits)
+    units = {key: list(dict.fromkeys(c.unit for c in groups[key])) for key in keys}
+    # A one-unit size's measured points, fitted curve and log residuals: the same in every replicate.
+    fitted = {key: [_fitted(c, fits[key]) for c in groups[key]] for key in keys if len(units[key]) < 2}
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n_boot):
         drawn_groups, weights = [], []
         for key in keys:
             curves = list(groups[key])
-            units = list(dict.fromkeys(c.unit for c in curves))
-            if len(units) >= 2:
-                drawn = rng.integers(0, len(units), len(units))
-                count = {u: int((drawn == i).sum()) for i, u in enumerate(units)}
+            if len(units[key]) >= 2:
+                drawn = rng.integers(0, len(units[key]), len(units[key]))
+                count = {u: int((drawn == i).sum()) for i, u in enumerate(units[key])}
                 drawn_groups.append(curves)
                 weights.append([float(count[c.unit]) for c in curves])
                 continue
-            perturbed = []
-            for c in curves:
-                steps = np.asarray(c.steps, dtype=np.int64)
-                loss = np.asarray(c.loss, dtype=float)
-                ok = np.isfinite(loss) & (loss > 0)
-                if not ok.any():
-                    continue
-                fitted = fits[key].predict(c.lrs, steps[ok])
-                resid = np.log(loss[ok]) - np.log(fitted)
-                perturbed.append(replace(c, steps=steps[ok], loss=fitted * np.exp(_block_resample(resid, rng))))
+            perturbed = [replace(c, steps=steps, loss=curve * np.exp(_block_resample(resid, rng)))
+                         for c, (steps, curve, resid) in zip(curves, fitted[key]) if len(steps)]
             drawn_groups.append(perturbed)
             weights.append([1.0] * len(perturbed))
         problem = _Joint(drawn_groups)
