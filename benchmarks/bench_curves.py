@@ -100,7 +100,7 @@ def main() -> None:
     curves_t = curves_from_folder(dir_t) if dir_t.exists() else {}
     print("\n| tiny run | tokens | " + " | ".join(f"{m} pred (err)" for m in fits) + " | actual |\n"
           + "|---" * (3 + len(fits)) + "|")
-    max_tokens = max(cfg_c.grid.n_tokens)
+    trunk = {size: max(r.n_tokens for r in mine) for size, mine in size_of.items()}  # each size's longest run
     for size in sizes:
         for r in plan_t.runs:
             if (r.shape.n_layer, r.shape.d_model) != size:
@@ -114,7 +114,7 @@ def main() -> None:
                     cells.append(f"{pred:.4f}")
                     continue
                 err = (pred - actual) / actual
-                errors[method]["in" if r.n_tokens <= 1.01 * max_tokens else "out"].append(err)
+                errors[method]["in" if r.n_tokens <= 1.01 * trunk[size] else "out"].append(err)
                 own = curves_t.get(r.run_id)
                 if own is not None and len(own.steps) and own.steps[-1] == r.n_steps:
                     on_sample[method].append(pred / scale[size] / own.loss[-1] - 1)
@@ -131,17 +131,16 @@ def main() -> None:
                   f"{100 * np.mean(np.abs(both)):.2f}% | {100 * np.max(np.abs(both)):.2f}% | {100 * np.mean(both):+.2f}% | "
                   f"{100 * np.mean(np.abs(on_sample[method])) if on_sample[method] else float('nan'):.2f}% "
                   f"({len(on_sample[method])}) |")
-    _n_opt_table(args, cfg_c, plan_t, dir_t, sizes, size_of, trimmed, fits["joint, trimmed"], scale)
+    _n_opt_table(args, cfg_c, plan_t, dir_t, sizes, trimmed, fits["joint, trimmed"], scale)
 
 
-def _n_opt_table(args, cfg_c, plan_t, dir_t, sizes, size_of, trimmed, joint, scale) -> None:
+def _n_opt_table(args, cfg_c, plan_t, dir_t, sizes, trimmed, joint, scale) -> None:
     """N_opt at tiny's largest compute: tiny's own Approach 3 with its bootstrap over runs, beside Approach 3
     on tiny_curves' curve-predicted end points (the joint, trimmed law at tiny's grid budgets, rescaled to the
     full held-out set), its interval from refits on resampled sizes: each replicate draws the sizes with
     replacement (a size, one WSD trunk with its branches, is the design's independent unit), refits the joint
     curve law on them and Approach 3 on the drawn sizes' predicted end points."""
     c_max = max(r.flops_6nd for r in plan_t.runs)
-    budgets = sorted(set(cfg_c.grid.n_tokens))
     print(f"\nN_opt at tiny's largest compute C = 6ND = {c_max:.3g}:\n\n| design | points | N_opt | 95% interval | "
           "width | alpha [95%] | beta [95%] |\n|---|---|---|---|---|---|---|")
     ends = [(r.n_params, r.n_tokens, read_result(dir_t / r.run_id)) for r in plan_t.runs] if dir_t.exists() else []
@@ -155,13 +154,16 @@ def _n_opt_table(args, cfg_c, plan_t, dir_t, sizes, size_of, trimmed, joint, sca
               f"{_n_opt(law.params_, c_max):.3g} | [{lo:.3g}, {hi:.3g}] | {hi / lo:.2f}x | "
               f"{law.params_.alpha:.3g} {_fmt(law.interval('alpha'))} | {law.params_.beta:.3g} {_fmt(law.interval('beta'))} |")
 
+    cosine = equivalent_grid(cfg_c).runs  # the curves sweep's sizes x budgets as cosine runs, tiny's settings
+
     def points(by_size, counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The curve law's final loss of tiny's own cosine grid run of each drawn size and budget (its exact
-        schedule), repeated by the size's multiplicity in the resample."""
+        """The curve law's final loss of the cosine run of each drawn size at each budget the curves sweep
+        stands for (its equivalent grid: every size x every n_tokens, and its explicit points), repeated by the
+        size's multiplicity in the resample."""
         rows = []
         for size, count in counts.items():
-            for r in plan_t.runs:
-                if (r.shape.n_layer, r.shape.d_model) == size and any(abs(r.n_tokens / b - 1) < 0.002 for b in budgets):
+            for r in cosine:
+                if (r.shape.n_layer, r.shape.d_model) == size:
                     loss = scale[size] * float(by_size[size].predict(lr_at_steps(r), [r.n_steps])[0])
                     rows += [(r.n_params, r.n_tokens, loss)] * count
         return tuple(np.array(x, dtype=float) for x in zip(*rows))
@@ -188,7 +190,7 @@ def _n_opt_table(args, cfg_c, plan_t, dir_t, sizes, size_of, trimmed, joint, sca
     else:
         cell = "- | -"
     print(f"| tiny_curves (joint curve law, trimmed; {len(n_opts)} of {args.n_boot} size resamples usable) | "
-          f"{len(L)} predicted (cosine, {', '.join(f'{b:.3g}' for b in budgets)} tokens) | {_n_opt(p, c_max):.3g} | {cell} | "
+          f"{len(L)} predicted (cosine, the equivalent grid) | {_n_opt(p, c_max):.3g} | {cell} | "
           f"{p.alpha:.3g} {_fmt(np.quantile(alphas, [.025, .975]) if alphas else None)} | "
           f"{p.beta:.3g} {_fmt(np.quantile(betas, [.025, .975]) if betas else None)} |")
     # The interval `scaling fit --curves` gives: the joint law refitted on resamples inside every size (a

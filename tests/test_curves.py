@@ -269,15 +269,17 @@ def test_curve_points_predict_every_budget_with_whole_run_replicates(tmp_path):
     from scaling.analysis.approach3 import ChinchillaLaw
     from scaling.curves_pipeline import curve_points, predicted_beside_trained
     folder = _curve_folder(tmp_path, [(10_000, 3.0), (40_000, 2.6)], [1000, 2000, 4000])
-    points = curve_points(folder, budgets=[1e6, 4e6, 8e6], n_boot=6)
+    points = curve_points(folder, budgets=[1e6, 3e6, 4e6, 8e6], n_boot=6)
     frame = points.frame
-    assert len(frame) == 6 and frame["predicted"].all()
-    # Trained budgets: the prediction sits on the trained run's final loss; the untrained 8e6 on the law.
+    # 8e6 is past both sizes' longest runs (4e6 tokens): left out, not extrapolated, and said so
+    assert len(frame) == 6 and frame["predicted"].all() and frame.n_tokens.max() == 4e6
+    assert "2 (size, budget) pair(s) past the size's longest run left out" in points.how
+    # Trained budgets: the prediction sits on the trained run's final loss; the untrained 3e6 on the law.
     trained = frame[np.isfinite(frame["trained_loss"])]
     assert len(trained) == 4 and np.allclose(trained["loss"], trained["trained_loss"], rtol=2e-3)
     truth = predict_curve("mpl", [2.6, 0.55, 0.5, 40.0, 2.0, 0.6, 0.6],
-                          run_lrs(n_steps=8000, lr=3e-3, warmup_steps=50, min_lr_ratio=0.1), [8000])[0]
-    row = frame[(frame.n_params == 40_000) & (frame.n_tokens == 8e6)].iloc[0]
+                          run_lrs(n_steps=3000, lr=3e-3, warmup_steps=50, min_lr_ratio=0.1), [3000])[0]
+    row = frame[(frame.n_params == 40_000) & (frame.n_tokens == 3e6)].iloc[0]
     assert row.loss == pytest.approx(truth, rel=3e-3)
     assert points.replicates.shape[1] == 6 and points.replicates.shape[0] >= 1
     assert len(predicted_beside_trained(points)) == 4
@@ -304,7 +306,7 @@ def test_curve_points_fit_one_law_jointly_over_sizes_and_resample_inside_sizes(t
     from scaling.curves_pipeline import curve_points
     folder = _curve_folder(_mk(tmp_path / "two"), [(10_000, 3.0), (40_000, 2.6)], [1000, 2000, 4000],
                            noise=0.003)
-    points = curve_points(folder, budgets=[1e6, 1e6 + 100, 8e6], n_boot=5)  # 1e6 + 100: the same run as 1e6
+    points = curve_points(folder, budgets=[1e6, 1e6 + 100, 3e6], n_boot=5)  # 1e6 + 100: the same run as 1e6
     assert points.how.startswith("one mpl law over 2 sizes")
     alphas = {round(f.params_["alpha"], 12) for f in points.fits.values()}
     gammas = {round(f.params_["gamma"], 12) for f in points.fits.values()}
