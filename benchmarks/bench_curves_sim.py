@@ -23,7 +23,7 @@ import time
 import numpy as np
 from scipy.stats import binomtest
 
-from scaling.simulate_curves import DESIGNS, INTERVALS, default_truth, flops_needed, ladder
+from scaling.simulate_curves import CURVE_SIZES, DESIGNS, INTERVALS, default_truth, flops_needed, ladder
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=30, help="unit resamples per interval")
     ap.add_argument("--n-starts", type=int, default=3, help="Approach 3 starts per (re)fit")
     ap.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=DESIGNS)
-    ap.add_argument("--curve-sizes", type=int, default=5, help="model sizes (trunks) of the curves designs")
+    ap.add_argument("--curve-sizes", type=int, default=CURVE_SIZES, help="model sizes (trunks) of the curves designs")
     ap.add_argument("--interval", default="auto", choices=(*INTERVALS, "auto"),
                     help="units: resample whole units; levels: redraw each unit's level (size_levels); auto: "
                          "levels for the curves designs, units for the others")

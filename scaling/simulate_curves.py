@@ -12,7 +12,7 @@ Designs, each at a total of F FLOPs (6ND summed over the tokens trained; a WSD b
 - "isoflop": three IsoFLOP budgets 4x apart, five sizes each over a 16x window centred on the true N_opt
   (isoflop_design), cosine runs;
 - "grid": a 4 x 4 log-spaced grid (log_grid_design), cosine runs;
-- "curves": five sizes over a 16x window centred on the truth's N_opt at the design's largest run, one WSD
+- "curves": CURVE_SIZES sizes over a 16x window centred on the truth's N_opt at the design's largest run, one WSD
   trunk per size to D_max with 20% 1-sqrt cooldown branches at D_max/4, D_max/2 and D_max; the multi-power
   law fitted jointly over sizes (curves_joint) predicts each size's cosine end loss at four budgets from
   D_max/8 to D_max, and Approach 3 is fitted to those;
@@ -22,7 +22,7 @@ predicted points (one trunk) or one trained cosine run:
 - "units": resample whole units with replacement (resamples with < 3 distinct units skipped);
 - "levels": redraw each unit's level around the fitted law (scaling.analysis.size_levels: the units' scatter
   estimated with the degrees of freedom the law leaves, a t-like draw); the curves designs' default, since
-  five trunks are too few units for the first (simulated coverage 9/20, benchmarks/README.md).
+  five trunks were too few units for the first (simulated coverage 9/20, benchmarks/README.md).
 The curve law is fitted once per dataset (not per replicate): its error shows as the units' scatter.
 """
 
@@ -49,6 +49,10 @@ PEAK_LR = 1e-3
 STEPS = 2000
 """Every simulated run has STEPS optimizer steps at its own batch (tokens per step = D / STEPS), so a curve
 costs the same to compute at any scale; the multi-power law sees the LR schedule, not the batch."""
+CURVE_SIZES = 6
+"""Model sizes (trunks) of the curves designs, as in sweeps/tiny_curves.toml: six leave Approach 3 three degrees
+of freedom for the sizes' scatter; with five (two) the level intervals covered 34 of 40 simulated sweeps at a
+median width of 15.9x, with six 73 of 80 at 6-9x (benchmarks/README.md)."""
 DESIGNS = ("isoflop", "grid", "curves", "curves+suggest")
 INTERVALS = ("units", "levels")
 
@@ -89,7 +93,7 @@ def _cosine_runs(truth: CurveTruth, design: pd.DataFrame, rng: np.random.Generat
     return out
 
 
-def curves_design(truth: CurveTruth, flops: float, n_sizes: int = 5, window: float = 16.0
+def curves_design(truth: CurveTruth, flops: float, n_sizes: int = CURVE_SIZES, window: float = 16.0
                   ) -> tuple[np.ndarray, float]:
     """(sizes, D_max) of the curves design costing `flops`: trunks to D_max plus branch cooldowns."""
     def layout(n_mid: float) -> tuple[np.ndarray, float, float]:
@@ -187,7 +191,8 @@ def _five(p) -> tuple[float, float, float, float, float]:
     return p.E, p.A, p.B, p.alpha, p.beta
 
 
-def dataset(truth: CurveTruth, design: str, flops: float, seed: int, n_starts: int = 10, curve_sizes: int = 5
+def dataset(truth: CurveTruth, design: str, flops: float, seed: int, n_starts: int = 10,
+            curve_sizes: int = CURVE_SIZES
             ) -> pd.DataFrame:
     """One simulated sweep of `design` spending `flops`: its (N, D, loss, unit) points."""
     rng = np.random.default_rng(seed)
@@ -220,7 +225,7 @@ def design_flops(points: pd.DataFrame, design: str, flops: float) -> float:
 
 
 def ladder(truth: CurveTruth, designs=DESIGNS, fractions=(1 / 64, 1 / 16, 1 / 4, 1.0), n_datasets: int = 8,
-           n_boot: int = 40, n_starts: int = 10, width: float = 1.5, curve_sizes: int = 5,
+           n_boot: int = 40, n_starts: int = 10, width: float = 1.5, curve_sizes: int = CURVE_SIZES,
            interval: str = "auto") -> pd.DataFrame:
     """Per design and total FLOPs (fractions of C*): datasets, median interval width hi/lo, coverage of the
     true N_opt(C*), and the share of datasets whose interval is at most `width` wide. `interval`: "units",

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from scaling.simulate_curves import (_curve_points, curves_design, dataset, default_truth, flops_needed, ladder,
-                                     level_interval, unit_interval)
+from scaling.simulate_curves import (CURVE_SIZES, _curve_points, curves_design, dataset, default_truth, flops_needed,
+                                     ladder, level_interval, unit_interval)
 
 
 def test_truth_and_curves_design_are_consistent():
@@ -43,7 +43,7 @@ def test_ladder_at_a_tiny_setting():
 def test_curves_plus_suggest_adds_trained_units():
     truth = default_truth()
     points = dataset(truth, "curves+suggest", 0.25 * truth.target_flops, seed=0, n_starts=2)
-    assert points.unit.nunique() > 5  # five sizes' curve points plus suggest's runs
+    assert points.unit.nunique() > CURVE_SIZES  # the sizes' curve points plus suggest's runs
     n_opt, lo, hi = unit_interval(points, truth.target_flops, n_boot=6, seed=0, n_starts=2)
     assert lo <= hi and n_opt > 0
 
@@ -53,7 +53,7 @@ def test_curves_intervals_redraw_size_levels_and_are_wider_than_size_resampling(
     9 of 20 times; redrawing each size's level around the law (size_levels) gives a t-like, wider interval,
     and the ladder uses it for the curves designs by default."""
     truth = default_truth()
-    points = dataset(truth, "curves", 0.25 * truth.target_flops, seed=3, n_starts=2)
+    points = dataset(truth, "curves", 0.25 * truth.target_flops, seed=3, n_starts=2, curve_sizes=5)
     n_units, lo_u, hi_u = unit_interval(points, truth.target_flops, n_boot=12, seed=3, n_starts=2)
     n_levels, lo_l, hi_l = level_interval(points, truth.target_flops, n_boot=12, seed=3, n_starts=2)
     assert n_units == n_levels and lo_l <= n_levels <= hi_l
