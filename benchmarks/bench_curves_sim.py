@@ -8,8 +8,9 @@ designs: a centred IsoFLOP design, a 4 x 4 grid, the curves design (one WSD trun
 branches, the joint curve law predicting cosine end points) and the curves design at half the FLOPs plus
 `suggest` spending the other half. For each design and each total FLOPs (a fraction of C* = 1e21) the
 script simulates --datasets sweeps, fits Approach 3 and its 95% interval of N_opt(C*) (--interval: a
-bootstrap over whole units, a trained run or one size's curve-predicted points; or each unit's level redrawn
-around the fitted law, scaling.analysis.size_levels; by default the latter for the curves designs), and prints the median interval width,
+bootstrap over whole units, a trained run or one size's curve-predicted points; each unit's level redrawn
+around the fitted law, scaling.analysis.size_levels; or that and the curve law refitted in each replicate,
+as `scaling fit --curves` does, the curves designs' default), and prints the median interval width,
 the share of intervals at most 1.5x wide and the coverage of the true N_opt(C*); then, per design, the least
 FLOPs whose median interval is at most 1.5x wide, and the coverage pooled over every FLOPs level with its
 Clopper-Pearson 95% interval (target: >= 90%).
@@ -36,14 +37,17 @@ def main() -> None:
     ap.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=DESIGNS)
     ap.add_argument("--curve-sizes", type=int, default=CURVE_SIZES, help="model sizes (trunks) of the curves designs")
     ap.add_argument("--interval", default="auto", choices=(*INTERVALS, "auto"),
-                    help="units: resample whole units; levels: redraw each unit's level (size_levels); auto: "
-                         "levels for the curves designs, units for the others")
+                    help="units: resample whole units; levels: redraw each unit's level (size_levels); "
+                         "levels+refits: also refit the curve law per replicate (as scaling fit --curves); auto: "
+                         "levels+refits for the curves designs, units for the others")
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="seed of the first dataset (FLOPs level i uses first-seed + i * datasets onwards)")
     args = ap.parse_args()
     truth = default_truth()
     t0 = time.perf_counter()
     table = ladder(truth, designs=args.designs, fractions=tuple(args.fractions), n_datasets=args.datasets,
                    n_boot=args.n_boot, n_starts=args.n_starts, curve_sizes=args.curve_sizes,
-                   interval=args.interval)
+                   interval=args.interval, first_seed=args.first_seed)
     print(f"true N_opt(C* = {truth.target_flops:.3g}) of the cosine end loss: {truth.n_opt(truth.target_flops):.4g} "
           f"(Chinchilla's constant-LR law alone: {float(np.asarray(truth.law.compute_optimal(truth.target_flops)[0])):.4g})\n")
     print("| design | interval | FLOPs | / C* | datasets | median width | <= 1.5x | coverage |\n"

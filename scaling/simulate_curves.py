@@ -17,13 +17,16 @@ Designs, each at a total of F FLOPs (6ND summed over the tokens trained; a WSD b
   law fitted jointly over sizes (curves_joint) predicts each size's cosine end loss at four budgets from
   D_max/8 to D_max, and Approach 3 is fitted to those;
 - "curves+suggest": the curves design at F/2, then `suggest` spends the other F/2 on cosine runs.
-N_opt's 95% interval, two ways (`INTERVALS`), Approach 3 refitted on each replicate; a unit is one size's
+N_opt's 95% interval, three ways (`INTERVALS`), Approach 3 refitted on each replicate; a unit is one size's
 predicted points (one trunk) or one trained cosine run:
 - "units": resample whole units with replacement (resamples with < 3 distinct units skipped);
 - "levels": redraw each unit's level around the fitted law (scaling.analysis.size_levels: the units' scatter
   estimated with the degrees of freedom the law leaves, a t-like draw); the curves designs' default, since
   five trunks were too few units for the first (simulated coverage 9/20, benchmarks/README.md).
-The curve law is fitted once per dataset (not per replicate): its error shows as the units' scatter.
+- "levels+refits": as "levels", and each replicate first refits the joint curve law on its curves resampled
+  inside each size (bootstrap_curves_joint_runs) and predicts the sizes' points again: what `scaling fit
+  --curves` does, and the curves designs' default. With "levels" the curve law is fitted once per dataset,
+  and an error in its shared shape, which moves every size's points alike, is in no replicate.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import pandas as pd
 
 from scaling.analysis import ChinchillaLaw
 from scaling.analysis.curves import Curve, predict_curve
-from scaling.analysis.curves_joint import fit_curves_joint
+from scaling.analysis.curves_joint import bootstrap_curves_joint_runs, fit_curves_joint
 from scaling.analysis.lr_schedules import cosine_lrs, wsd_lrs
 from scaling.analysis.size_levels import level_shifts
 from scaling.analysis.suggest import Candidate, fit_ensemble, suggest
@@ -51,10 +54,10 @@ STEPS = 2000
 costs the same to compute at any scale; the multi-power law sees the LR schedule, not the batch."""
 CURVE_SIZES = 6
 """Model sizes (trunks) of the curves designs, as in sweeps/tiny_curves.toml: six leave Approach 3 three degrees
-of freedom for the sizes' scatter; with five (two) the level intervals covered 34 of 40 simulated sweeps at a
-median width of 15.9x, with six 73 of 80 at 6-9x (benchmarks/README.md)."""
+of freedom for the sizes' scatter; with five (two) the level intervals covered 34 of 40 simulated sweeps, with
+six 72 of 80 and narrower (benchmarks/README.md)."""
 DESIGNS = ("isoflop", "grid", "curves", "curves+suggest")
-INTERVALS = ("units", "levels")
+INTERVALS = ("units", "levels", "levels+refits")
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,33 @@ def curves_design(truth: CurveTruth, flops: float, n_sizes: int = CURVE_SIZES, w
     return sizes, d_max
 
 
+@dataclass(frozen=True)
+class CurveFits:
+    """What a curves design's points were predicted from: each size's simulated curves, the joint law fitted
+    to them, D_max, and the unit of each size's points (so an interval can refit the law as `scaling fit
+    --curves` does)."""
+    groups: dict
+    fits: dict
+    d_max: float
+    units: dict
+
+
+def _budgets(d_max: float) -> np.ndarray:
+    """The budgets whose cosine end loss a curves design predicts: four from D_max / 8 to D_max."""
+    return d_max * np.geomspace(1 / 8, 1, 4)
+
+
+def _cosine_ends(fit, d_max: float) -> list[float]:
+    """A size's curve law's final loss of a cosine run at each of _budgets(d_max)."""
+    out = []
+    for d in _budgets(d_max):
+        steps_run = int(round(STEPS * d / d_max))
+        out.append(float(fit.predict(cosine_lrs(steps_run, PEAK_LR, 0.1 * PEAK_LR, STEPS // 100), [steps_run])[0]))
+    return out
+
+
 def _curve_points(truth: CurveTruth, sizes: np.ndarray, d_max: float, rng: np.random.Generator, unit0: int = 0
-                  ) -> pd.DataFrame:
+                  ) -> tuple[pd.DataFrame, CurveFits]:
     """Simulate each size's trunk and branches, fit the joint curve law, predict cosine end points."""
     groups = {}
     for n in sizes:
@@ -126,14 +154,9 @@ def _curve_points(truth: CurveTruth, sizes: np.ndarray, d_max: float, rng: np.ra
             curves.append(Curve(name=f"{n:.3g}-{frac}", lrs=lrs, steps=steps, loss=loss, group=f"{n:.3g}"))
         groups[float(n)] = curves
     fits = fit_curves_joint(groups, n_starts=2)
-    rows = []
-    for i, n in enumerate(sizes):
-        for d in d_max * np.geomspace(1 / 8, 1, 4):
-            steps_run = int(round(STEPS * d / d_max))
-            lrs = cosine_lrs(steps_run, PEAK_LR, 0.1 * PEAK_LR, STEPS // 100)
-            rows.append({"n_params": float(n), "n_tokens": float(d),
-                         "loss": float(fits[float(n)].predict(lrs, [steps_run])[0]), "unit": unit0 + i})
-    return pd.DataFrame(rows)
+    rows = [{"n_params": float(n), "n_tokens": float(d), "loss": loss, "unit": unit0 + i}
+            for i, n in enumerate(sizes) for d, loss in zip(_budgets(d_max), _cosine_ends(fits[float(n)], d_max))]
+    return pd.DataFrame(rows), CurveFits(groups, fits, d_max, {unit0 + i: float(n) for i, n in enumerate(sizes)})
 
 
 def unit_interval(points: pd.DataFrame, target: float, n_boot: int, seed: int, n_starts: int = 10
@@ -157,18 +180,23 @@ def unit_interval(points: pd.DataFrame, target: float, n_boot: int, seed: int, n
     return _estimate_and_interval(fit, target, n_opts)
 
 
-def level_interval(points: pd.DataFrame, target: float, n_boot: int, seed: int, n_starts: int = 10
-                   ) -> tuple[float, float, float]:
+def level_interval(points: pd.DataFrame, target: float, n_boot: int, seed: int, n_starts: int = 10,
+                   curves: CurveFits | None = None) -> tuple[float, float, float]:
     """(N_opt, lo, hi): Approach 3 on `points`, 95% interval from refits on replicates whose units' levels are
-    redrawn (scaling.analysis.size_levels). A replicate whose law does not fall with N counts as N_opt = 0,
+    redrawn (scaling.analysis.size_levels). With `curves` (what the points were predicted from), each replicate
+    also refits the joint curve law (bootstrap_curves_joint_runs) and re-predicts those points first: the
+    interval `scaling fit --curves` gives. A replicate whose law does not fall with N counts as N_opt = 0,
     one that does not fall with D as N_opt = inf (where the compute-optimal split goes), not left out."""
     fit = ChinchillaLaw(n_starts=n_starts).fit(points.n_params, points.n_tokens, points.loss)
     shifts = level_shifts(fit.params_, points.n_params, points.n_tokens, points.loss, points.unit, n_boot, seed)
+    losses = [points.loss.to_numpy(float)] * n_boot
+    if curves is not None:
+        losses = [_repredicted(points, curves, refit)
+                  for refit in bootstrap_curves_joint_runs(curves.groups, curves.fits, n_boot=n_boot, seed=seed)]
     n_opts = []
-    for shift in shifts:
+    for loss, shift in zip(losses, shifts):
         try:
-            p = ChinchillaLaw(n_starts=n_starts).fit(points.n_params, points.n_tokens,
-                                                     points.loss * np.exp(shift)).params_
+            p = ChinchillaLaw(n_starts=n_starts).fit(points.n_params, points.n_tokens, loss * np.exp(shift)).params_
         except FitError:
             continue
         if p.degenerate:
@@ -176,6 +204,15 @@ def level_interval(points: pd.DataFrame, target: float, n_boot: int, seed: int, 
         else:
             n_opts.append(float(np.asarray(ChinchillaLaw.from_params(*_five(p)).compute_optimal(target)[0])))
     return _estimate_and_interval(fit, target, n_opts)
+
+
+def _repredicted(points: pd.DataFrame, curves: CurveFits, refit: dict) -> np.ndarray:
+    """`points`' losses with each curve unit's points predicted again from a refit of the curve law."""
+    loss = points.loss.to_numpy(float).copy()
+    for unit, size in curves.units.items():
+        rows = np.flatnonzero(points.unit.to_numpy() == unit)
+        loss[rows] = _cosine_ends(refit[size], curves.d_max)
+    return loss
 
 
 def _estimate_and_interval(fit: ChinchillaLaw, target: float, n_opts: list[float]) -> tuple[float, float, float]:
@@ -192,20 +229,25 @@ def _five(p) -> tuple[float, float, float, float, float]:
 
 
 def dataset(truth: CurveTruth, design: str, flops: float, seed: int, n_starts: int = 10,
-            curve_sizes: int = CURVE_SIZES
-            ) -> pd.DataFrame:
+            curve_sizes: int = CURVE_SIZES) -> pd.DataFrame:
     """One simulated sweep of `design` spending `flops`: its (N, D, loss, unit) points."""
+    return simulate(truth, design, flops, seed, n_starts, curve_sizes)[0]
+
+
+def simulate(truth: CurveTruth, design: str, flops: float, seed: int, n_starts: int = 10,
+             curve_sizes: int = CURVE_SIZES) -> tuple[pd.DataFrame, CurveFits | None]:
+    """dataset()'s points, and for the curves designs what their curve points were predicted from."""
     rng = np.random.default_rng(seed)
     if design == "isoflop":
-        return _cosine_runs(truth, isoflop_design(truth.law, flops), rng)
+        return _cosine_runs(truth, isoflop_design(truth.law, flops), rng), None
     if design == "grid":
         n_lo = float(np.asarray(truth.law.compute_optimal(truth.target_flops)[0])) / 100
-        return _cosine_runs(truth, log_grid_design(n_lo, 20 * n_lo, flops), rng)
+        return _cosine_runs(truth, log_grid_design(n_lo, 20 * n_lo, flops), rng), None
     if design == "curves":
         return _curve_points(truth, *curves_design(truth, flops, curve_sizes), rng)
     if design == "curves+suggest":
         sizes, d_max = curves_design(truth, flops / 2, curve_sizes)
-        points = _curve_points(truth, sizes, d_max, rng)
+        points, curves = _curve_points(truth, sizes, d_max, rng)
         ens = fit_ensemble(points[["n_params", "n_tokens", "loss"]].assign(run_id=[f"p{i}" for i in range(len(points))]),
                            n_boot=30, seed=seed, n_starts=n_starts)
         cands = [Candidate(n_params=n, n_tokens=d, flops=6 * n * d)
@@ -215,7 +257,7 @@ def dataset(truth: CurveTruth, design: str, flops: float, seed: int, n_starts: i
             new = pd.DataFrame([{"n_params": c.n_params, "n_tokens": c.n_tokens} for c in picks])
             points = pd.concat([points, _cosine_runs(truth, new, rng, unit0=int(points.unit.max()) + 1)],
                                ignore_index=True)
-        return points
+        return points, curves
     raise ValueError(f"design {design!r}: one of {', '.join(DESIGNS)}")
 
 
@@ -226,26 +268,30 @@ def design_flops(points: pd.DataFrame, design: str, flops: float) -> float:
 
 def ladder(truth: CurveTruth, designs=DESIGNS, fractions=(1 / 64, 1 / 16, 1 / 4, 1.0), n_datasets: int = 8,
            n_boot: int = 40, n_starts: int = 10, width: float = 1.5, curve_sizes: int = CURVE_SIZES,
-           interval: str = "auto") -> pd.DataFrame:
+           interval: str = "auto", first_seed: int = 0) -> pd.DataFrame:
     """Per design and total FLOPs (fractions of C*): datasets, median interval width hi/lo, coverage of the
-    true N_opt(C*), and the share of datasets whose interval is at most `width` wide. `interval`: "units",
-    "levels", or "auto" (levels for the curves designs, units for the others)."""
+    true N_opt(C*), and the share of datasets whose interval is at most `width` wide. `interval`: one of
+    INTERVALS, or "auto" (levels+refits for the curves designs, units for the others). FLOPs level i draws
+    seeds first_seed + i * n_datasets onwards (a ladder split over processes stays independent datasets)."""
     if interval not in (*INTERVALS, "auto"):
         raise ValueError(f"interval {interval!r}: one of {', '.join(INTERVALS)}, auto")
     true_n = truth.n_opt(truth.target_flops)
     rows = []
     for design in designs:
-        method = interval if interval != "auto" else ("levels" if design.startswith("curves") else "units")
-        how = level_interval if method == "levels" else unit_interval
+        method = interval if interval != "auto" else ("levels+refits" if design.startswith("curves") else "units")
         for level, frac in enumerate(fractions):
             flops = frac * truth.target_flops
             widths, covered, spent = [], [], []
             # distinct seeds per FLOPs level: the same seed draws the same noise pattern at every scale, so
             # reusing seeds 0..n-1 would make the levels' datasets copies of n patterns, not independent
-            for seed in range(level * n_datasets, (level + 1) * n_datasets):
+            for seed in range(first_seed + level * n_datasets, first_seed + (level + 1) * n_datasets):
                 try:
-                    pts = dataset(truth, design, flops, seed, n_starts, curve_sizes)
-                    _, lo, hi = how(pts, truth.target_flops, n_boot, seed, n_starts)
+                    pts, curves = simulate(truth, design, flops, seed, n_starts, curve_sizes)
+                    if method == "units":
+                        _, lo, hi = unit_interval(pts, truth.target_flops, n_boot, seed, n_starts)
+                    else:
+                        _, lo, hi = level_interval(pts, truth.target_flops, n_boot, seed, n_starts,
+                                                   curves if method == "levels+refits" else None)
                 except FitError:
                     lo = hi = math.nan
                     pts = None
