@@ -13,7 +13,7 @@ Three fits of the same curves are printed side by side: each size's own law (eve
 sizes with alpha, C, beta, gamma shared (scaling.analysis.curves_joint), and the shared law without each
 curve's points before one warmup; errors are given on val_loss (rescaled as above) and on the curve sample.
 Then N_opt at tiny's largest compute: tiny's Approach 3 (bootstrap over runs) beside Approach 3 on the
-shared, trimmed law's predicted cosine end points at tiny's grid budgets (bootstrap over whole sizes, the
+shared, trimmed law's predicted cosine end points of the curves sweep's equivalent grid (bootstrap over whole sizes, the
 curve law refitted on each resample), and beside it the interval `scaling fit --curves` gives (the joint law
 refitted on resamples inside each size, each size's level redrawn around Approach 3: size_levels).
 
@@ -34,7 +34,7 @@ from scaling.analysis.curves import fit_curves
 from scaling.analysis.curves_joint import (bootstrap_curves_joint, bootstrap_curves_joint_runs, fit_curves_joint,
                                           trim_warmup)
 from scaling.analysis.size_levels import level_shifts
-from scaling.analysis.approach3 import ChinchillaLaw
+from scaling.analysis.approach3 import ChinchillaLaw, compute_optimal_sizes
 from scaling.curves_pipeline import curves_from_folder
 from scaling.errors import FitError
 from scaling.config import load_sweep
@@ -136,8 +136,8 @@ def main() -> None:
 
 def _n_opt_table(args, cfg_c, plan_t, dir_t, sizes, trimmed, joint, scale) -> None:
     """N_opt at tiny's largest compute: tiny's own Approach 3 with its bootstrap over runs, beside Approach 3
-    on tiny_curves' curve-predicted end points (the joint, trimmed law at tiny's grid budgets, rescaled to the
-    full held-out set), its interval from refits on resampled sizes: each replicate draws the sizes with
+    on tiny_curves' curve-predicted end points (the joint, trimmed law's cosine runs of its equivalent grid,
+    rescaled to the full held-out set), its interval from refits on resampled sizes: each replicate draws the sizes with
     replacement (a size, one WSD trunk with its branches, is the design's independent unit), refits the joint
     curve law on them and Approach 3 on the drawn sizes' predicted end points."""
     c_max = max(r.flops_6nd for r in plan_t.runs)
@@ -168,7 +168,8 @@ def _n_opt_table(args, cfg_c, plan_t, dir_t, sizes, trimmed, joint, scale) -> No
                     rows += [(r.n_params, r.n_tokens, loss)] * count
         return tuple(np.array(x, dtype=float) for x in zip(*rows))
 
-    N, D, L = points(joint, {s: 1 for s in sizes})
+    ones = {s: 1 for s in sizes}
+    N, D, L = points(joint, ones)
     fit = ChinchillaLaw().fit(N, D, L)
     reps = bootstrap_curves_joint(trimmed, joint, n_boot=args.n_boot, seed=0)
     n_opts, alphas, betas = [], [], []
@@ -195,8 +196,7 @@ def _n_opt_table(args, cfg_c, plan_t, dir_t, sizes, trimmed, joint, scale) -> No
           f"{p.beta:.3g} {_fmt(np.quantile(betas, [.025, .975]) if betas else None)} |")
     # The interval `scaling fit --curves` gives: the joint law refitted on resamples inside every size (a
     # size of one trunk: its curves' residuals in blocks) and each size's level redrawn around Approach 3
-    # (size_levels; 4 sizes leave 4 - 3 = 1 degree of freedom for their scatter)
-    ones = {s: 1 for s in sizes}
+    # (size_levels; K sizes sharing their budgets leave K - 3 degrees of freedom for their scatter)
     reps = bootstrap_curves_joint_runs(trimmed, joint, n_boot=args.n_boot, seed=0)
     shifts = level_shifts(fit.params_, N, D, L, N, n_boot=len(reps), seed=0)
     n_opts, alphas, betas = [], [], []
@@ -223,9 +223,8 @@ def _fmt(interval) -> str:
 
 
 def _n_opt(p, c: float) -> float:
-    """Chinchilla's N_opt(C) = G (C / 6)^(beta / (alpha + beta)), G = (alpha A / (beta B))^(1 / (alpha + beta))."""
-    g = (p.alpha * p.A / (p.beta * p.B)) ** (1 / (p.alpha + p.beta))
-    return g * (c / 6) ** (p.beta / (p.alpha + p.beta))
+    """Chinchilla's N_opt(C) of law parameters p (approach3.compute_optimal_sizes, eq. 4)."""
+    return float(compute_optimal_sizes(p.A, p.B, p.alpha, p.beta, c)[0])
 
 
 if __name__ == "__main__":

@@ -364,7 +364,7 @@ def curves_fit(source: str, law: str = "mpl", n_boot: int = 100, seed: int = 0) 
         budgets |= {float(d) for d in cfg.grid.n_tokens}
     budgets = sorted(budgets)
     points = curve_points(folder, budgets, law=law, n_boot=n_boot, seed=seed)
-    print(f"curves: {points.how}, end points predicted at {len(points.frame) // len(points.fits)} token budget(s)")
+    print(f"curves: {points.how}, {len(points.frame)} end point(s) predicted over {len(points.fits)} size(s)")
     for line in predicted_beside_trained(points):
         print("  " + line)
     frame = points.frame

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis import ChinchillaLaw
+from scaling.analysis.approach3 import compute_optimal_sizes
 from scaling.analysis.curves import Curve, predict_curve
 from scaling.analysis.curves_joint import bootstrap_curves_joint_runs, fit_curves_joint
 from scaling.analysis.lr_schedules import cosine_lrs, wsd_lrs
@@ -176,7 +177,7 @@ def unit_interval(points: pd.DataFrame, target: float, n_boot: int, seed: int, n
         except FitError:
             continue
         if not p.degenerate:
-            n_opts.append(float(np.asarray(ChinchillaLaw.from_params(*_five(p)).compute_optimal(target)[0])))
+            n_opts.append(float(compute_optimal_sizes(p.A, p.B, p.alpha, p.beta, target)[0]))
     return _estimate_and_interval(fit, target, n_opts)
 
 
@@ -202,7 +203,7 @@ def level_interval(points: pd.DataFrame, target: float, n_boot: int, seed: int, 
         if p.degenerate:
             n_opts.append(0.0 if p.degenerate.split()[0] in ("alpha", "A") else math.inf)
         else:
-            n_opts.append(float(np.asarray(ChinchillaLaw.from_params(*_five(p)).compute_optimal(target)[0])))
+            n_opts.append(float(compute_optimal_sizes(p.A, p.B, p.alpha, p.beta, target)[0]))
     return _estimate_and_interval(fit, target, n_opts)
 
 
@@ -222,10 +223,6 @@ def _estimate_and_interval(fit: ChinchillaLaw, target: float, n_opts: list[float
         return n_opt, math.nan, math.nan
     lo, hi = np.quantile(n_opts, [0.025, 0.975])
     return n_opt, float(lo), float(hi)
-
-
-def _five(p) -> tuple[float, float, float, float, float]:
-    return p.E, p.A, p.B, p.alpha, p.beta
 
 
 def dataset(truth: CurveTruth, design: str, flops: float, seed: int, n_starts: int = 10,
